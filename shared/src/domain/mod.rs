@@ -1,0 +1,23 @@
+//! The pure core: what a call record is and how it may change.
+//! Nothing here knows about AWS, HTTP or Lambda; every rule is a plain function with table-driven tests.
+
+mod call;
+mod ids;
+mod merge;
+mod outcome;
+mod snapshot;
+mod state;
+mod time;
+mod transcript;
+
+pub use call::{
+    Analysis, CallMethod, CallResult, CallStatus, ConversationMessage, DataStatus, Outcome, Provider,
+    RequestInfo,
+};
+pub use ids::{is_uuid, CallId, InvalidCallId};
+pub use merge::{is_complete, merge_snapshot, Completeness};
+pub use outcome::outcome_from_ended_reason;
+pub use snapshot::{CallMetadata, CallSnapshot};
+pub use state::{apply_webhook, Bookkeeping, CallRecord, EventKey, WebhookOutcome};
+pub use time::{duration_minutes, parse_timestamp, to_iso};
+pub use transcript::{parse_transcript, TranscriptLine};

@@ -1,0 +1,14 @@
+//! ringback: Vapi phone calls in, complete and durable call records out.
+//!
+//! - [`domain`]: the pure core (call records, outcome rules, merging, the state machine);
+//! - [`vapi`]: reading Vapi's payloads at the edge, webhook authentication, the REST client;
+//! - [`ports`]: the small traits the services need (store, queue, Vapi, persistence, clock);
+//! - [`adapters`]: their real implementations (DynamoDB, SQS, in-process queue);
+//! - [`service`]: the use cases (ingest a webhook, show a call, enrich, start, clean up);
+//! - [`api`]: HTTP in and out, shared by the Lambda functions and the local runner;
+//! - [`config`], [`telemetry`]: typed configuration and JSON tracing.
+
+pub mod domain;
+pub mod ports;
+pub mod vapi;
+pub mod adapters;

@@ -1,0 +1,12 @@
+//! Vapi at the edge: its payloads read leniently into domain snapshots, webhook authentication on
+//! the raw body, and the REST client.
+
+mod auth;
+mod client;
+mod read;
+mod webhook;
+
+pub use auth::{sign, AuthError, WebhookAuth};
+pub use client::{VapiClient, VapiClientConfig};
+pub use read::snapshot_from_call;
+pub use webhook::{parse_webhook, CallEventKind, PayloadError, WebhookMessage};

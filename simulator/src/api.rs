@@ -1,0 +1,167 @@
+//! Vapi's REST surface: `POST /call`, `GET /call/{id}`, `GET /call`, plus the recordings the
+//! calls point at. Every answer of the API is JSON, errors in NestJS shape.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::lifecycle;
+use crate::scenario::Scenario;
+use crate::store::Fetch;
+use crate::{validate, SimulatorState};
+
+pub(crate) fn routes(state: SimulatorState) -> Router {
+    Router::new()
+        .route("/call", post(create_call).get(list_calls))
+        .route("/call/{id}", get(get_call))
+        .route("/recording/{file}", get(recording))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(state)
+}
+
+/// `{"message", "error", "statusCode"}`, the body NestJS gives every error.
+fn nest(status: StatusCode, message: impl Into<Value>) -> Response {
+    let body = json!({
+        "message": message.into(),
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "statusCode": status.as_u16(),
+    });
+    (status, Json(body)).into_response()
+}
+
+/// Bearer auth: any non-empty key, or exactly the configured one.
+fn authorize(state: &SimulatorState, headers: &HeaderMap) -> Result<(), Response> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    match (key, state.config().api_key.as_deref()) {
+        (Some(k), Some(want)) if k == want => Ok(()),
+        (Some(_), None) => Ok(()),
+        _ => Err(nest(
+            StatusCode::UNAUTHORIZED,
+            "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa.",
+        )),
+    }
+}
+
+async fn create_call(State(st): State<SimulatorState>, headers: HeaderMap, body: Bytes) -> Response {
+    let res = place(&st, &headers, &body);
+    let mut g = st.store().lock();
+    g.stats.post_call += 1;
+    if res.status().is_client_error() {
+        g.stats.post_call_refused += 1;
+    }
+    res
+}
+
+fn place(st: &SimulatorState, headers: &HeaderMap, body: &[u8]) -> Response {
+    if let Err(r) = authorize(st, headers) {
+        return r;
+    }
+    let req = match validate::create_call(body) {
+        Ok(r) => r,
+        Err(msg) => return nest(StatusCode::BAD_REQUEST, msg),
+    };
+    let customer = &req["customer"];
+    let scenario = Scenario::select(customer["name"].as_str(), customer["number"].as_str());
+    if scenario == Scenario::Refused {
+        return nest(StatusCode::BAD_REQUEST, json!(["customer.number must be a valid phone number"]));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let call = lifecycle::new_call(req, &id, Utc::now());
+    let script = lifecycle::script_for(scenario, st.config().flaky_failures);
+    st.store().insert(&id, call.clone(), script, false);
+    lifecycle::start(st, id.clone(), scenario);
+    tracing::info!(call_id = %id, %scenario, "call queued");
+    (StatusCode::CREATED, Json(call)).into_response()
+}
+
+async fn get_call(State(st): State<SimulatorState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let answer = st.store().fetch(&id);
+    match answer {
+        Fetch::Found(call) => Json(call).into_response(),
+        Fetch::After(delay, call) => {
+            tokio::time::sleep(delay).await;
+            Json(call).into_response()
+        }
+        Fetch::Fail(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let msg = if status == StatusCode::INTERNAL_SERVER_ERROR { "Internal server error" } else { "Simulated failure" };
+            let mut res = nest(status, msg);
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                res.headers_mut().insert(header::RETRY_AFTER, 1.into());
+            }
+            res
+        }
+        Fetch::Missing => nest(StatusCode::NOT_FOUND, "Couldn't Get Call. Call Not Found"),
+    }
+}
+
+/// `GET /call`: a plain array, newest first, filtered like Vapi (`id`, `limit`, `createdAtGt`,
+/// `updatedAtGt`). Calls show as stored; fetch scripts apply to `GET /call/{id}` only.
+async fn list_calls(State(st): State<SimulatorState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let after = |k: &str| q.get(k).and_then(|s| s.parse::<DateTime<Utc>>().ok());
+    let (created_gt, updated_gt) = (after("createdAtGt"), after("updatedAtGt"));
+    let newer = |c: &Value, k: &str, min: Option<DateTime<Utc>>| {
+        min.is_none_or(|m| c[k].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()).is_some_and(|t| t > m))
+    };
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100usize);
+    let g = st.store().lock();
+    let calls: Vec<Value> = g
+        .order
+        .iter()
+        .rev()
+        .filter(|id| q.get("id").is_none_or(|want| want == *id))
+        .filter_map(|id| g.calls.get(id).map(|e| e.call.clone()))
+        .filter(|c| newer(c, "createdAt", created_gt) && newer(c, "updatedAt", updated_gt))
+        .take(limit)
+        .collect();
+    Json(calls).into_response()
+}
+
+/// A short, quiet 440 Hz tone as WAV, so recording links resolve without leaving the machine.
+async fn recording(Path(file): Path<String>) -> Response {
+    if !file.ends_with(".wav") {
+        return nest(StatusCode::NOT_FOUND, format!("Cannot GET /recording/{file}"));
+    }
+    const RATE: u32 = 8_000;
+    let samples: Vec<u8> = (0..RATE)
+        .flat_map(|i| {
+            let t = f64::from(i) / f64::from(RATE);
+            (((t * 440.0 * std::f64::consts::TAU).sin() * 3_000.0) as i16).to_le_bytes()
+        })
+        .collect();
+    let mut wav = Vec::with_capacity(44 + samples.len());
+    let len = samples.len() as u32;
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for (v, bytes) in [(16u32, 4), (1, 2), (1, 2), (RATE, 4), (RATE * 2, 4), (2, 2), (16, 2)] {
+        wav.extend_from_slice(&v.to_le_bytes()[..bytes]);
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&len.to_le_bytes());
+    wav.extend_from_slice(&samples);
+    ([(header::CONTENT_TYPE, "audio/wav")], wav).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    nest(StatusCode::NOT_FOUND, format!("Cannot {method} {}", uri.path()))
+}
