@@ -37,8 +37,8 @@ fn nest(status: StatusCode, message: impl Into<Value>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Bearer auth: any non-empty key, or exactly the configured one.
-fn authorize(state: &SimulatorState, headers: &HeaderMap) -> Result<(), Response> {
+/// Bearer auth: any non-empty key, or exactly the configured one. `Some` is the 401 answer.
+fn unauthorized(state: &SimulatorState, headers: &HeaderMap) -> Option<Response> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -46,16 +46,20 @@ fn authorize(state: &SimulatorState, headers: &HeaderMap) -> Result<(), Response
         .map(str::trim)
         .filter(|k| !k.is_empty());
     match (key, state.config().api_key.as_deref()) {
-        (Some(k), Some(want)) if k == want => Ok(()),
-        (Some(_), None) => Ok(()),
-        _ => Err(nest(
+        (Some(k), Some(want)) if k == want => None,
+        (Some(_), None) => None,
+        _ => Some(nest(
             StatusCode::UNAUTHORIZED,
             "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa.",
         )),
     }
 }
 
-async fn create_call(State(st): State<SimulatorState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_call(
+    State(st): State<SimulatorState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let res = place(&st, &headers, &body);
     let mut g = st.store().lock();
     g.stats.post_call += 1;
@@ -66,17 +70,20 @@ async fn create_call(State(st): State<SimulatorState>, headers: HeaderMap, body:
 }
 
 fn place(st: &SimulatorState, headers: &HeaderMap, body: &[u8]) -> Response {
-    if let Err(r) = authorize(st, headers) {
+    if let Some(r) = unauthorized(st, headers) {
         return r;
     }
     let req = match validate::create_call(body) {
         Ok(r) => r,
         Err(msg) => return nest(StatusCode::BAD_REQUEST, msg),
     };
-    let customer = &req["customer"];
+    let customer = req.get("customer").unwrap_or(&Value::Null);
     let scenario = Scenario::select(customer["name"].as_str(), customer["number"].as_str());
     if scenario == Scenario::Refused {
-        return nest(StatusCode::BAD_REQUEST, json!(["customer.number must be a valid phone number"]));
+        return nest(
+            StatusCode::BAD_REQUEST,
+            json!(["customer.number must be a valid phone number"]),
+        );
     }
     let id = uuid::Uuid::new_v4().to_string();
     let call = lifecycle::new_call(req, &id, Utc::now());
@@ -87,8 +94,12 @@ fn place(st: &SimulatorState, headers: &HeaderMap, body: &[u8]) -> Response {
     (StatusCode::CREATED, Json(call)).into_response()
 }
 
-async fn get_call(State(st): State<SimulatorState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+async fn get_call(
+    State(st): State<SimulatorState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let answer = st.store().fetch(&id);
@@ -100,7 +111,11 @@ async fn get_call(State(st): State<SimulatorState>, headers: HeaderMap, Path(id)
         }
         Fetch::Fail(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let msg = if status == StatusCode::INTERNAL_SERVER_ERROR { "Internal server error" } else { "Simulated failure" };
+            let msg = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                "Internal server error"
+            } else {
+                "Simulated failure"
+            };
             let mut res = nest(status, msg);
             if status == StatusCode::TOO_MANY_REQUESTS {
                 res.headers_mut().insert(header::RETRY_AFTER, 1.into());
@@ -113,16 +128,27 @@ async fn get_call(State(st): State<SimulatorState>, headers: HeaderMap, Path(id)
 
 /// `GET /call`: a plain array, newest first, filtered like Vapi (`id`, `limit`, `createdAtGt`,
 /// `updatedAtGt`). Calls show as stored; fetch scripts apply to `GET /call/{id}` only.
-async fn list_calls(State(st): State<SimulatorState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+async fn list_calls(
+    State(st): State<SimulatorState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
     let after = |k: &str| q.get(k).and_then(|s| s.parse::<DateTime<Utc>>().ok());
     let (created_gt, updated_gt) = (after("createdAtGt"), after("updatedAtGt"));
     let newer = |c: &Value, k: &str, min: Option<DateTime<Utc>>| {
-        min.is_none_or(|m| c[k].as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()).is_some_and(|t| t > m))
+        min.is_none_or(|m| {
+            c[k].as_str()
+                .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+                .is_some_and(|t| t > m)
+        })
     };
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100usize);
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100usize);
     let g = st.store().lock();
     let calls: Vec<Value> = g
         .order
@@ -139,7 +165,10 @@ async fn list_calls(State(st): State<SimulatorState>, headers: HeaderMap, Query(
 /// A short, quiet 440 Hz tone as WAV, so recording links resolve without leaving the machine.
 async fn recording(Path(file): Path<String>) -> Response {
     if !file.ends_with(".wav") {
-        return nest(StatusCode::NOT_FOUND, format!("Cannot GET /recording/{file}"));
+        return nest(
+            StatusCode::NOT_FOUND,
+            format!("Cannot GET /recording/{file}"),
+        );
     }
     const RATE: u32 = 8_000;
     let samples: Vec<u8> = (0..RATE)
@@ -153,7 +182,15 @@ async fn recording(Path(file): Path<String>) -> Response {
     wav.extend_from_slice(b"RIFF");
     wav.extend_from_slice(&(36 + len).to_le_bytes());
     wav.extend_from_slice(b"WAVEfmt ");
-    for (v, bytes) in [(16u32, 4), (1, 2), (1, 2), (RATE, 4), (RATE * 2, 4), (2, 2), (16, 2)] {
+    for (v, bytes) in [
+        (16u32, 4),
+        (1, 2),
+        (1, 2),
+        (RATE, 4),
+        (RATE * 2, 4),
+        (2, 2),
+        (16, 2),
+    ] {
         wav.extend_from_slice(&v.to_le_bytes()[..bytes]);
     }
     wav.extend_from_slice(b"data");
@@ -163,5 +200,8 @@ async fn recording(Path(file): Path<String>) -> Response {
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    nest(StatusCode::NOT_FOUND, format!("Cannot {method} {}", uri.path()))
+    nest(
+        StatusCode::NOT_FOUND,
+        format!("Cannot {method} {}", uri.path()),
+    )
 }

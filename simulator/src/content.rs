@@ -40,6 +40,8 @@ impl CallContext {
         };
         CallContext {
             provider: meta("providerName")
+                .map(|p| strip_tag(&p))
+                .filter(|p| !p.is_empty())
                 .or(customer)
                 .unwrap_or_else(|| "the provider".into()),
             service: meta("serviceNeeded").unwrap_or_else(|| "plumbing repair".into()),
@@ -112,7 +114,7 @@ impl Conversation {
         let mut out = vec![json!({
             "role": "system", "message": self.system, "time": started_ms, "secondsFromStart": 0
         })];
-        let mut offset = 0.0;
+        let mut offset = 0.0_f64;
         for t in &self.turns {
             let dur = span * (t.text.len() + 20) as f64 / total.max(1) as f64;
             let time = started_ms + offset as i64;
@@ -146,7 +148,7 @@ impl Conversation {
 pub(crate) fn conversation(scenario: Scenario, ctx: &CallContext) -> Conversation {
     let system = ctx.system_prompt.clone().unwrap_or_else(|| {
         format!(
-            "You are a friendly assistant calling local service providers to ask about {} availability and rates.",
+            "You are a friendly assistant calling local service providers to ask about availability and rates for {}.",
             ctx.service
         )
     });
@@ -171,7 +173,7 @@ fn voicemail(system: String, ctx: &CallContext) -> Conversation {
     let p = &ctx.provider;
     let turns = vec![
         user(format!("Hi, you've reached {p}. We can't come to the phone right now. Please leave your name, number and a short message after the tone and we'll get back to you.")),
-        bot(format!("Hello, this is an assistant calling on behalf of a customer who needs {}. We'll try you again later, thank you.", ctx.service)),
+        bot(format!("Hello, this is an assistant calling on behalf of a customer who needs help with {}. We'll try you again later, thank you.", ctx.service)),
     ];
     let structured = structured(
         "unclear",
@@ -203,13 +205,16 @@ fn answered(system: String, ctx: &CallContext) -> Conversation {
         .as_deref()
         .map_or_else(String::new, |l| format!(" in {l}"));
     let opening = ctx.first_message.clone().unwrap_or_else(|| {
-        format!("Hi, is this {p}? I'm an assistant calling for a customer{place} who needs {s}. Do you have a moment?")
+        format!("Hi, is this {p}? I'm an assistant calling for a customer{place} who needs help with {s}. Do you have a moment?")
     });
     let names = ["Mike", "Sarah", "Luis", "Priya"];
     let tech = names[(ctx.seed % names.len() as u64) as usize];
     // Three plausible answers: available and fair, available but pricey, fully booked.
     let variant = (ctx.seed / 7) % 3;
-    let mut turns = vec![bot(opening), user(format!("Yes, this is {p}, how can I help?"))];
+    let mut turns = vec![
+        bot(opening),
+        user(format!("Yes, this is {p}, how can I help?")),
+    ];
     let (availability, earliest, rate, outcome, recommended, met, reason, summary, notes);
     match variant {
         0 => {
@@ -220,7 +225,8 @@ fn answered(system: String, ctx: &CallContext) -> Conversation {
                 user(format!("Yes, {tech} does these on their own. Usually done in an hour or two.")),
                 bot("Perfect, thank you. The customer will be in touch to confirm. Goodbye!".into()),
             ]);
-            (availability, earliest, rate) = ("available", json!("tomorrow 8-10am"), "$95/hour plus parts");
+            (availability, earliest, rate) =
+                ("available", json!("tomorrow 8-10am"), "$95/hour plus parts");
             (outcome, recommended, met, reason) = ("positive", true, true, "assistant-ended-call");
             summary = format!("{p} can send {tech} tomorrow morning between 8 and 10 for {s} at $95 an hour plus parts, one hour minimum. {tech} works alone; all criteria met.");
             notes = "One hour minimum charge.";
@@ -233,7 +239,11 @@ fn answered(system: String, ctx: &CallContext) -> Conversation {
                 user("Not this week, sorry, we're fully booked until Thursday.".into()),
                 bot("Thanks for the information, I'll pass it on. Have a good day.".into()),
             ]);
-            (availability, earliest, rate) = ("available", json!("Thursday afternoon"), "$150 call-out + $120/hour");
+            (availability, earliest, rate) = (
+                "available",
+                json!("Thursday afternoon"),
+                "$150 call-out + $120/hour",
+            );
             (outcome, recommended, met, reason) = ("neutral", false, false, "customer-ended-call");
             summary = format!("{p} is available Thursday afternoon for {s}; $150 call-out fee plus $120 an hour. Two people would attend, so not all criteria are met.");
             notes = "Sends a technician with an apprentice.";
@@ -245,13 +255,26 @@ fn answered(system: String, ctx: &CallContext) -> Conversation {
                 bot("Thank you, that's helpful. I'll let the customer know. Goodbye.".into()),
             ]);
             (availability, earliest, rate) = ("unavailable", Value::Null, "$110/hour");
-            (outcome, recommended, met, reason) = ("negative", false, false, "assistant-ended-call");
+            (outcome, recommended, met, reason) =
+                ("negative", false, false, "assistant-ended-call");
             summary = format!("{p} is fully booked for the next two weeks and cannot help with {s} soon; rate $110 an hour.");
             notes = "Booked for two weeks.";
         }
     }
-    let tech_name = if variant == 2 { Value::Null } else { json!(tech) };
-    let mut data = structured(availability, earliest, rate, variant == 0, tech_name, outcome, notes);
+    let tech_name = if variant == 2 {
+        Value::Null
+    } else {
+        json!(tech)
+    };
+    let mut data = structured(
+        availability,
+        earliest,
+        rate,
+        variant == 0,
+        tech_name,
+        outcome,
+        notes,
+    );
     data["all_criteria_met"] = json!(met);
     data["recommended"] = json!(recommended);
     Conversation {
@@ -263,8 +286,9 @@ fn answered(system: String, ctx: &CallContext) -> Conversation {
             "structuredData": data,
             "successEvaluation": if recommended { "true" } else { "false" },
         }),
-        // A real first pass often times out: a stub summary and no structured data yet.
-        report_analysis: json!({ "summary": format!("Call with {p}.") }),
+        // Vapi's summary step times out at 5 s by default and then leaves the summary empty;
+        // the structured data is not in the report yet either.
+        report_analysis: json!({ "summary": "" }),
     }
 }
 
@@ -320,7 +344,10 @@ mod tests {
         for seed in 0..30 {
             let c = conversation(Scenario::Answered, &ctx(seed));
             let t = c.transcript();
-            assert!(t.len() > 50 && t.starts_with("AI: Hello Acme, quick"), "{t}");
+            assert!(
+                t.len() > 50 && t.starts_with("AI: Hello Acme, quick"),
+                "{t}"
+            );
             assert!(t.contains("User: Yes, this is Acme Plumbing,"), "{t}");
             let data = &c.analysis["structuredData"];
             for k in [
@@ -353,6 +380,9 @@ mod tests {
     #[test]
     fn unanswered_calls_have_no_transcript() {
         let c = conversation(Scenario::Busy, &ctx(0));
-        assert_eq!((c.transcript().as_str(), c.ended_reason), ("", "customer-busy"));
+        assert_eq!(
+            (c.transcript().as_str(), c.ended_reason),
+            ("", "customer-busy")
+        );
     }
 }

@@ -68,9 +68,17 @@ impl Default for Timings {
 }
 
 impl Timings {
-    /// Test pace: a whole call, analysis included, in about 150 ms.
+    /// Test pace: a whole call, analysis included, in about 100 ms.
     pub fn fast() -> Self {
-        Timings::default().scaled(0.03)
+        let ms = Duration::from_millis;
+        Timings {
+            dial: ms(5),
+            ring: ms(20),
+            talk: ms(30),
+            report_delay: ms(10),
+            analysis_delay: ms(40),
+            retry_unit: ms(10),
+        }
     }
 
     /// Every duration multiplied by `factor` (e.g. 0.1 for a ten times faster demo).
@@ -159,7 +167,14 @@ impl SimulatorState {
 
     /// How many `GET /call/{id}` requests named this id.
     pub fn get_calls_for(&self, id: &str) -> u32 {
-        self.0.store.lock().stats.get_call.get(id).copied().unwrap_or(0)
+        self.0
+            .store
+            .lock()
+            .stats
+            .get_call
+            .get(id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The stored call as it is now, before any fetch script applies.
@@ -188,7 +203,8 @@ impl SimulatorState {
         let Some(mut rx) = self.0.store.finished_rx(id) else {
             return false;
         };
-        rx.wait_for(|done| *done).await.is_ok()
+        let done = rx.wait_for(|done| *done).await.is_ok();
+        done
     }
 
     pub(crate) fn store(&self) -> &store::Store {
@@ -207,7 +223,11 @@ impl SimulatorState {
     }
 
     fn abort_all(&self) {
-        self.0.tasks.lock().unwrap_or_else(|e| e.into_inner()).abort_all();
+        self.0
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .abort_all();
     }
 }
 
@@ -302,7 +322,10 @@ impl SimulatorHandle {
             let _ = stop.send(());
         }
         if let Some(mut server) = self.server.take() {
-            if tokio::time::timeout(Duration::from_secs(1), &mut server).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(1), &mut server)
+                .await
+                .is_err()
+            {
                 server.abort();
             }
         }

@@ -70,7 +70,9 @@ async fn run(state: &SimulatorState, id: &str, scenario: Scenario) {
         if scenario.is_answered() {
             let now = Utc::now();
             started = Some(now);
-            let call = set_status(state, id, "in-progress", |c| c["startedAt"] = iso(now).into());
+            let call = set_status(state, id, "in-progress", |c| {
+                c["startedAt"] = iso(now).into()
+            });
             out.send(status_update(&call, None));
             sleep(t.talk).await;
         } else {
@@ -81,7 +83,9 @@ async fn run(state: &SimulatorState, id: &str, scenario: Scenario) {
 
     let convo = content::conversation(scenario, &ctx);
     let ended = Utc::now();
-    let call = set_status(state, id, "ended", |c| end_call(c, state, &convo, started, ended));
+    let call = set_status(state, id, "ended", |c| {
+        end_call(c, state, &convo, started, ended)
+    });
     out.send(status_update(&call, Some(convo.ended_reason)));
     sleep(t.report_delay).await;
     out.send(end_of_call_report(&call, &convo));
@@ -109,7 +113,13 @@ fn set_status(state: &SimulatorState, id: &str, status: &str, f: impl FnOnce(&mu
 
 /// Fills in what Vapi knows at hang-up: reason, times, cost, artifact. The analysis is still
 /// empty (`{}`), so the call is not complete yet.
-fn end_call(c: &mut Value, state: &SimulatorState, convo: &Conversation, started: Option<DateTime<Utc>>, ended: DateTime<Utc>) {
+fn end_call(
+    c: &mut Value,
+    state: &SimulatorState,
+    convo: &Conversation,
+    started: Option<DateTime<Utc>>,
+    ended: DateTime<Utc>,
+) {
     let ended_ms = ended.timestamp_millis();
     let started_ms = started.map_or(ended_ms, |s| s.timestamp_millis());
     let messages = convo.messages(started_ms, ended_ms);
@@ -117,7 +127,11 @@ fn end_call(c: &mut Value, state: &SimulatorState, convo: &Conversation, started
     let (cost, breakdown, costs) = costs(convo.nominal_minutes());
     let mut artifact = json!({ "transcript": transcript, "messages": messages });
     if !convo.turns.is_empty() {
-        let base = format!("{}/recording/{}", state.base_url(), c["id"].as_str().unwrap_or_default());
+        let base = format!(
+            "{}/recording/{}",
+            state.base_url(),
+            c["id"].as_str().unwrap_or_default()
+        );
         artifact["recording"] = json!({ "mono": { "combinedUrl": format!("{base}-mono.wav") }, "stereoUrl": format!("{base}-stereo.wav") });
         artifact["recordingUrl"] = json!(format!("{base}-mono.wav"));
         artifact["stereoRecordingUrl"] = json!(format!("{base}-stereo.wav"));
@@ -135,7 +149,13 @@ fn end_call(c: &mut Value, state: &SimulatorState, convo: &Conversation, started
 /// Plausible per-minute prices, rounded like Vapi's (4 decimals).
 fn costs(minutes: f64) -> (f64, Value, Value) {
     let r = |x: f64| (x * 10_000.0).round() / 10_000.0;
-    let (transport, stt, llm, tts, vapi) = (r(0.0135 * minutes), r(0.01 * minutes), r(0.0068 * minutes), r(0.036 * minutes), r(0.05 * minutes));
+    let (transport, stt, llm, tts, vapi) = (
+        r(0.0135 * minutes),
+        r(0.01 * minutes),
+        r(0.0068 * minutes),
+        r(0.036 * minutes),
+        r(0.05 * minutes),
+    );
     let total = r(transport + stt + llm + tts + vapi);
     let breakdown = json!({
         "transport": transport, "stt": stt, "llm": llm, "tts": tts, "vapi": vapi, "total": total,
@@ -230,6 +250,7 @@ fn end_of_call_report(call: &Value, convo: &Conversation) -> Value {
 
 /// A stable per-call number (FNV-1a of the id) that picks the conversation variant.
 fn seed(id: &str) -> u64 {
-    id.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -104,7 +104,10 @@ impl Scenario {
 
     /// Whether the callee picks up (a person or a voicemail box).
     pub(crate) fn is_answered(self) -> bool {
-        !matches!(self, Scenario::NoAnswer | Scenario::Busy | Scenario::Refused)
+        !matches!(
+            self,
+            Scenario::NoAnswer | Scenario::Busy | Scenario::Refused
+        )
     }
 }
 
@@ -156,11 +159,19 @@ mod tests {
             (Some("Acme Plumbing [busy]"), None, Scenario::Busy),
             (Some("busy"), Some("+14155550003"), Scenario::Busy),
             (Some("Joe NO ANSWER"), None, Scenario::NoAnswer),
-            (Some("x [duplicate_webhooks]"), None, Scenario::DuplicateWebhooks),
+            (
+                Some("x [duplicate_webhooks]"),
+                None,
+                Scenario::DuplicateWebhooks,
+            ),
             // The tag wins over a scenario word elsewhere in the name.
             (Some("Busy Bee [voicemail]"), None, Scenario::Voicemail),
             (Some("never-complete"), None, Scenario::NeverComplete),
-            (Some("Acme Plumbing"), Some("+14155550003"), Scenario::Voicemail),
+            (
+                Some("Acme Plumbing"),
+                Some("+14155550003"),
+                Scenario::Voicemail,
+            ),
             (None, Some("+14155550008"), Scenario::Refused),
             (None, Some("+14155550123"), Scenario::Answered),
             (None, Some("+14155550000"), Scenario::Answered),

@@ -35,18 +35,28 @@ pub(crate) fn create_call(body: &[u8]) -> Result<Map<String, Value>, Value> {
         .filter(|k| !ALLOWED.contains(&k.as_str()))
         .map(|k| format!("property {k} should not exist"))
         .collect();
-    for k in ["assistantId", "phoneNumberId", "name", "squadId", "workflowId"] {
+    for k in [
+        "assistantId",
+        "phoneNumberId",
+        "name",
+        "squadId",
+        "workflowId",
+    ] {
         if req.get(k).is_some_and(|v| !v.is_string()) {
             errs.push(format!("{k} must be a string"));
         }
     }
     for k in ["assistant", "assistantOverrides", "customer", "phoneNumber"] {
         if req.get(k).is_some_and(|v| !v.is_object()) {
-            errs.push(format!("nested property {k} must be either object or array"));
+            errs.push(format!(
+                "nested property {k} must be either object or array"
+            ));
         }
     }
-    max_len(&mut errs, "name", &req["name"], 40);
-    let customer = &req["customer"];
+    // Map indexing panics on a missing key, unlike Value's.
+    let at = |k: &str| req.get(k).unwrap_or(&Value::Null);
+    max_len(&mut errs, "name", at("name"), 40);
+    let customer = at("customer");
     max_len(&mut errs, "customer.name", &customer["name"], 40);
     if customer.is_object() {
         match customer["number"].as_str() {
@@ -58,7 +68,7 @@ pub(crate) fn create_call(body: &[u8]) -> Result<Map<String, Value>, Value> {
         }
     }
     for owner in ["assistantOverrides", "assistant"] {
-        check_server(&mut errs, owner, &req[owner]);
+        check_server(&mut errs, owner, at(owner));
     }
     if !errs.is_empty() {
         return Err(json!(errs));
@@ -73,7 +83,9 @@ fn check_semantics(req: &Map<String, Value>) -> Result<(), &'static str> {
         return Err("The simulator only places calls with `assistantId` or `assistant`.");
     }
     match (has("assistantId"), has("assistant")) {
-        (false, false) => return Err("Couldn't Get Assistant. Need Either `assistant` Or `assistantId`."),
+        (false, false) => {
+            return Err("Couldn't Get Assistant. Need Either `assistant` Or `assistantId`.")
+        }
         (true, true) => return Err("Only one of `assistant` or `assistantId` can be provided."),
         (false, true) if has("assistantVersion") => {
             return Err("`assistantVersion` can only be used with `assistantId`.")
@@ -122,7 +134,9 @@ fn check_server(errs: &mut Vec<String>, owner: &str, obj: &Value) {
     if let Some(m) = obj.get("serverMessages") {
         let ok = m.as_array().is_some_and(|a| a.iter().all(Value::is_string));
         if !ok {
-            errs.push(format!("{owner}.serverMessages must be an array of strings"));
+            errs.push(format!(
+                "{owner}.serverMessages must be an array of strings"
+            ));
         }
     }
 }
@@ -138,9 +152,7 @@ fn max_len(errs: &mut Vec<String>, path: &str, v: &Value, max: usize) {
 /// `+` then 7 to 15 digits, the first not 0.
 fn is_e164(n: &str) -> bool {
     n.strip_prefix('+').is_some_and(|d| {
-        (7..=15).contains(&d.len())
-            && d.bytes().all(|b| b.is_ascii_digit())
-            && !d.starts_with('0')
+        (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
     })
 }
 

@@ -27,20 +27,34 @@ pub(crate) struct Target {
 impl Target {
     /// URL precedence: `assistantOverrides.server`, then `assistant.server`, then the simulator's
     /// default. The other `server` fields are taken the same way, field by field.
-    pub fn from_call(call: &Value, default_url: Option<&str>, retry_unit: Duration) -> Option<Self> {
+    pub fn from_call(
+        call: &Value,
+        default_url: Option<&str>,
+        retry_unit: Duration,
+    ) -> Option<Self> {
         let pick = |k: &str| {
-            [&call["assistantOverrides"]["server"], &call["assistant"]["server"]]
-                .into_iter()
-                .find_map(|s| s.get(k).filter(|v| !v.is_null()))
+            [
+                &call["assistantOverrides"]["server"],
+                &call["assistant"]["server"],
+            ]
+            .into_iter()
+            .find_map(|s| s.get(k).filter(|v| !v.is_null()))
         };
         let url = pick("url")
             .and_then(Value::as_str)
             .or(default_url)?
             .to_string();
         let mut headers = HeaderMap::new();
-        for (k, v) in pick("headers").and_then(Value::as_object).into_iter().flatten() {
+        for (k, v) in pick("headers")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(&v),
+            ) {
                 (Ok(k), Ok(v)) => {
                     headers.insert(k, v);
                 }
@@ -51,10 +65,19 @@ impl Target {
         Some(Target {
             url,
             headers,
-            timeout: Duration::from_secs_f64(pick("timeoutSeconds").and_then(Value::as_f64).unwrap_or(20.0)),
+            timeout: Duration::from_secs_f64(
+                pick("timeoutSeconds")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(20.0),
+            ),
             // Vapi's default is no retry at all: only an explicit backoffPlan retries.
             retries: plan["maxRetries"].as_u64().unwrap_or(0).min(10) as u32,
-            retry_base: retry_unit.mul_f64(plan["baseDelaySeconds"].as_f64().unwrap_or(1.0).clamp(0.0, 10.0)),
+            retry_base: retry_unit.mul_f64(
+                plan["baseDelaySeconds"]
+                    .as_f64()
+                    .unwrap_or(1.0)
+                    .clamp(0.0, 10.0),
+            ),
             exponential: plan["type"] == "exponential",
             excluded: plan["excludedStatusCodes"]
                 .as_array()
@@ -72,7 +95,11 @@ pub(crate) fn wanted_types(call: &Value) -> Option<Vec<String>> {
     [&call["assistantOverrides"], &call["assistant"]]
         .into_iter()
         .find_map(|o| o["serverMessages"].as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
 }
 
 /// One call's outgoing messages: applies the scenario's delivery quirks and keeps order by
@@ -88,24 +115,43 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(state: &SimulatorState, call_id: &str, target: Option<Target>, wanted: Option<Vec<String>>, scenario: Scenario) -> Self {
+    pub fn new(
+        state: &SimulatorState,
+        call_id: &str,
+        target: Option<Target>,
+        wanted: Option<Vec<String>>,
+        scenario: Scenario,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
         let (state, id) = (state.clone(), call_id.to_string());
         let task = tokio::spawn(async move {
             while let Some(body) = rx.recv().await {
                 match &target {
                     Some(t) => deliver(&state, &id, t, &body).await,
-                    None => tracing::debug!(call_id = %id, "no webhook URL for this call; message dropped"),
+                    None => {
+                        tracing::debug!(call_id = %id, "no webhook URL for this call; message dropped")
+                    }
                 }
             }
         });
-        Outbox { tx: Some(tx), task: Some(task), scenario, wanted, held: Vec::new(), late: None }
+        Outbox {
+            tx: Some(tx),
+            task: Some(task),
+            scenario,
+            wanted,
+            held: Vec::new(),
+            late: None,
+        }
     }
 
     /// Queues one `{"message": ...}` envelope.
     pub fn send(&mut self, body: Value) {
         let kind = body["message"]["type"].as_str().unwrap_or_default();
-        if self.wanted.as_ref().is_some_and(|w| !w.iter().any(|t| t == kind)) {
+        if self
+            .wanted
+            .as_ref()
+            .is_some_and(|w| !w.iter().any(|t| t == kind))
+        {
             return;
         }
         match (self.scenario, kind) {
@@ -132,7 +178,8 @@ impl Outbox {
     pub async fn close(mut self) {
         self.flush();
         self.tx = None;
-        if let Some(task) = self.task.take() {
+        // Awaited in place, so that aborting the call's task aborts the deliveries too (Drop).
+        if let Some(task) = self.task.as_mut() {
             let _ = task.await;
         }
     }
@@ -151,6 +198,14 @@ impl Outbox {
     fn push(&self, body: Value) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(body);
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }
@@ -185,13 +240,21 @@ async fn deliver(state: &SimulatorState, id: &str, t: &Target, body: &Value) {
                 tracing::debug!(call_id = %id, kind, status, "webhook delivered");
                 return;
             }
-            (Ok(r), false) => tracing::warn!(call_id = %id, kind, status = %r.status(), "webhook refused by the receiver"),
-            (Err(e), _) => tracing::warn!(call_id = %id, kind, error = %e, "webhook delivery failed"),
+            (Ok(r), false) => {
+                tracing::warn!(call_id = %id, kind, status = %r.status(), "webhook refused by the receiver")
+            }
+            (Err(e), _) => {
+                tracing::warn!(call_id = %id, kind, error = %e, "webhook delivery failed")
+            }
         }
         if attempt >= t.retries || status.is_some_and(|s| t.excluded.contains(&s)) {
             return;
         }
-        let factor = if t.exponential { 2f64.powi(attempt as i32) } else { 1.0 };
+        let factor = if t.exponential {
+            2f64.powi(attempt as i32)
+        } else {
+            1.0
+        };
         tokio::time::sleep(t.retry_base.mul_f64(factor)).await;
         attempt += 1;
     }
@@ -235,12 +298,25 @@ mod tests {
             "assistantOverrides": {"server": {"url": "http://127.0.0.1:1/o", "timeoutSeconds": 5,
                 "backoffPlan": {"type": "fixed", "maxRetries": 2, "baseDelaySeconds": 3}}}
         });
-        let t = Target::from_call(&call, Some("http://127.0.0.1:3/d"), Duration::from_millis(10)).unwrap();
+        let t = Target::from_call(
+            &call,
+            Some("http://127.0.0.1:3/d"),
+            Duration::from_millis(10),
+        )
+        .unwrap();
         assert_eq!(t.url, "http://127.0.0.1:1/o");
         assert_eq!(t.headers["x-a"], "1");
-        assert_eq!((t.timeout, t.retries, t.retry_base), (Duration::from_secs(5), 2, Duration::from_millis(30)));
+        assert_eq!(
+            (t.timeout, t.retries, t.retry_base),
+            (Duration::from_secs(5), 2, Duration::from_millis(30))
+        );
         let none = json!({"assistantId": "a"});
-        assert_eq!(Target::from_call(&none, Some("http://127.0.0.1:3/d"), Duration::ZERO).unwrap().url, "http://127.0.0.1:3/d");
+        assert_eq!(
+            Target::from_call(&none, Some("http://127.0.0.1:3/d"), Duration::ZERO)
+                .unwrap()
+                .url,
+            "http://127.0.0.1:3/d"
+        );
         assert!(Target::from_call(&none, None, Duration::ZERO).is_none());
     }
 }
