@@ -1,0 +1,54 @@
+//! DynamoDB adapters: the calls table ([`CallsTable`]: call records and idempotency records), the
+//! providers and interaction-log tables ([`ProvidersAndLogs`]), and [`ensure_tables`] for the local
+//! runner and the tests.
+//!
+//! ## Calls table (key `callId` S, TTL attribute `expiresAt`)
+//!
+//! | item | `callId` | attributes |
+//! |---|---|---|
+//! | call record | `{callId}` | `kind`="call", `version` N, `expiresAt` N (epoch s, now + TTL at every write), `dataStatus` S, `updatedAt` S (write time), `doc` B, `parts` N (only when split), `unfinishedShard`="unfinished" + `deadline` N (only while unfinished) |
+//! | document part | `{callId}#part{n}`, n = 1..=`parts` | `kind`="part", `version` N (the main item's), `expiresAt` N (the main item's), `doc` B |
+//! | idempotency record | `idem#{key}` | `kind`="idempotency", `requestHash` S, `response` S (SavedResponse JSON, once complete), `expiresAt` N (begin + 24 h), `createdAt` S |
+//!
+//! `doc` is the gzip-compressed JSON of `{"result": CallResult, "book": Bookkeeping}`. When the
+//! compressed document is larger than 350 KiB it is cut into chunks: the main item's
+//! `doc` holds the first one and `parts` says how many part items hold the rest. The main item and
+//! its parts are written in one `TransactWriteItems`, so a reader never sees a torn document; a
+//! reader checks that every part carries the main item's `version`. Parts left over from an
+//! earlier, longer version carry an older version, are never read, and expire by TTL.
+//!
+//! The sparse GSI `unfinished-by-deadline` (HASH `unfinishedShard`, RANGE `deadline`, KEYS_ONLY)
+//! holds exactly the records written with a deadline: the cleanup's work list. `overdue` pages
+//! through it with an opaque cursor `{deadline}.{callId}`.
+//!
+//! Writes see what reads see: a record whose `expiresAt` has passed is absent for `get`, may be
+//! replaced by a create (`expected = None`), and fails an update that expected its version.
+//!
+//! Call ids never contain `#` ([`crate::domain::CallId`]), so the three key spaces cannot collide,
+//! and `get` answers only for `kind = "call"`.
+
+mod attrs;
+mod calls;
+mod codec;
+mod cursor;
+mod idempotency;
+mod persistence;
+mod tables;
+
+pub use calls::CallsTable;
+pub use idempotency::IDEMPOTENCY_TTL;
+pub use persistence::{log_status, ProvidersAndLogs};
+pub use tables::{ensure_tables, UNFINISHED_INDEX};
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+
+use crate::ports::StoreError;
+
+/// Any failure other than a lost condition: throttling, network, 5xx, validation.
+fn unavailable<E, R>(what: &str, err: &SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(format!("{what}: {}", DisplayErrorContext(err)))
+}

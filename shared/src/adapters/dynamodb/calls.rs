@@ -1,0 +1,439 @@
+//! [`CallsTable`]: call records as versioned, conditionally written items (layout in the module
+//! docs of [`super`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+    WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use super::attrs::*;
+use super::codec::{self, MAX_CHUNKS, MAX_DOC_BYTES};
+use super::cursor;
+use super::{tables::UNFINISHED_INDEX, unavailable};
+use crate::domain::{to_iso, CallRecord};
+use crate::ports::{CallStore, Clock, Deadline, OverduePage, StoreError, Versioned};
+
+/// The calls table: call records ([`CallStore`]) and idempotency records
+/// ([`crate::ports::IdempotencyStore`], in `idempotency.rs`).
+#[derive(Clone)]
+pub struct CallsTable {
+    pub(super) client: Client,
+    pub(super) table: String,
+    ttl: Duration,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for CallsTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallsTable")
+            .field("table", &self.table)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read that found the parts of a split record belonging to another version (a writer got in
+/// between the main item and its parts), and what did not match.
+struct Torn(String);
+
+impl CallsTable {
+    /// `ttl` is how long a record lives after its last write (`RESULT_TTL_SECONDS`).
+    pub fn new(client: Client, table: String, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            client,
+            table,
+            ttl,
+            clock,
+        }
+    }
+
+    fn key(id: &str) -> Item {
+        HashMap::from([(ID.to_owned(), s(id))])
+    }
+
+    async fn read(&self, call_id: &str) -> Result<Result<Option<Versioned>, Torn>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(call_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem on the calls table", &e))?;
+        let Some(item) = out.item else {
+            return Ok(Ok(None));
+        };
+        let now = self.clock.now().timestamp();
+        if get_s(&item, KIND) != Some(KIND_CALL)
+            || get_n::<i64>(&item, EXPIRES_AT).is_some_and(|e| e <= now)
+        {
+            return Ok(Ok(None));
+        }
+        let version: u64 = get_n(&item, VERSION)
+            .ok_or_else(|| StoreError::Corrupt(format!("{call_id}: no version")))?;
+        let first = get_b(&item, DOC)
+            .ok_or_else(|| StoreError::Corrupt(format!("{call_id}: no document")))?;
+        let parts: usize = get_n(&item, PARTS).unwrap_or(0);
+        if parts >= MAX_CHUNKS {
+            return Err(StoreError::Corrupt(format!("{call_id}: {parts} parts")));
+        }
+        let record = if parts == 0 {
+            codec::decode(first)?
+        } else {
+            let mut doc = first.to_vec();
+            match self.read_parts(call_id, version, parts).await? {
+                Ok(rest) => rest.iter().for_each(|chunk| doc.extend_from_slice(chunk)),
+                Err(why) => return Ok(Err(Torn(why))),
+            }
+            codec::decode(&doc)?
+        };
+        Ok(Ok(Some(Versioned { record, version })))
+    }
+
+    /// The chunks of parts `1..=parts` in order, or why they do not belong to `version`.
+    async fn read_parts(
+        &self,
+        call_id: &str,
+        version: u64,
+        parts: usize,
+    ) -> Result<Result<Vec<Vec<u8>>, String>, StoreError> {
+        let keys: Vec<Item> = (1..=parts)
+            .map(|i| Self::key(&codec::part_key(call_id, i)))
+            .collect();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("BatchGetItem request: {e}")))?,
+        );
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for attempt in 0..8u32 {
+            let Some(request) = pending.take() else { break };
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            }
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| unavailable("BatchGetItem on the calls table", &e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                if let Some(id) = get_s(&item, ID) {
+                    found.insert(id.to_owned(), item);
+                }
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys.is_empty());
+        }
+        if pending.is_some() {
+            return Err(StoreError::Unavailable(format!(
+                "{call_id}: parts of the record stayed unprocessed"
+            )));
+        }
+        let mut chunks = Vec::with_capacity(parts);
+        for i in 1..=parts {
+            let key = codec::part_key(call_id, i);
+            let Some(item) = found.get(&key) else {
+                return Ok(Err(format!("{key} is missing")));
+            };
+            let part_version = get_n::<u64>(item, VERSION);
+            if get_s(item, KIND) != Some(KIND_PART) || part_version != Some(version) {
+                return Ok(Err(format!(
+                    "{key} has version {part_version:?}, the record {version}"
+                )));
+            }
+            let chunk = get_b(item, DOC)
+                .ok_or_else(|| StoreError::Corrupt(format!("{key}: no document")))?;
+            chunks.push(chunk.to_vec());
+        }
+        Ok(Ok(chunks))
+    }
+
+    /// The main item and the part items of one version of a record.
+    fn items(
+        &self,
+        record: &CallRecord,
+        version: u64,
+        deadline: Deadline,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let id = record.result.call_id.as_str();
+        let doc = codec::encode(record)?;
+        if doc.len() > MAX_DOC_BYTES {
+            return Err(StoreError::Unavailable(format!(
+                "{id}: the record is {} bytes compressed; at most {MAX_DOC_BYTES} can be stored",
+                doc.len()
+            )));
+        }
+        let expires = n(self.expires_at(now));
+        let chunks = codec::chunks(&doc);
+        let mut main = HashMap::from([
+            (ID.to_owned(), s(id)),
+            (KIND.to_owned(), s(KIND_CALL)),
+            (VERSION.to_owned(), n(version)),
+            (EXPIRES_AT.to_owned(), expires.clone()),
+            (
+                DATA_STATUS.to_owned(),
+                s(record.result.data_status.as_str()),
+            ),
+            (UPDATED_AT.to_owned(), s(to_iso(now))),
+            (DOC.to_owned(), AttributeValue::B(Blob::new(chunks[0]))),
+        ]);
+        if chunks.len() > 1 {
+            main.insert(PARTS.to_owned(), n(chunks.len() - 1));
+        }
+        if let Some(d) = deadline {
+            main.insert(SHARD.to_owned(), s(SHARD_UNFINISHED));
+            main.insert(DEADLINE.to_owned(), n(d.timestamp()));
+        }
+        let mut items = vec![main];
+        for (i, chunk) in chunks.iter().enumerate().skip(1) {
+            items.push(HashMap::from([
+                (ID.to_owned(), s(codec::part_key(id, i))),
+                (KIND.to_owned(), s(KIND_PART)),
+                (VERSION.to_owned(), n(version)),
+                (EXPIRES_AT.to_owned(), expires.clone()),
+                (DOC.to_owned(), AttributeValue::B(Blob::new(*chunk))),
+            ]));
+        }
+        Ok(items)
+    }
+
+    fn expires_at(&self, now: DateTime<Utc>) -> i64 {
+        now.timestamp()
+            .saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Best effort: a deleted record's parts would otherwise wait for TTL.
+    async fn delete_parts(&self, call_id: &str, parts: usize) {
+        let requests: Vec<WriteRequest> = (1..=parts)
+            .filter_map(|i| {
+                DeleteRequest::builder()
+                    .set_key(Some(Self::key(&codec::part_key(call_id, i))))
+                    .build()
+                    .ok()
+            })
+            .map(|d| WriteRequest::builder().delete_request(d).build())
+            .collect();
+        for batch in requests.chunks(25) {
+            let sent = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, batch.to_vec())
+                .send()
+                .await;
+            if let Err(e) = sent {
+                warn!(call_id, error = %unavailable("BatchWriteItem", &e), "parts of a deleted record left to TTL");
+            }
+        }
+    }
+}
+
+/// The condition of a write expecting `expected`, with its names and values.
+///
+/// An expired record counts as absent (TTL deletes late): a create may replace it and an update
+/// of it fails, exactly as a read would have told the writer.
+fn condition(expected: Option<u64>, now: i64) -> (&'static str, HashMap<String, String>, Item) {
+    let mut names = HashMap::from([("#e".to_owned(), EXPIRES_AT.to_owned())]);
+    let mut values = HashMap::from([(":now".to_owned(), n(now))]);
+    match expected {
+        None => {
+            names.insert("#id".to_owned(), ID.to_owned());
+            ("attribute_not_exists(#id) OR #e <= :now", names, values)
+        }
+        Some(v) => {
+            names.insert("#v".to_owned(), VERSION.to_owned());
+            values.insert(":v".to_owned(), n(v));
+            ("#v = :v AND #e > :now", names, values)
+        }
+    }
+}
+
+fn is_conditional_cancel(err: &TransactWriteItemsError) -> bool {
+    match err {
+        TransactWriteItemsError::TransactionCanceledException(e) => {
+            e.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some("ConditionalCheckFailed" | "TransactionConflict")
+                )
+            })
+        }
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl CallStore for CallsTable {
+    async fn get(&self, call_id: &str) -> Result<Option<Versioned>, StoreError> {
+        if call_id.is_empty() {
+            return Ok(None);
+        }
+        match self.read(call_id).await? {
+            Ok(found) => Ok(found),
+            // A writer replaced the record between our two reads: its new version is complete now.
+            Err(Torn(_)) => match self.read(call_id).await? {
+                Ok(found) => Ok(found),
+                Err(Torn(why)) => Err(StoreError::Unavailable(format!(
+                    "record is being rewritten: {why}"
+                ))),
+            },
+        }
+    }
+
+    async fn put(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let version = expected.map_or(1, |v| v + 1);
+        let mut items = self.items(record, version, deadline, now)?;
+        let (cond, names, values) = condition(expected, now.timestamp());
+        if items.len() == 1 {
+            let sent = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(items.pop())
+                .condition_expression(cond)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            return match sent {
+                Ok(_) => Ok(version),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    Err(StoreError::Conflict)
+                }
+                Err(e) => Err(unavailable("PutItem on the calls table", &e)),
+            };
+        }
+        let build = |put: aws_sdk_dynamodb::types::builders::PutBuilder| {
+            put.table_name(&self.table)
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
+        };
+        let mut ops = Vec::with_capacity(items.len());
+        let mut it = items.into_iter();
+        let main = it.next().expect("a main item");
+        ops.push(build(
+            Put::builder()
+                .set_item(Some(main))
+                .condition_expression(cond)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values)),
+        )?);
+        for part in it {
+            ops.push(build(Put::builder().set_item(Some(part)))?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(ops))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(version),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_cancel) => {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(unavailable("TransactWriteItems on the calls table", &e)),
+        }
+    }
+
+    async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(call_id)))
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":v", n(expected))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                let parts: usize = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|old| get_n(old, PARTS))
+                    .unwrap_or(0);
+                if parts > 0 {
+                    self.delete_parts(call_id, parts).await;
+                }
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(unavailable("DeleteItem on the calls table", &e)),
+        }
+    }
+
+    async fn overdue(
+        &self,
+        now: DateTime<Utc>,
+        page: Option<String>,
+        limit: u32,
+    ) -> Result<OverduePage, StoreError> {
+        let start = page.as_deref().map(cursor::decode).transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(UNFINISHED_INDEX)
+            .key_condition_expression("#s = :s AND #d < :now")
+            .expression_attribute_names("#s", SHARD)
+            .expression_attribute_names("#d", DEADLINE)
+            .expression_attribute_values(":s", s(SHARD_UNFINISHED))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query on the unfinished index", &e))?;
+        let call_ids = out
+            .items()
+            .iter()
+            .filter_map(|item| get_s(item, ID).map(str::to_owned))
+            .collect();
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .map(cursor::encode)
+            .transpose()?;
+        Ok(OverduePage { call_ids, next })
+    }
+}

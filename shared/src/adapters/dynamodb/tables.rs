@@ -1,0 +1,162 @@
+//! Creating the three tables when they are missing: for the local runner and the tests (a deployed
+//! stack gets them from `template.yaml`, which must match this).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::attrs::{DEADLINE, EXPIRES_AT, ID, SHARD};
+use super::unavailable;
+use crate::ports::StoreError;
+
+/// The calls table's sparse index of unfinished records by deadline (KEYS_ONLY).
+pub const UNFINISHED_INDEX: &str = "unfinished-by-deadline";
+
+/// Creates the calls, providers and interaction-log tables if they do not exist, waits until they
+/// are active, and turns on TTL (`expiresAt`) on the calls table. Safe to call at every start.
+/// An existing table is taken as it is: its keys and index are not checked.
+pub async fn ensure_tables(
+    client: &Client,
+    calls: &str,
+    providers: &str,
+    logs: &str,
+) -> Result<(), StoreError> {
+    let calls_index = GlobalSecondaryIndex::builder()
+        .index_name(UNFINISHED_INDEX)
+        .key_schema(key(SHARD, KeyType::Hash)?)
+        .key_schema(key(DEADLINE, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(invalid)?;
+    create(
+        client,
+        calls,
+        &[
+            (ID, ScalarAttributeType::S),
+            (SHARD, ScalarAttributeType::S),
+            (DEADLINE, ScalarAttributeType::N),
+        ],
+        &[(ID, KeyType::Hash)],
+        Some(calls_index),
+    )
+    .await?;
+    create(
+        client,
+        providers,
+        &[("providerId", ScalarAttributeType::S)],
+        &[("providerId", KeyType::Hash)],
+        None,
+    )
+    .await?;
+    create(
+        client,
+        logs,
+        &[
+            ("requestId", ScalarAttributeType::S),
+            ("callId", ScalarAttributeType::S),
+        ],
+        &[("requestId", KeyType::Hash), ("callId", KeyType::Range)],
+        None,
+    )
+    .await?;
+    for table in [calls, providers, logs] {
+        client
+            .wait_until_table_exists()
+            .table_name(table)
+            .wait(Duration::from_secs(120))
+            .await
+            .map_err(|e| {
+                let e = aws_sdk_dynamodb::error::DisplayErrorContext(e);
+                StoreError::Unavailable(format!("table {table} did not become active: {e}"))
+            })?;
+    }
+    enable_ttl(client, calls).await
+}
+
+async fn create(
+    client: &Client,
+    table: &str,
+    attributes: &[(&str, ScalarAttributeType)],
+    keys: &[(&str, KeyType)],
+    index: Option<GlobalSecondaryIndex>,
+) -> Result<(), StoreError> {
+    let mut req = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, ty) in attributes {
+        let def = AttributeDefinition::builder()
+            .attribute_name(*name)
+            .attribute_type(ty.clone())
+            .build();
+        req = req.attribute_definitions(def.map_err(invalid)?);
+    }
+    for (name, ty) in keys {
+        req = req.key_schema(key(name, ty.clone())?);
+    }
+    match req
+        .set_global_secondary_indexes(index.map(|i| vec![i]))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(unavailable(&format!("CreateTable {table}"), &e)),
+    }
+}
+
+async fn enable_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
+    let status = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| unavailable(&format!("DescribeTimeToLive {table}"), &e))?
+        .time_to_live_description
+        .and_then(|d| d.time_to_live_status);
+    if matches!(
+        status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    ) {
+        return Ok(());
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(EXPIRES_AT)
+        .build()
+        .map_err(invalid)?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| unavailable(&format!("UpdateTimeToLive {table}"), &e))
+}
+
+fn key(name: &str, ty: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(ty)
+        .build()
+        .map_err(invalid)
+}
+
+fn invalid(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Unavailable(format!("invalid table definition: {e}"))
+}

@@ -1,0 +1,137 @@
+//! Helpers shared by ringback's integration tests. A test file uses them with `mod support;`.
+//!
+//! - [`dynamo`]: a real-protocol DynamoDB for one test: dynoxide (in memory) served over HTTP on
+//!   a free loopback port inside the test's runtime, and an AWS SDK client pointed at it with
+//!   static test credentials. The server stops when the returned [`DynamoGuard`] is dropped.
+//!   It starts in milliseconds, so every test gets its own and tests share nothing.
+//! - [`tables`]: the three ringback tables created through `ensure_tables`, with unique names.
+//! - [`ManualClock`]: a [`Clock`] the test sets and moves by hand (record expiry, deadlines).
+//! - [`unique`]: a name no other test in this process uses.
+//!
+//! ```ignore
+//! mod support;
+//! #[tokio::test]
+//! async fn example() {
+//!     let (client, _db) = support::dynamo().await;
+//!     let t = support::tables(&client).await;
+//!     let clock = support::ManualClock::at("2026-03-02T15:00:00Z");
+//!     // ... CallsTable::new(client, t.calls, ttl, clock.clone()) ...
+//! }
+//! ```
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use ringback::ports::Clock;
+use tokio::task::JoinHandle;
+
+/// Keeps a test's DynamoDB server running; drop it to stop the server.
+pub struct DynamoGuard {
+    /// The database behind the server, for what the API does not offer (e.g. `db.sweep_ttl()`).
+    pub db: dynoxide::Database,
+    /// `http://127.0.0.1:{port}`, for a client or a process built by the test itself.
+    pub endpoint: String,
+    server: JoinHandle<()>,
+}
+
+impl Drop for DynamoGuard {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A fresh in-memory DynamoDB served on a free loopback port, and a client for it.
+pub async fn dynamo() -> (Client, DynamoGuard) {
+    let db = dynoxide::Database::memory().expect("in-memory dynoxide");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free loopback port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("bound address"));
+    let server = tokio::spawn(dynoxide::server::serve_on(listener, db.clone()));
+    (
+        client(&endpoint),
+        DynamoGuard {
+            db,
+            endpoint,
+            server,
+        },
+    )
+}
+
+/// An SDK client for a local endpoint: region us-east-1, static `test` credentials, and
+/// timeouts so a wedged server fails the test instead of hanging it.
+pub fn client(endpoint: &str) -> Client {
+    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(30))
+        .build();
+    let conf = aws_sdk_dynamodb::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url(endpoint)
+        .timeout_config(timeouts)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// Names of the three tables created by [`tables`].
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub calls: String,
+    pub providers: String,
+    pub logs: String,
+}
+
+/// Creates the calls, providers and interaction-log tables (with the index and TTL) under unique names.
+pub async fn tables(client: &Client) -> Tables {
+    let t = Tables {
+        calls: unique("calls"),
+        providers: unique("providers"),
+        logs: unique("logs"),
+    };
+    ringback::adapters::dynamodb::ensure_tables(client, &t.calls, &t.providers, &t.logs)
+        .await
+        .expect("tables created");
+    t
+}
+
+/// `{prefix}-{n}`, unique within the test process.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A clock that stands still until the test moves it.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// A clock reading `iso` (RFC 3339), shared as the services expect it.
+    pub fn at(iso: &str) -> Arc<Self> {
+        let t = DateTime::parse_from_rfc3339(iso)
+            .expect("an RFC 3339 time")
+            .with_timezone(&Utc);
+        Arc::new(Self(Mutex::new(t)))
+    }
+
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.0.lock().unwrap();
+        *t += chrono::Duration::from_std(by).expect("a representable duration");
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
