@@ -12,3 +12,10 @@ pub mod domain;
 pub mod ports;
 pub mod vapi;
 pub mod adapters;
+pub mod config;
+pub mod telemetry;
+pub mod service;
+pub mod api;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+pub mod wiring;

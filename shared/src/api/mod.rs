@@ -1,0 +1,59 @@
+//! HTTP in and out (SPEC §2), shared by the Lambda functions and the local runner: each route is a
+//! plain function from headers and body to an `http::Response`. Bad input is a 4xx answer, never an
+//! `Err` and never a 500.
+
+mod calls;
+mod envelope;
+mod webhook;
+
+pub use calls::{get_call, post_call, require_api_token};
+pub use envelope::{error, json, ok, Code, Response};
+pub use webhook::post_webhook;
+
+pub const WEBHOOK_PATH: &str = "/api/v1/vapi/webhook";
+pub const CALLS_PATH: &str = "/api/v1/vapi/calls";
+
+pub fn health() -> Response {
+    ok(http::StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+/// The id in `/api/v1/vapi/calls/{id}`, percent-decoded (API Gateway hands it over decoded).
+pub fn call_id_from_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(CALLS_PATH)?.strip_prefix('/')?;
+    let rest = rest.trim_end_matches('/');
+    (!rest.is_empty()).then(|| percent_decode(rest))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_paths() {
+        assert_eq!(call_id_from_path("/api/v1/vapi/calls/abc").as_deref(), Some("abc"));
+        assert_eq!(call_id_from_path("/api/v1/vapi/calls/a%2Fb%20c").as_deref(), Some("a/b c"));
+        assert_eq!(call_id_from_path("/api/v1/vapi/calls/bad%2").as_deref(), Some("bad%2"));
+        assert_eq!(call_id_from_path("/api/v1/vapi/calls/"), None);
+        assert_eq!(call_id_from_path("/api/v1/vapi/calls"), None);
+        assert_eq!(call_id_from_path("/other/abc"), None);
+    }
+}

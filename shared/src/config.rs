@@ -1,0 +1,218 @@
+//! Typed configuration, read once at start-up from the environment (SPEC §6). A missing required
+//! variable stops the function with a message naming it. Secrets are never printed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::vapi::WebhookAuth;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing required environment variable {0}")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// The environment as a map, so configuration can be tested without touching the process's.
+#[derive(Debug, Clone, Default)]
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self(std::env::vars().collect())
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.0.insert(name.to_owned(), value.into());
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).map(str::to_owned).ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn parse_or<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() }),
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse_or(name, default).map(Duration::from_secs)
+    }
+}
+
+/// Settings shared by every function that touches the calls table.
+#[derive(Debug, Clone)]
+pub struct CallsConfig {
+    pub calls_table: String,
+    pub result_ttl: Duration,
+}
+
+impl CallsConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { calls_table: env.required("CALLS_TABLE")?, result_ttl: env.seconds("RESULT_TTL_SECONDS", 1800)? })
+    }
+}
+
+/// When a record is overdue for the cleanup, and how enrichment paces itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    /// `ENRICHMENT_DELAYS`: the delay before each fetch attempt; its length is the attempt budget.
+    pub enrichment_delays: Vec<Duration>,
+    /// `WATCHDOG_DELAY_SECONDS`: how long after a call starts without any webhook the watchdog asks Vapi.
+    pub watchdog_delay: Duration,
+    /// `MAX_CALL_SECONDS`: the longest a call may run before a missing report is suspicious.
+    pub max_call: Duration,
+    /// `STUCK_GRACE_SECONDS`: slack past the expected time before the cleanup steps in; it covers
+    /// SQS redeliveries (visibility timeout × maxReceiveCount).
+    pub stuck_grace: Duration,
+}
+
+impl Timing {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            enrichment_delays: parse_delays(env.get("ENRICHMENT_DELAYS").unwrap_or("3,5,8"))?,
+            watchdog_delay: env.seconds("WATCHDOG_DELAY_SECONDS", 900)?,
+            max_call: env.seconds("MAX_CALL_SECONDS", 3600)?,
+            stuck_grace: env.seconds("STUCK_GRACE_SECONDS", 1200)?,
+        })
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self::from_env(&Env::default()).expect("defaults are valid")
+    }
+}
+
+pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { name: "ENRICHMENT_DELAYS", reason };
+    let delays = raw
+        .split(',')
+        .map(|s| {
+            let secs: u64 = s.trim().parse().map_err(|_| invalid(format!("{s:?} is not a whole number of seconds")))?;
+            if secs > 900 {
+                return Err(invalid(format!("{secs} exceeds SQS's 900-second delay limit")));
+            }
+            Ok(Duration::from_secs(secs))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if delays.is_empty() {
+        return Err(invalid("at least one delay is needed".into()));
+    }
+    Ok(delays)
+}
+
+/// Webhook authentication: a secret is required unless `WEBHOOK_AUTH=none` is set on purpose.
+pub fn webhook_auth(env: &Env) -> Result<WebhookAuth, ConfigError> {
+    if env.get("WEBHOOK_AUTH").is_some_and(|v| v.eq_ignore_ascii_case("none")) {
+        return Ok(WebhookAuth::disabled());
+    }
+    let current = env.required("VAPI_WEBHOOK_SECRET")?;
+    // During a rotation both secrets are accepted (docs/operations.md).
+    let previous = env.get("VAPI_WEBHOOK_SECRET_PREVIOUS").map(str::to_owned);
+    let header = env.get("VAPI_SIGNATURE_HEADER").unwrap_or("x-vapi-signature");
+    Ok(WebhookAuth::new([Some(current), previous].into_iter().flatten(), header))
+}
+
+/// Client API authentication (`Authorization: Bearer <API_TOKEN>`), off only with `API_AUTH=none`
+/// when an authorizer sits in front.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ApiAuth {
+    Token(String),
+    Off,
+}
+
+impl std::fmt::Debug for ApiAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Token(_) => "ApiAuth::Token(..)",
+            Self::Off => "ApiAuth::Off",
+        })
+    }
+}
+
+impl ApiAuth {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        if env.get("API_AUTH").is_some_and(|v| v.eq_ignore_ascii_case("none")) {
+            return Ok(Self::Off);
+        }
+        Ok(Self::Token(env.required("API_TOKEN")?))
+    }
+}
+
+#[derive(Clone)]
+pub struct VapiConfig {
+    pub base_url: String,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for VapiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VapiConfig").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+impl VapiConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            base_url: env.get("VAPI_BASE_URL").unwrap_or("https://api.vapi.ai").to_owned(),
+            api_key: env.required("VAPI_API_KEY")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_parse_and_fail_by_name() {
+        assert_eq!(parse_delays("3, 5,8").unwrap(), vec![Duration::from_secs(3), Duration::from_secs(5), Duration::from_secs(8)]);
+        for bad in ["", "3,,5", "a", "901", "-1"] {
+            let err = parse_delays(bad).unwrap_err();
+            assert!(err.to_string().contains("ENRICHMENT_DELAYS"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_variables_are_named() {
+        let env = Env::default();
+        assert_eq!(CallsConfig::from_env(&env).unwrap_err(), ConfigError::Missing("CALLS_TABLE"));
+        assert_eq!(webhook_auth(&env).unwrap_err(), ConfigError::Missing("VAPI_WEBHOOK_SECRET"));
+        assert_eq!(ApiAuth::from_env(&env).unwrap_err(), ConfigError::Missing("API_TOKEN"));
+        assert_eq!(VapiConfig::from_env(&env).unwrap_err(), ConfigError::Missing("VAPI_API_KEY"));
+        let bad = Env::from_pairs([("CALLS_TABLE", "t"), ("RESULT_TTL_SECONDS", "soon")]);
+        assert!(CallsConfig::from_env(&bad).unwrap_err().to_string().contains("RESULT_TTL_SECONDS"));
+    }
+
+    #[test]
+    fn auth_can_be_turned_off_only_on_purpose() {
+        assert!(!webhook_auth(&Env::from_pairs([("WEBHOOK_AUTH", "none")])).unwrap().is_enabled());
+        assert!(webhook_auth(&Env::from_pairs([("VAPI_WEBHOOK_SECRET", "s")])).unwrap().is_enabled());
+        assert_eq!(ApiAuth::from_env(&Env::from_pairs([("API_AUTH", "none")])).unwrap(), ApiAuth::Off);
+        assert!(!format!("{:?}", ApiAuth::Token("tok".into())).contains("tok"));
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let t = Timing::default();
+        assert_eq!(t.enrichment_delays.len(), 3);
+        assert_eq!(t.watchdog_delay, Duration::from_secs(900));
+        let c = CallsConfig::from_env(&Env::from_pairs([("CALLS_TABLE", "calls")])).unwrap();
+        assert_eq!(c.result_ttl, Duration::from_secs(1800));
+    }
+}

@@ -1,0 +1,37 @@
+//! The thin glue between `lambda_http` and [`crate::api`]: the functions' mains stay a few lines.
+
+use lambda_http::{Body, Request, RequestExt};
+
+use crate::api::Response;
+
+pub fn body(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// A path parameter from API Gateway, or `None` (then the raw path is parsed instead).
+pub fn path_param(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)
+}
+
+pub fn response(resp: Response) -> lambda_http::Response<Body> {
+    let (parts, bytes) = resp.into_parts();
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if text.is_empty() => Body::Empty,
+        Ok(text) => Body::Text(text),
+        Err(e) => Body::Binary(e.into_bytes()),
+    };
+    lambda_http::Response::from_parts(parts, body)
+}
+
+/// A request span carrying `call_id` (filled in once the body or path names the call).
+#[macro_export]
+macro_rules! request_span {
+    ($name:expr) => {
+        tracing::info_span!($name, call_id = tracing::field::Empty)
+    };
+}

@@ -1,0 +1,51 @@
+//! When an unfinished record becomes the cleanup's business: the time by which it should have
+//! moved on, plus grace. Terminal records have no deadline (they leave the unfinished index).
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Timing;
+use crate::domain::{CallRecord, CallStatus, DataStatus};
+
+pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<DateTime<Utc>> {
+    let r = &rec.result;
+    let expected = match r.data_status {
+        DataStatus::Complete | DataStatus::FetchFailed => return None,
+        // The watchdog should have asked Vapi by then.
+        DataStatus::Pending => t.watchdog_delay,
+        // The call may still be running: wait for its longest duration.
+        DataStatus::Partial if r.call_status != CallStatus::Ended => t.max_call,
+        // The enrichment chain should have run every attempt by then.
+        DataStatus::Partial | DataStatus::Fetching => t.enrichment_delays.iter().sum(),
+    };
+    let span = chrono::Duration::from_std(expected + t.stuck_grace).unwrap_or(chrono::Duration::MAX);
+    Some(now.checked_add_signed(span).unwrap_or(DateTime::<Utc>::MAX_UTC))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn deadlines_by_state() {
+        let t = Timing {
+            enrichment_delays: vec![Duration::from_secs(3), Duration::from_secs(5)],
+            watchdog_delay: Duration::from_secs(900),
+            max_call: Duration::from_secs(3600),
+            stuck_grace: Duration::from_secs(100),
+        };
+        let now = DateTime::<Utc>::from_timestamp(1_000_000, 0).unwrap();
+        let at = |ds, cs| {
+            let mut r = CallRecord::new("c", "t");
+            r.result.data_status = ds;
+            r.result.call_status = cs;
+            deadline_for(&r, now, &t).map(|d| d.timestamp() - now.timestamp())
+        };
+        assert_eq!(at(DataStatus::Pending, CallStatus::Queued), Some(1000));
+        assert_eq!(at(DataStatus::Partial, CallStatus::InProgress), Some(3700));
+        assert_eq!(at(DataStatus::Partial, CallStatus::Ended), Some(108));
+        assert_eq!(at(DataStatus::Fetching, CallStatus::Ended), Some(108));
+        assert_eq!(at(DataStatus::Complete, CallStatus::Ended), None);
+        assert_eq!(at(DataStatus::FetchFailed, CallStatus::Ended), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! Ingesting one Vapi server message: authenticate the raw body, read it, apply it to the record
+//! with one conditional write, and start the call's enrichment chain the first time it ends.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use tracing::{info, warn};
+
+use super::{deadline_for, WRITE_RETRIES};
+use crate::config::Timing;
+use crate::domain::{apply_webhook, to_iso, DataStatus, EventKey};
+use crate::ports::{CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, StoreError};
+use crate::vapi::{parse_webhook, AuthError, PayloadError, WebhookAuth, WebhookMessage};
+
+pub struct WebhookService {
+    pub store: Arc<dyn CallStore>,
+    pub queue: Arc<dyn EnrichmentQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: WebhookAuth,
+    pub max_bytes: usize,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// A type we do not record; nothing stored.
+    Ignored { message_type: String },
+    Accepted { call_id: String, data_status: DataStatus, duplicate: bool, enrichment_scheduled: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("body is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("webhook authentication failed: {0}")]
+    Unauthorized(AuthError),
+    #[error(transparent)]
+    Invalid(#[from] PayloadError),
+    /// Storage or queue failed: Vapi should retry (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl WebhookService {
+    pub async fn ingest(&self, headers: &HeaderMap, body: &[u8]) -> Result<Ingested, IngestError> {
+        if body.len() > self.max_bytes {
+            return Err(IngestError::TooLarge { size: body.len(), limit: self.max_bytes });
+        }
+        let now = self.clock.now();
+        self.auth.verify(headers, body, now.timestamp()).map_err(IngestError::Unauthorized)?;
+        let msg = parse_webhook(body)?;
+        let key = msg.event_key();
+        let (kind, snap) = match msg {
+            WebhookMessage::Ignored { message_type } => return Ok(Ingested::Ignored { message_type }),
+            WebhookMessage::Call { kind, snapshot } => (kind, snapshot),
+        };
+        let key = key.expect("call events have a key");
+        tracing::Span::current().record("call_id", snap.call_id.as_str());
+
+        for _ in 0..WRITE_RETRIES {
+            let current = self.store.get(&snap.call_id).await?;
+            let expected = current.as_ref().map(|v| v.version);
+            let now_iso = to_iso(now);
+            let out = apply_webhook(current.map(|v| v.record), &snap, &key, &now_iso);
+            let data_status = out.record.result.data_status;
+            if !out.write {
+                info!(call_id = %snap.call_id, event = key.as_str(), "duplicate webhook ignored");
+                return Ok(Ingested::Accepted {
+                    call_id: snap.call_id,
+                    data_status,
+                    duplicate: true,
+                    enrichment_scheduled: false,
+                });
+            }
+            let deadline = deadline_for(&out.record, now, &self.timing);
+            let version = match self.store.put(&out.record, expected, deadline).await {
+                Ok(v) => v,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            info!(call_id = %snap.call_id, event = key.as_str(), ?kind, data_status = data_status.as_str(), "webhook applied");
+            if out.schedule_enrichment {
+                self.schedule(&snap.call_id, &key, version).await?;
+            }
+            return Ok(Ingested::Accepted {
+                call_id: snap.call_id,
+                data_status,
+                duplicate: false,
+                enrichment_scheduled: out.schedule_enrichment,
+            });
+        }
+        Err(IngestError::Unavailable("the record kept changing under concurrent writes".into()))
+    }
+
+    async fn schedule(&self, call_id: &str, key: &EventKey, version: u64) -> Result<(), IngestError> {
+        let job = EnrichmentJob { call_id: call_id.to_owned(), attempt: 1, kind: JobKind::Enrich };
+        let delay = self.timing.enrichment_delays[0];
+        let Err(e) = self.queue.schedule(&job, delay).await else {
+            return Ok(());
+        };
+        warn!(call_id, error = %e, "enrichment could not be scheduled; undoing so a redelivery retries");
+        // Forget this delivery so Vapi's retry is not taken for a duplicate. If this write fails too,
+        // the record stays in the unfinished index and the cleanup re-drives it at its deadline.
+        if let Ok(Some(mut cur)) = self.store.get(call_id).await {
+            if cur.version == version {
+                cur.record.book.seen_events.remove(key.as_str());
+                cur.record.book.enrichment_scheduled = false;
+                let deadline = deadline_for(&cur.record, self.clock.now(), &self.timing);
+                if let Err(undo) = self.store.put(&cur.record, Some(version), deadline).await {
+                    warn!(call_id, error = %undo, "undo failed; the cleanup will re-drive this call");
+                }
+            }
+        }
+        Err(IngestError::Unavailable(e.to_string()))
+    }
+}
