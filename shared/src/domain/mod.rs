@@ -2,6 +2,9 @@
 //! Nothing here knows about AWS, HTTP or Lambda; every rule is a plain function with table-driven tests.
 
 mod call;
+mod call_request;
+mod cleanup;
+mod enrichment;
 mod ids;
 mod merge;
 mod outcome;
@@ -14,6 +17,9 @@ pub use call::{
     Analysis, CallMethod, CallResult, CallStatus, ConversationMessage, DataStatus, Outcome, Provider,
     RequestInfo,
 };
+pub use call_request::{parse_call_request, CallRequest, CustomPrompt, E164, FieldError, Urgency};
+pub use cleanup::{plan_cleanup, CleanupAction, MAX_REDRIVES};
+pub use enrichment::*;
 pub use ids::{is_uuid, CallId, InvalidCallId};
 pub use merge::{is_complete, merge_snapshot, Completeness};
 pub use outcome::outcome_from_ended_reason;

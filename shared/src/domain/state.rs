@@ -24,6 +24,9 @@ pub struct Bookkeeping {
     /// Watchdog checks of a call that was still running.
     #[serde(default)]
     pub watchdog_checks: u32,
+    /// Times the cleanup found this record stuck and re-drove it.
+    #[serde(default)]
+    pub redrives: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -1,0 +1,433 @@
+//! The enrichment consumer: one SQS message names a call (`{"callId","attempt","kind"}`); the
+//! consumer claims the record, asks Vapi for the call once, and settles the record: `complete`,
+//! the next attempt queued, or `fetch_failed` with everything received kept. The decisions are
+//! [`crate::domain::admit`] and [`crate::domain::settle`]; this file does the I/O around them.
+//!
+//! Order, so nothing is lost:
+//! 1. claim: one conditional write (`fetching`, `claimed_by`), or none for a call without record;
+//! 2. one `GET /call/{id}`;
+//! 3. a finished call is saved to the providers and interaction-log tables (idempotent) *before*
+//!    the record is written as `complete`/`fetch_failed`: a record marked finished always has its
+//!    rows, and a failure in between leaves the claim for the redelivery to finish;
+//! 4. the record is written (conditionally; on a lost race it is re-read and settled again);
+//! 5. the next job, if any, is queued after the write.
+//!
+//! Any failure of the store, the queue, Vapi (429/5xx/timeout) or the sink is [`ProcessError::Retry`]:
+//! [`handle_batch`] reports the message as a batch item failure, SQS delivers it again after the
+//! visibility timeout (the same message id re-claims), and after `maxReceiveCount` it lands in the
+//! dead-letter queue while the record, left unfinished with a deadline, is the cleanup's business.
+//!
+//! A body that is not a job ([`ProcessError::Poison`]) can never succeed. The event source mapping
+//! offers no way to send one message to the dead-letter queue at once, and reporting it failed
+//! would spend `maxReceiveCount` deliveries (and alarms) on it. So it is logged at error level with
+//! its message id, handed to the optional [`PoisonSink`] (in Lambda: a `SendMessage` to
+//! `ENRICHMENT_DLQ_URL`, so an operator finds it where failed messages go) and acknowledged. If
+//! parking it fails, it is reported failed, so SQS's own redrive parks it in the end.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use tracing::{error, info, warn, Instrument};
+
+use super::{deadline_for, WRITE_RETRIES};
+use crate::config::{CallsConfig, ConfigError, Env, Timing};
+use crate::domain::{
+    admit, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome, EnrichmentPolicy,
+    VapiAnswer,
+};
+use crate::ports::{
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, SystemClock, VapiApi,
+    VapiError,
+};
+use crate::vapi::snapshot_from_call;
+use crate::wiring::{self, Aws};
+
+/// Messages of one batch processed at once.
+pub const BATCH_CONCURRENCY: usize = 10;
+
+/// Where a message that is not a job is parked for an operator (a dead-letter queue).
+#[async_trait]
+pub trait PoisonSink: Send + Sync {
+    async fn park(&self, message_id: &str, body: &str) -> Result<(), String>;
+}
+
+pub struct EnrichmentService {
+    pub store: Arc<dyn CallStore>,
+    pub queue: Arc<dyn EnrichmentQueue>,
+    pub vapi: Arc<dyn VapiApi>,
+    pub sink: Arc<dyn ResultSink>,
+    pub clock: Arc<dyn Clock>,
+    pub timing: Timing,
+    /// Where bodies that are not jobs go; `None`: they are only logged.
+    pub poison: Option<Arc<dyn PoisonSink>>,
+}
+
+/// A message handled: acknowledge it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    pub job: EnrichmentJob,
+    pub outcome: EnrichmentOutcome,
+    /// `GET /call/{id}` requests this message made (0 or 1).
+    pub vapi_calls: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// Something needed was unavailable: report the message failed so SQS delivers it again.
+    #[error("retry later: {reason}")]
+    Retry { reason: String, vapi_calls: u32 },
+    /// The body is not a job and never will be: it was logged (and parked); acknowledge it.
+    #[error("not an enrichment job: {0}")]
+    Poison(String),
+}
+
+impl ProcessError {
+    fn retry(reason: impl std::fmt::Display, vapi_calls: u32) -> Self {
+        Self::Retry {
+            reason: reason.to_string(),
+            vapi_calls,
+        }
+    }
+
+    /// The message must be reported as a batch item failure.
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Self::Retry { .. })
+    }
+}
+
+/// Reads a message body as a job: a valid call id and a 1-based attempt.
+pub fn parse_job(body: &str) -> Result<EnrichmentJob, String> {
+    let job: EnrichmentJob = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    CallId::parse(&job.call_id).map_err(|e| e.to_string())?;
+    if job.attempt == 0 {
+        return Err("attempt must be 1 or more".into());
+    }
+    Ok(job)
+}
+
+impl EnrichmentService {
+    pub fn policy(&self) -> EnrichmentPolicy {
+        EnrichmentPolicy::new(
+            self.timing.enrichment_delays.clone(),
+            self.timing.watchdog_delay,
+            self.timing.max_call,
+        )
+    }
+
+    /// Handles one queue message. `Ok`: acknowledge it; `Err(Retry)`: report it failed.
+    pub async fn process(&self, message_id: &str, body: &str) -> Result<Processed, ProcessError> {
+        let job = match parse_job(body) {
+            Ok(job) => job,
+            Err(reason) => return Err(self.poisoned(message_id, body, reason).await),
+        };
+        let span = tracing::info_span!(
+            "enrichment",
+            call_id = %job.call_id,
+            message_id,
+            attempt = job.attempt,
+            kind = ?job.kind
+        );
+        async {
+            let result = self.run(message_id, &job).await;
+            match &result {
+                Ok(p) => log_outcome(p),
+                Err(e) => warn!(error = %e, "enrichment will be retried"),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn poisoned(&self, message_id: &str, body: &str, reason: String) -> ProcessError {
+        // The body is untrusted: log its size, not its content (it could hold anything).
+        error!(message_id, error = %reason, body_bytes = body.len(), "enrichment message is not a job; parking it");
+        if let Some(sink) = &self.poison {
+            if let Err(e) = sink.park(message_id, body).await {
+                error!(message_id, error = %e, "poison message could not be parked; leaving it to SQS's redrive");
+                return ProcessError::retry(format!("parking a poison message failed: {e}"), 0);
+            }
+        }
+        ProcessError::Poison(reason)
+    }
+
+    async fn run(&self, message_id: &str, job: &EnrichmentJob) -> Result<Processed, ProcessError> {
+        let done = |outcome, vapi_calls| {
+            Ok(Processed {
+                job: job.clone(),
+                outcome,
+                vapi_calls,
+            })
+        };
+
+        // 1. Claim (or find there is nothing to do).
+        let mut current = None;
+        let mut claimed = false;
+        for _ in 0..WRITE_RETRIES {
+            let found = self
+                .store
+                .get(&job.call_id)
+                .await
+                .map_err(|e| ProcessError::retry(e, 0))?;
+            let now = self.clock.now();
+            match admit(
+                found.as_ref().map(|v| &v.record),
+                job,
+                message_id,
+                &to_iso(now),
+            ) {
+                Admission::Skip(skip) => return done(EnrichmentOutcome::Skipped(skip), 0),
+                Admission::Fresh => {
+                    claimed = true;
+                    break;
+                }
+                Admission::Claim(record) => {
+                    let expected = found.map(|v| v.version);
+                    let deadline = deadline_for(&record, now, &self.timing);
+                    match self.store.put(&record, expected, deadline).await {
+                        Ok(version) => {
+                            current = Some((*record, version));
+                            claimed = true;
+                            break;
+                        }
+                        Err(StoreError::Conflict) => continue,
+                        Err(e) => return Err(ProcessError::retry(e, 0)),
+                    }
+                }
+            }
+        }
+        if !claimed {
+            return Err(ProcessError::retry(
+                "the record kept changing under concurrent writes",
+                0,
+            ));
+        }
+
+        // 2. Ask Vapi, once.
+        let answer = match self.vapi.get_call(&job.call_id).await {
+            Ok(call) => VapiAnswer::Call(Box::new(snapshot_from_call(&call))),
+            Err(VapiError::NotFound) => VapiAnswer::NotFound,
+            Err(e @ VapiError::Rejected { .. }) => VapiAnswer::Rejected(e.to_string()),
+            Err(e @ VapiError::Transient { .. }) => VapiAnswer::Unavailable(e.to_string()),
+        };
+
+        // 3-5. Settle: persist, write, queue.
+        let policy = self.policy();
+        for _ in 0..WRITE_RETRIES {
+            let now = self.clock.now();
+            let (record, expected) = match current.take() {
+                Some((r, v)) => (Some(r), Some(v)),
+                None => (None, None),
+            };
+            let s = settle(record, job, message_id, &answer, &policy, &to_iso(now));
+            if let EnrichmentOutcome::Retry { reason } = &s.outcome {
+                return Err(ProcessError::retry(reason, 1));
+            }
+            if let Some(record) = &s.record {
+                if s.persist {
+                    self.sink
+                        .save(&record.result)
+                        .await
+                        .map_err(|e| ProcessError::retry(e, 1))?;
+                }
+                let deadline = deadline_for(record, now, &self.timing);
+                match self.store.put(record, expected, deadline).await {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict) => {
+                        current = self.reread(&job.call_id).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(ProcessError::retry(e, 1)),
+                }
+            }
+            if let Some((next, delay)) = &s.next {
+                self.queue
+                    .schedule(next, *delay)
+                    .await
+                    .map_err(|e| ProcessError::retry(e, 1))?;
+            }
+            return done(s.outcome, 1);
+        }
+        Err(ProcessError::retry(
+            "the record kept changing under concurrent writes",
+            1,
+        ))
+    }
+
+    async fn reread(&self, call_id: &str) -> Result<Option<(CallRecord, u64)>, ProcessError> {
+        let found = self
+            .store
+            .get(call_id)
+            .await
+            .map_err(|e| ProcessError::retry(e, 1))?;
+        Ok(found.map(|v| (v.record, v.version)))
+    }
+}
+
+fn log_outcome(p: &Processed) {
+    let outcome = p.outcome.as_str();
+    match &p.outcome {
+        EnrichmentOutcome::Skipped(skip) => info!(
+            outcome,
+            skip = skip.as_str(),
+            "enrichment message acknowledged without work"
+        ),
+        EnrichmentOutcome::Complete => {
+            info!(outcome, vapi_calls = p.vapi_calls, "call data complete")
+        }
+        EnrichmentOutcome::Rescheduled { next, delay } => info!(
+            outcome,
+            next_attempt = next.attempt,
+            next_kind = ?next.kind,
+            delay_s = delay.as_secs(),
+            "call data not complete yet; next check queued"
+        ),
+        EnrichmentOutcome::FetchFailed { reason } => {
+            warn!(outcome, reason = %reason, "call settled as fetch_failed")
+        }
+        EnrichmentOutcome::UnknownCall { reason } => {
+            warn!(outcome, reason = %reason, "no record and Vapi has no usable call; nothing to keep")
+        }
+        EnrichmentOutcome::Retry { reason } => {
+            warn!(outcome, reason = %reason, "enrichment will be retried")
+        }
+    }
+}
+
+/// The Lambda (and local runner) entry point for one SQS batch: each message is processed
+/// concurrently (at most [`BATCH_CONCURRENCY`] at once); the ones to retry are reported as batch
+/// item failures, every other one is acknowledged.
+pub async fn handle_batch(svc: &EnrichmentService, event: SqsEvent) -> SqsBatchResponse {
+    let permits = tokio::sync::Semaphore::new(BATCH_CONCURRENCY);
+    let work = event.records.into_iter().map(|m| {
+        let permits = &permits;
+        async move {
+            let message_id = m.message_id.unwrap_or_default();
+            let body = m.body.unwrap_or_default();
+            let _permit = permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let result = svc.process(&message_id, &body).await;
+            (message_id, result)
+        }
+    });
+    let mut resp = SqsBatchResponse::default();
+    for (message_id, result) in join_all(work.collect()).await {
+        if let Err(e) = result {
+            if e.is_retry() {
+                resp.add_failure(message_id);
+            }
+        }
+    }
+    resp
+}
+
+/// Runs the futures concurrently on the current task and returns their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
+}
+
+/// Parks poison messages on an SQS queue (the enrichment dead-letter queue).
+#[derive(Clone, Debug)]
+pub struct SqsPoisonSink {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsPoisonSink {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl PoisonSink for SqsPoisonSink {
+    async fn park(&self, message_id: &str, body: &str) -> Result<(), String> {
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let original = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(message_id)
+            .build()
+            .map_err(|e| e.to_string())?;
+        // SQS refuses an empty body: park a marker instead, with the original id attached.
+        let body = if body.is_empty() {
+            "(empty body)"
+        } else {
+            body
+        };
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("originalMessageId", original)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "SendMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                )
+            })?;
+        Ok(())
+    }
+}
+
+/// The enrichment consumer with its real adapters, once per cold start. Reads `CALLS_TABLE`,
+/// `RESULT_TTL_SECONDS`, `PROVIDERS_TABLE`, `INTERACTION_LOGS_TABLE`, `ENRICHMENT_QUEUE_URL`,
+/// `ENRICHMENT_DELAYS`, `WATCHDOG_DELAY_SECONDS`, `MAX_CALL_SECONDS`, `VAPI_API_KEY`,
+/// `VAPI_BASE_URL`, and the optional `ENRICHMENT_DLQ_URL` (where poison messages are parked).
+pub async fn from_env(env: &Env) -> Result<EnrichmentService, ConfigError> {
+    let calls = CallsConfig::from_env(env)?;
+    let queue_url = env.required("ENRICHMENT_QUEUE_URL")?;
+    env.required("PROVIDERS_TABLE")?;
+    env.required("INTERACTION_LOGS_TABLE")?;
+    let timing = Timing::from_env(env)?;
+    let vapi = wiring::vapi_client(env)?;
+    let dlq_url = env.get("ENRICHMENT_DLQ_URL").map(str::to_owned);
+    let aws = Aws::from_env().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let poison = dlq_url
+        .map(|url| Arc::new(SqsPoisonSink::new(aws.sqs.clone(), url)) as Arc<dyn PoisonSink>);
+    Ok(EnrichmentService {
+        store: wiring::calls_store(&aws, &calls, clock.clone()),
+        queue: Arc::new(crate::adapters::sqs::SqsQueue::new(
+            aws.sqs.clone(),
+            queue_url,
+        )),
+        vapi: Arc::new(vapi),
+        sink: wiring::result_sink(&aws, env, clock.clone())?,
+        clock,
+        timing,
+        poison,
+    })
+}
