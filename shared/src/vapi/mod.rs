@@ -1,11 +1,13 @@
 //! Vapi at the edge: its payloads read leniently into domain snapshots, webhook authentication on
 //! the raw body, and the REST client.
 
+mod assistant;
 mod auth;
 mod client;
 mod read;
 mod webhook;
 
+pub use assistant::{create_call_body, CallSettings};
 pub use auth::{sign, AuthError, WebhookAuth};
 pub use client::{VapiClient, VapiClientConfig};
 pub use read::snapshot_from_call;

@@ -1,0 +1,121 @@
+//! The scheduled cleanup: pages through the unfinished-records index (never a table scan) and
+//! re-drives or settles every record past its deadline. Each change is one conditional write, so
+//! two runs at once cannot both act on a record: the loser's write fails and it moves on.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::deadline_for;
+use crate::config::Timing;
+use crate::domain::{parse_timestamp, plan_cleanup, to_iso, CleanupAction, DataStatus};
+use crate::ports::{CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, Versioned};
+
+pub struct CleanupService {
+    pub store: Arc<dyn CallStore>,
+    pub queue: Arc<dyn EnrichmentQueue>,
+    pub sink: Arc<dyn ResultSink>,
+    pub clock: Arc<dyn Clock>,
+    pub timing: Timing,
+    pub page_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Overdue index entries looked at.
+    pub examined: u32,
+    pub redriven: u32,
+    pub settled: u32,
+    /// Finished meanwhile, moved on, or taken by a concurrent run.
+    pub left: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cleanup interrupted: {0}")]
+pub struct CleanupError(pub String);
+
+impl CleanupService {
+    pub async fn run_once(&self) -> Result<CleanupReport, CleanupError> {
+        let now = self.clock.now();
+        let mut report = CleanupReport::default();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .overdue(now, cursor, self.page_size)
+                .await
+                .map_err(|e| CleanupError(e.to_string()))?;
+            for id in &page.call_ids {
+                report.examined += 1;
+                match self.one(id, now).await {
+                    Ok(Some(CleanupAction::Redrive { .. })) => report.redriven += 1,
+                    Ok(Some(CleanupAction::Settle { .. })) => report.settled += 1,
+                    Ok(_) => report.left += 1,
+                    // One bad record must not stop the sweep; it stays overdue for the next run.
+                    Err(e) => {
+                        warn!(call_id = %id, error = %e, "cleanup could not handle this record");
+                        report.left += 1;
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        if report.examined > 0 {
+            info!(?report, "cleanup run");
+        }
+        Ok(report)
+    }
+
+    async fn one(&self, call_id: &str, now: DateTime<Utc>) -> Result<Option<CleanupAction>, StoreError> {
+        let Some(Versioned { mut record, version }) = self.store.get(call_id).await? else {
+            return Ok(None);
+        };
+        // The index lags behind writes: trust the record as it is now, not the entry that led here.
+        let written = parse_timestamp(&serde_json::Value::String(record.result.updated_at.clone()));
+        let overdue = match written.and_then(|t| deadline_for(&record, t, &self.timing)) {
+            Some(deadline) => deadline <= now,
+            None => !record.result.data_status.is_terminal(),
+        };
+        if !overdue {
+            return Ok(Some(CleanupAction::Leave));
+        }
+        let action = plan_cleanup(&record);
+        record.result.updated_at = to_iso(now);
+        match &action {
+            CleanupAction::Leave => return Ok(Some(action)),
+            CleanupAction::Redrive { kind, attempt } => {
+                record.book.redrives += 1;
+                let deadline = deadline_for(&record, now, &self.timing);
+                match self.store.put(&record, Some(version), deadline).await {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict) => return Ok(Some(CleanupAction::Leave)),
+                    Err(e) => return Err(e),
+                }
+                let job = EnrichmentJob { call_id: call_id.to_owned(), attempt: *attempt, kind: *kind };
+                if let Err(e) = self.queue.schedule(&job, std::time::Duration::ZERO).await {
+                    // The new deadline brings it back to the next run.
+                    warn!(call_id, error = %e, "re-drive not queued");
+                }
+                info!(call_id, ?kind, attempt, data_status = record.result.data_status.as_str(), "stuck call re-driven");
+            }
+            CleanupAction::Settle { reason } => {
+                record.result.data_status = DataStatus::FetchFailed;
+                record.result.fetch_error = Some(reason.clone());
+                // Persist first: a record marked finished is never looked at again.
+                self.sink.save(&record.result).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                match self.store.put(&record, Some(version), None).await {
+                    Ok(_) => {}
+                    // Whoever won wrote a newer state; what we persisted is superseded by theirs.
+                    Err(StoreError::Conflict) => return Ok(Some(CleanupAction::Leave)),
+                    Err(e) => return Err(e),
+                }
+                info!(call_id, "stuck call settled as fetch_failed");
+            }
+        }
+        Ok(Some(action))
+    }
+}
