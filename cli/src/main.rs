@@ -1,1 +1,182 @@
-fn main() {}
+//! `ringback`: the operator CLI. It talks to a deployment or `ringback-local` over the HTTP API,
+//! and to SQS for the dead-letter redrive.
+
+mod client;
+mod history;
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use client::Api;
+
+#[derive(Parser)]
+#[command(name = "ringback", version, about = "Operate ringback: start and watch calls, inspect them, redrive failures")]
+struct Cli {
+    /// Base URL of the API (a deployment's ApiUrl output, or ringback-local).
+    #[arg(long, env = "RINGBACK_URL", default_value = "http://127.0.0.1:3000", global = true)]
+    url: String,
+    /// The API token (Authorization: Bearer).
+    #[arg(long, env = "RINGBACK_API_TOKEN", default_value = "dev-api-token", global = true, hide_default_value = true)]
+    token: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a call and (unless --no-watch) follow it to the end.
+    Call(CallArgs),
+    /// Follow a call until it is complete or fetch_failed.
+    Watch { call_id: String },
+    /// Print a call's record.
+    Show { call_id: String },
+    /// Calls started from this machine, newest first, with their current state.
+    List {
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Move every message of the dead-letter queue back to the enrichment queue.
+    Redrive {
+        #[arg(long, env = "ENRICHMENT_DLQ_URL")]
+        dlq_url: String,
+        #[arg(long, env = "ENRICHMENT_QUEUE_URL")]
+        queue_url: String,
+    },
+}
+
+#[derive(Args)]
+struct CallArgs {
+    #[arg(long)]
+    provider_name: String,
+    /// E.164, e.g. +14155550123.
+    #[arg(long)]
+    phone: String,
+    #[arg(long, default_value = "plumber")]
+    service: String,
+    #[arg(long, default_value = "")]
+    criteria: String,
+    #[arg(long, default_value = "Oakland, CA")]
+    location: String,
+    #[arg(long, default_value = "flexible")]
+    urgency: String,
+    #[arg(long)]
+    provider_id: Option<String>,
+    #[arg(long)]
+    service_request_id: Option<String>,
+    /// Defaults to a fresh key, so that this command's own retries never place a second call.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    #[arg(long)]
+    no_watch: bool,
+    /// Give up watching after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let api = Api::new(&cli.url, &cli.token);
+    let result = match cli.command {
+        Command::Call(args) => call(&api, args).await,
+        Command::Watch { call_id } => watch(&api, &call_id, Duration::from_secs(600)).await,
+        Command::Show { call_id } => api.get(&call_id).await.map(|(v, _)| println!("{}", pretty(&v))),
+        Command::List { limit } => list(&api, limit).await,
+        Command::Redrive { dlq_url, queue_url } => redrive(&dlq_url, &queue_url).await,
+    };
+    if let Err(e) = result {
+        eprintln!("ringback: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+async fn call(api: &Api, a: CallArgs) -> Result<(), String> {
+    let mut body = json!({
+        "providerName": a.provider_name, "providerPhone": a.phone, "serviceNeeded": a.service,
+        "userCriteria": a.criteria, "location": a.location, "urgency": a.urgency,
+    });
+    if let Some(id) = a.provider_id {
+        body["providerId"] = json!(id);
+    }
+    if let Some(id) = a.service_request_id {
+        body["serviceRequestId"] = json!(id);
+    }
+    let key = a.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let started = api.start(&body, &key).await?;
+    let id = started["callId"].as_str().ok_or("the answer has no callId")?.to_owned();
+    history::remember(&id);
+    println!("call {id} started (poll {})", started["pollUrl"].as_str().unwrap_or(""));
+    if a.no_watch {
+        return Ok(());
+    }
+    watch(api, &id, Duration::from_secs(a.timeout)).await
+}
+
+/// Polls with If-None-Match and prints each change of callStatus or dataStatus as it happens.
+async fn watch(api: &Api, id: &str, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    let mut etag: Option<String> = None;
+    let mut last = (String::new(), String::new());
+    loop {
+        match api.get_if_changed(id, etag.as_deref()).await? {
+            None => {}
+            Some((record, tag)) => {
+                etag = tag;
+                let now = (
+                    record["callStatus"].as_str().unwrap_or("?").to_owned(),
+                    record["dataStatus"].as_str().unwrap_or("?").to_owned(),
+                );
+                if now != last {
+                    println!("{:>6.1}s  callStatus={:<12} dataStatus={}", start.elapsed().as_secs_f64(), now.0, now.1);
+                    last = now;
+                }
+                if matches!(last.1.as_str(), "complete" | "fetch_failed") {
+                    let summary = json!({
+                        "status": record["status"], "endedReason": record["endedReason"], "duration": record["duration"],
+                        "cost": record["cost"], "summary": record["analysis"]["summary"], "fetchError": record["fetchError"],
+                    });
+                    println!("{}", pretty(&summary));
+                    return Ok(());
+                }
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("gave up after {}s; the call is {:?}", timeout.as_secs(), last));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn list(api: &Api, limit: usize) -> Result<(), String> {
+    let ids = history::recent(limit);
+    if ids.is_empty() {
+        println!("no calls started from this machine yet (see `ringback call --help`)");
+    }
+    for id in ids {
+        match api.get(&id).await {
+            Ok((r, _)) => println!(
+                "{id}  {:<12} {:<13} {:<10} {}",
+                r["callStatus"].as_str().unwrap_or("?"),
+                r["dataStatus"].as_str().unwrap_or("?"),
+                r["status"].as_str().unwrap_or("-"),
+                r["provider"]["name"].as_str().unwrap_or("")
+            ),
+            Err(e) => println!("{id}  {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn redrive(dlq_url: &str, queue_url: &str) -> Result<(), String> {
+    let cfg = ringback::adapters::aws_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&cfg);
+    let moved = ringback::adapters::sqs::redrive(&sqs, dlq_url, queue_url).await.map_err(|e| e.to_string())?;
+    println!("moved {moved} message(s) from the dead-letter queue back to the enrichment queue");
+    Ok(())
+}

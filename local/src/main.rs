@@ -1,1 +1,48 @@
-fn main() {}
+use ringback::config::Env;
+use ringback_local::options::{DEV_API_TOKEN, DEV_WEBHOOK_SECRET};
+use ringback_local::{LocalOptions, System};
+
+/// Development values are printed so they can be pasted; real secrets never are.
+fn shown(value: Option<&str>, dev: &str, name: &str) -> String {
+    match value {
+        Some(v) if v == dev => v.to_owned(),
+        _ => format!("(the value of {name})"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    ringback::telemetry::init_text();
+    let opts = match LocalOptions::from_env(Env::from_process()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ringback-local: {e}");
+            std::process::exit(2);
+        }
+    };
+    let system = match System::start(opts.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringback-local: {e}");
+            std::process::exit(1);
+        }
+    };
+    let env = &opts.env;
+    let vapi = match &system.simulator {
+        Some(sim) => format!("built-in simulator at {}", sim.base_url()),
+        None => format!("{} (VAPI_BASE_URL)", env.get("VAPI_BASE_URL").unwrap_or_default()),
+    };
+    println!(
+        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  data         {storage}\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
+        base = system.base_url,
+        webhook = ringback::api::WEBHOOK_PATH,
+        secret = shown(env.get("VAPI_WEBHOOK_SECRET"), DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),
+        token = shown(env.get("API_TOKEN"), DEV_API_TOKEN, "API_TOKEN"),
+        storage = system.storage,
+        queue = system.queue.describe(),
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping: finishing requests in flight and saving the queue...");
+    system.stop().await;
+    println!("stopped.");
+}

@@ -1,0 +1,66 @@
+//! One HTTP server for every route of SPEC §2, calling the same handlers as the Lambda functions.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::Method;
+use ringback::api::{self, Code};
+use ringback::config::ApiAuth;
+use ringback::service::initiate::InitiatorService;
+use ringback::service::status::StatusService;
+use ringback::service::webhook::WebhookService;
+use tracing::Instrument;
+
+pub struct Routes {
+    pub webhook: WebhookService,
+    pub status: StatusService,
+    pub initiator: InitiatorService,
+    pub api_auth: ApiAuth,
+}
+
+pub fn router(routes: Arc<Routes>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(routes)
+}
+
+async fn dispatch(State(r): State<Arc<Routes>>, req: Request) -> Response {
+    let span = tracing::info_span!("request", method = %req.method(), call_id = tracing::field::Empty);
+    let resp = route(&r, req).instrument(span).await;
+    let (parts, bytes) = resp.into_parts();
+    Response::from_parts(parts, Body::from(bytes)).into_response()
+}
+
+async fn route(r: &Routes, req: Request) -> api::Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    match (&parts.method, path.as_str()) {
+        (&Method::GET, "/health") => api::health(),
+        (&Method::POST, api::WEBHOOK_PATH) => {
+            // One byte past the limit is enough to know it is too large, without buffering the rest.
+            let limit = r.webhook.max_bytes;
+            match read_limited(body, limit).await {
+                Ok(bytes) => api::post_webhook(&r.webhook, &parts.headers, &bytes).await,
+                Err(()) => api::error(Code::PayloadTooLarge, format!("body exceeds the limit of {limit} bytes")),
+            }
+        }
+        (&Method::POST, api::CALLS_PATH) => match read_limited(body, 64 * 1024).await {
+            Ok(bytes) => api::post_call(&r.initiator, &r.api_auth, &parts.headers, &bytes).await,
+            Err(()) => api::error(Code::PayloadTooLarge, "a call request is at most 64 KiB"),
+        },
+        (&Method::GET, p) if api::call_id_from_path(p).is_some() => {
+            let id = api::call_id_from_path(p).unwrap_or_default();
+            tracing::Span::current().record("call_id", id.as_str());
+            api::get_call(&r.status, &r.api_auth, &parts.headers, &id).await
+        }
+        (_, api::WEBHOOK_PATH | api::CALLS_PATH | "/health") => api::error(Code::MethodNotAllowed, format!("{} is not allowed here", parts.method)),
+        (_, p) if api::call_id_from_path(p).is_some() => {
+            api::error(Code::MethodNotAllowed, format!("{} is not allowed here", parts.method))
+        }
+        _ => api::error(Code::NotFound, format!("no route for {} {path}", parts.method)),
+    }
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
+    to_bytes(body, limit).await.map_err(|_| ())
+}

@@ -1,0 +1,90 @@
+//! The local runner's settings: SPEC §6's variables with development defaults, so that it starts
+//! with no configuration at all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ringback::config::Env;
+
+use crate::queue::DEFAULT_LOCAL_VISIBILITY;
+
+pub const DEV_WEBHOOK_SECRET: &str = "dev-webhook-secret";
+pub const DEV_API_TOKEN: &str = "dev-api-token";
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// `AWS_ENDPOINT_URL[_DYNAMODB|_SQS]`: use these DynamoDB/SQS servers instead of the embedded ones.
+    pub dynamodb_endpoint: Option<String>,
+    pub sqs_endpoint: Option<String>,
+    /// `VAPI_BASE_URL`: a Vapi-compatible server instead of the built-in simulator.
+    pub vapi_base_url: Option<String>,
+    /// `RINGBACK_IN_MEMORY=1`: nothing written to disk (tests, throwaway demos).
+    pub in_memory: bool,
+    /// `ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS`: how soon a failed enrichment message is retried.
+    pub visibility_timeout: Duration,
+    /// `CLEANUP_INTERVAL_SECONDS`.
+    pub cleanup_interval: Duration,
+    /// `RINGBACK_SIM_TIME_SCALE`: <1 makes simulated calls faster (tests), >1 slower.
+    pub simulator_time_scale: f64,
+    /// The environment the services are configured from, with local defaults filled in.
+    pub env: Env,
+}
+
+impl LocalOptions {
+    pub fn from_env(mut env: Env) -> Result<Self, String> {
+        let port = env.parse_or("PORT", 3000u16).map_err(|e| e.to_string())?;
+        let data_dir = PathBuf::from(env.get("RINGBACK_DATA_DIR").unwrap_or(".ringback"));
+        let dynamodb_endpoint = env.get("AWS_ENDPOINT_URL_DYNAMODB").or(env.get("AWS_ENDPOINT_URL")).map(str::to_owned);
+        let sqs_endpoint = env.get("AWS_ENDPOINT_URL_SQS").or(env.get("AWS_ENDPOINT_URL")).map(str::to_owned);
+        let vapi_base_url = env.get("VAPI_BASE_URL").map(str::to_owned);
+        let in_memory = env.get("RINGBACK_IN_MEMORY").is_some_and(|v| v != "0");
+        let seconds = |name: &'static str, default: u64| env.parse_or(name, default).map(Duration::from_secs).map_err(|e| e.to_string());
+        let visibility_timeout = seconds("ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS", DEFAULT_LOCAL_VISIBILITY.as_secs())?;
+        let cleanup_interval = seconds("CLEANUP_INTERVAL_SECONDS", 300)?;
+        let simulator_time_scale = env.parse_or("RINGBACK_SIM_TIME_SCALE", 1.0f64).map_err(|e| e.to_string())?;
+        if !(simulator_time_scale > 0.0) {
+            return Err("RINGBACK_SIM_TIME_SCALE must be a positive number".into());
+        }
+
+        if vapi_base_url.is_some() && env.get("VAPI_API_KEY").is_none() {
+            return Err("VAPI_BASE_URL is set, so VAPI_API_KEY is required".into());
+        }
+        for (name, value) in [
+            ("CALLS_TABLE", "ringback-calls"),
+            ("PROVIDERS_TABLE", "ringback-providers"),
+            ("INTERACTION_LOGS_TABLE", "ringback-interaction-logs"),
+            ("ENRICHMENT_QUEUE_NAME", "ringback-enrichment"),
+            ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+            ("API_TOKEN", DEV_API_TOKEN),
+            ("VAPI_API_KEY", "dev-vapi-key"),
+            ("VAPI_PHONE_NUMBER_ID", "local-phone-number"),
+            // Short enough to watch a call settle; a real deployment waits longer for Vapi's analysis.
+            ("STUCK_GRACE_SECONDS", "120"),
+        ] {
+            if env.get(name).is_none() {
+                env.set(name, value);
+            }
+        }
+        Ok(Self {
+            port,
+            data_dir,
+            dynamodb_endpoint,
+            sqs_endpoint,
+            vapi_base_url,
+            in_memory,
+            visibility_timeout,
+            cleanup_interval,
+            simulator_time_scale,
+            env,
+        })
+    }
+
+    pub fn webhook_url(&self, base: &str) -> String {
+        self.env
+            .get("VAPI_WEBHOOK_URL")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{base}{}", ringback::api::WEBHOOK_PATH))
+    }
+}

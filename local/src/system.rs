@@ -1,0 +1,184 @@
+//! Starting and stopping the whole system in one process: store, queue, Vapi (simulated or real),
+//! the HTTP routes, the enrichment consumer and the cleanup schedule.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use ringback::adapters::dynamodb::{ensure_tables, CallsTable, ProvidersAndLogs};
+use ringback::config::{self, ApiAuth, CallsConfig, Timing};
+use ringback::ports::{CallStore, Clock, EnrichmentQueue, ResultSink, SystemClock, VapiApi};
+use ringback::service::cleanup::CleanupService;
+use ringback::service::enrichment::EnrichmentService;
+use ringback::service::initiate::InitiatorService;
+use ringback::service::status::StatusService;
+use ringback::service::webhook::WebhookService;
+use ringback::vapi::{CallSettings, VapiClient, VapiClientConfig};
+use ringback::wiring::max_webhook_bytes;
+use tokio::sync::watch;
+
+use crate::http::{router, Routes};
+use crate::options::LocalOptions;
+use crate::queue::LocalQueue;
+use crate::storage::{sdk_config, EmbeddedDynamo};
+use crate::workers;
+
+/// A running system. Dropping it without [`System::stop`] loses the in-process queue's state.
+pub struct System {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub simulator: Option<vapi_simulator::SimulatorHandle>,
+    pub store: Arc<dyn CallStore>,
+    pub queue: LocalQueue,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    /// Where the data lives, for the banner.
+    pub storage: String,
+    /// The cleanup, also run on its schedule; tests call it directly.
+    pub cleanup: Arc<CleanupService>,
+    stop: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<()>,
+    embedded: Option<EmbeddedDynamo>,
+}
+
+impl System {
+    pub async fn start(opts: LocalOptions) -> Result<Self, String> {
+        let env = &opts.env;
+        let calls_cfg = CallsConfig::from_env(env).map_err(|e| e.to_string())?;
+        let timing = Timing::from_env(env).map_err(|e| e.to_string())?;
+        let webhook_auth = config::webhook_auth(env).map_err(|e| e.to_string())?;
+        let api_auth = ApiAuth::from_env(env).map_err(|e| e.to_string())?;
+        let max_bytes = max_webhook_bytes(env).map_err(|e| e.to_string())?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+        let (embedded, dynamo_cfg, storage) = match &opts.dynamodb_endpoint {
+            Some(url) => (None, sdk_config(Some(url)).await, format!("DynamoDB at {url}")),
+            None => {
+                let dir = (!opts.in_memory).then_some(opts.data_dir.as_path());
+                let db = EmbeddedDynamo::start(dir).await?;
+                let cfg = sdk_config(Some(&db.endpoint)).await;
+                let where_ = match dir {
+                    Some(d) => format!("{}/ringback.db (embedded dynoxide)", d.display()),
+                    None => "memory (embedded dynoxide)".to_owned(),
+                };
+                (Some(db), cfg, where_)
+            }
+        };
+        let dynamo = aws_sdk_dynamodb::Client::new(&dynamo_cfg);
+        let providers = env.get("PROVIDERS_TABLE").unwrap_or_default().to_owned();
+        let logs = env.get("INTERACTION_LOGS_TABLE").unwrap_or_default().to_owned();
+        ensure_tables(&dynamo, &calls_cfg.calls_table, &providers, &logs)
+            .await
+            .map_err(|e| format!("cannot create the tables: {e}"))?;
+        let table = Arc::new(CallsTable::new(dynamo.clone(), calls_cfg.calls_table.clone(), calls_cfg.result_ttl, clock.clone()));
+        let store: Arc<dyn CallStore> = table.clone();
+        let sink: Arc<dyn ResultSink> = Arc::new(ProvidersAndLogs::new(dynamo.clone(), providers, logs, clock.clone()));
+
+        let queue = LocalQueue::start(&opts).await?;
+        let queue_port: Arc<dyn EnrichmentQueue> = queue.port();
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
+            .await
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let base_url = format!("http://{addr}");
+
+        let webhook_url = opts.webhook_url(&base_url);
+        let simulator = match &opts.vapi_base_url {
+            Some(_) => None,
+            None => Some(
+                vapi_simulator::Simulator::start(vapi_simulator::SimulatorConfig {
+                    default_webhook_url: Some(webhook_url.clone()),
+                    timings: vapi_simulator::Timings::default().scaled(opts.simulator_time_scale),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot start the Vapi simulator: {e}"))?,
+            ),
+        };
+        let vapi_base = match (&simulator, &opts.vapi_base_url) {
+            (Some(sim), _) => sim.base_url(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => unreachable!("one of them is set"),
+        };
+        let api_key = env.get("VAPI_API_KEY").unwrap_or_default().to_owned();
+        let vapi: Arc<dyn VapiApi> = Arc::new(VapiClient::new(VapiClientConfig::new(vapi_base, api_key)));
+        let settings = CallSettings {
+            phone_number_id: env.get("VAPI_PHONE_NUMBER_ID").unwrap_or_default().to_owned(),
+            assistant_id: env.get("VAPI_ASSISTANT_ID").map(str::to_owned),
+            webhook_url,
+            webhook_secret: env.get("VAPI_WEBHOOK_SECRET").map(str::to_owned),
+        };
+
+        let routes = Arc::new(Routes {
+            webhook: WebhookService {
+                store: store.clone(),
+                queue: queue_port,
+                clock: clock.clone(),
+                auth: webhook_auth,
+                max_bytes,
+                timing: timing.clone(),
+            },
+            status: StatusService { store: store.clone() },
+            initiator: InitiatorService {
+                store: store.clone(),
+                idempotency: table.clone(),
+                queue: queue.port(),
+                vapi: vapi.clone(),
+                clock: clock.clone(),
+                settings,
+                timing: timing.clone(),
+                idempotency_wait: Duration::from_secs(10),
+            },
+            api_auth,
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let enrichment = Arc::new(EnrichmentService {
+            store: store.clone(),
+            queue: queue.port(),
+            vapi,
+            sink: sink.clone(),
+            clock: clock.clone(),
+            timing: timing.clone(),
+            poison: None,
+        });
+        let consumer = workers::start_consumer(&queue, enrichment, opts.visibility_timeout, stop.subscribe());
+        let cleanup = Arc::new(CleanupService {
+            store: store.clone(),
+            queue: queue.port(),
+            sink,
+            clock: clock.clone(),
+            timing: timing.clone(),
+            page_size: 100,
+        });
+        let cleaner = workers::start_cleanup(cleanup.clone(), opts.cleanup_interval, stop.subscribe());
+        let app = router(routes);
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+
+        Ok(Self { addr, base_url, simulator, store, queue, dynamo, storage, cleanup, stop, server, workers: vec![consumer, cleaner], embedded })
+    }
+
+    /// Stops taking requests, lets the ones in flight finish, saves the queue, closes the store.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+        self.queue.stop().await;
+        if let Some(db) = self.embedded {
+            db.stop().await;
+        }
+    }
+}
