@@ -237,33 +237,33 @@ impl ResultSink for ProvidersAndLogs {
     async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError> {
         let now = to_iso(self.clock.now());
         let call_id = result.call_id.as_str();
-        let provider_row = match result.provider_id.as_deref().filter(|id| is_uuid(id)) {
+        let provider_row = match usable_id(result.provider_id.as_deref(), "providerId", call_id) {
             Some(id) => self.save_provider(result, id, &now).await?,
-            None => {
-                info!(
-                    call_id,
-                    "providerId is not a UUID: provider row not written"
-                );
-                false
-            }
+            None => false,
         };
-        let interaction_log = match result
-            .service_request_id
-            .as_deref()
-            .filter(|id| is_uuid(id))
-        {
+        let interaction_log = match usable_id(result.service_request_id.as_deref(), "serviceRequestId", call_id) {
             Some(id) => self.save_log(result, id, &now).await?,
-            None => {
-                info!(
-                    call_id,
-                    "serviceRequestId is not a UUID: interaction log not written"
-                );
-                false
-            }
+            None => false,
         };
         Ok(Persisted {
             provider_row,
             interaction_log,
         })
+    }
+}
+
+/// The old backend's rule: only UUID ids are written; anything else is skipped with a log line
+/// that says which case it is (absent is normal for calls started outside the concierge flow).
+fn usable_id<'a>(id: Option<&'a str>, field: &str, call_id: &str) -> Option<&'a str> {
+    match id.filter(|s| !s.is_empty()) {
+        Some(id) if is_uuid(id) => Some(id),
+        Some(_) => {
+            info!(call_id, field, "id is not a UUID: its row is not written");
+            None
+        }
+        None => {
+            info!(call_id, field, "no id given: its row is not written");
+            None
+        }
     }
 }
