@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ringback::adapters::dynamodb::{ensure_tables, CallsTable, ProvidersAndLogs};
 use ringback::config::{self, ApiAuth, CallsConfig, Timing};
+use ringback::metrics::Metrics;
 use ringback::ports::{CallStore, Clock, EnrichmentQueue, ResultSink, SystemClock, VapiApi};
 use ringback::service::cleanup::CleanupService;
 use ringback::service::enrichment::EnrichmentService;
@@ -51,9 +52,15 @@ impl System {
         let api_auth = ApiAuth::from_env(env).map_err(|e| e.to_string())?;
         let max_bytes = max_webhook_bytes(env).map_err(|e| e.to_string())?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // EMF lines on stdout only when asked for (`RINGBACK_METRICS=emf`): locally they are noise.
+        let metrics = Metrics::from_env(env);
 
         let (embedded, dynamo_cfg, storage) = match &opts.dynamodb_endpoint {
-            Some(url) => (None, sdk_config(Some(url)).await, format!("DynamoDB at {url}")),
+            Some(url) => (
+                None,
+                sdk_config(Some(url)).await,
+                format!("DynamoDB at {url}"),
+            ),
             None => {
                 let dir = (!opts.in_memory).then_some(opts.data_dir.as_path());
                 let db = EmbeddedDynamo::start(dir).await?;
@@ -67,13 +74,26 @@ impl System {
         };
         let dynamo = aws_sdk_dynamodb::Client::new(&dynamo_cfg);
         let providers = env.get("PROVIDERS_TABLE").unwrap_or_default().to_owned();
-        let logs = env.get("INTERACTION_LOGS_TABLE").unwrap_or_default().to_owned();
+        let logs = env
+            .get("INTERACTION_LOGS_TABLE")
+            .unwrap_or_default()
+            .to_owned();
         ensure_tables(&dynamo, &calls_cfg.calls_table, &providers, &logs)
             .await
             .map_err(|e| format!("cannot create the tables: {e}"))?;
-        let table = Arc::new(CallsTable::new(dynamo.clone(), calls_cfg.calls_table.clone(), calls_cfg.result_ttl, clock.clone()));
+        let table = Arc::new(CallsTable::new(
+            dynamo.clone(),
+            calls_cfg.calls_table.clone(),
+            calls_cfg.result_ttl,
+            clock.clone(),
+        ));
         let store: Arc<dyn CallStore> = table.clone();
-        let sink: Arc<dyn ResultSink> = Arc::new(ProvidersAndLogs::new(dynamo.clone(), providers, logs, clock.clone()));
+        let sink: Arc<dyn ResultSink> = Arc::new(ProvidersAndLogs::new(
+            dynamo.clone(),
+            providers,
+            logs,
+            clock.clone(),
+        ));
 
         let queue = LocalQueue::start(&opts).await?;
         let queue_port: Arc<dyn EnrichmentQueue> = queue.port();
@@ -103,9 +123,15 @@ impl System {
             (None, None) => unreachable!("one of them is set"),
         };
         let api_key = env.get("VAPI_API_KEY").unwrap_or_default().to_owned();
-        let vapi: Arc<dyn VapiApi> = Arc::new(VapiClient::new(VapiClientConfig::new(vapi_base, api_key)));
+        let vapi: Arc<dyn VapiApi> = Arc::new(
+            VapiClient::new(VapiClientConfig::new(vapi_base, api_key))
+                .with_metrics(metrics.clone()),
+        );
         let settings = CallSettings {
-            phone_number_id: env.get("VAPI_PHONE_NUMBER_ID").unwrap_or_default().to_owned(),
+            phone_number_id: env
+                .get("VAPI_PHONE_NUMBER_ID")
+                .unwrap_or_default()
+                .to_owned(),
             assistant_id: env.get("VAPI_ASSISTANT_ID").map(str::to_owned),
             webhook_url,
             webhook_secret: env.get("VAPI_WEBHOOK_SECRET").map(str::to_owned),
@@ -119,8 +145,11 @@ impl System {
                 auth: webhook_auth,
                 max_bytes,
                 timing: timing.clone(),
+                metrics: metrics.clone(),
             },
-            status: StatusService { store: store.clone() },
+            status: StatusService {
+                store: store.clone(),
+            },
             initiator: InitiatorService {
                 store: store.clone(),
                 idempotency: table.clone(),
@@ -130,6 +159,7 @@ impl System {
                 settings,
                 timing: timing.clone(),
                 idempotency_wait: Duration::from_secs(10),
+                metrics: metrics.clone(),
             },
             api_auth,
         });
@@ -142,8 +172,14 @@ impl System {
             clock: clock.clone(),
             timing: timing.clone(),
             poison: None,
+            metrics: metrics.clone(),
         });
-        let consumer = workers::start_consumer(&queue, enrichment, opts.visibility_timeout, stop.subscribe());
+        let consumer = workers::start_consumer(
+            &queue,
+            enrichment,
+            opts.visibility_timeout,
+            stop.subscribe(),
+        );
         let cleanup = Arc::new(CleanupService {
             store: store.clone(),
             queue: queue.port(),
@@ -151,19 +187,37 @@ impl System {
             clock: clock.clone(),
             timing: timing.clone(),
             page_size: 100,
+            metrics,
         });
-        let cleaner = workers::start_cleanup(cleanup.clone(), opts.cleanup_interval, stop.subscribe());
+        let cleaner =
+            workers::start_cleanup(cleanup.clone(), opts.cleanup_interval, stop.subscribe());
         let app = router(routes);
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
 
-        Ok(Self { addr, base_url, simulator, store, queue, dynamo, storage, cleanup, stop, server, workers: vec![consumer, cleaner], embedded })
+        Ok(Self {
+            addr,
+            base_url,
+            simulator,
+            store,
+            queue,
+            dynamo,
+            storage,
+            cleanup,
+            stop,
+            server,
+            workers: vec![consumer, cleaner],
+            embedded,
+        })
     }
 
     /// Stops taking requests, lets the ones in flight finish, saves the queue, closes the store.

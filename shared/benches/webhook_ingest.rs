@@ -36,7 +36,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let requests: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
         .unwrap_or_else(|_| "1,8,32".into())
         .split(',')
@@ -45,7 +48,10 @@ async fn main() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(dynoxide::server::serve_on(listener, dynoxide::Database::memory().unwrap()));
+    tokio::spawn(dynoxide::server::serve_on(
+        listener,
+        dynoxide::Database::memory().unwrap(),
+    ));
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -53,33 +59,53 @@ async fn main() {
         .endpoint_url(&endpoint)
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(conf);
-    ensure_tables(&client, "calls", "providers", "logs").await.unwrap();
+    ensure_tables(&client, "calls", "providers", "logs")
+        .await
+        .unwrap();
 
     let queue = Arc::new(CountingQueue::default());
     let svc = Arc::new(WebhookService {
-        store: Arc::new(CallsTable::new(client, "calls".into(), Duration::from_secs(1800), Arc::new(SystemClock))),
+        store: Arc::new(CallsTable::new(
+            client,
+            "calls".into(),
+            Duration::from_secs(1800),
+            Arc::new(SystemClock),
+        )),
         queue: queue.clone(),
         clock: Arc::new(SystemClock),
         auth: WebhookAuth::new(["bench-secret".to_string()], "x-vapi-signature"),
         max_bytes: 1 << 20,
         timing: Timing::default(),
+        metrics: ringback::metrics::Metrics::off(),
     });
-    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vapi-samples/end-of-call-report.json"))
-        .expect("../shared/vapi-samples beside the project");
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vapi-samples/end-of-call-report.json"
+    ))
+    .expect("../shared/vapi-samples beside the project");
     let mut headers = HeaderMap::new();
     headers.insert("x-vapi-secret", HeaderValue::from_static("bench-secret"));
     let headers = Arc::new(headers);
 
     println!("webhook ingest: end-of-call-report ({} bytes), {requests} requests per run, embedded dynoxide on loopback", sample.len());
-    println!("{:<34} {:>10} {:>9} {:>9} {:>9} {:>9}", "run", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms");
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "run", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
     for (label, distinct) in [("new calls", true), ("duplicate deliveries", false)] {
         for &conc in &levels {
             let run = format!("{label}, concurrency {conc}");
             let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
                 (0..requests)
                     .map(|i| {
-                        let id = if distinct { format!("bench-{conc}-{i}") } else { format!("bench-dup-{conc}") };
-                        sample.replace("0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f", &id).into_bytes()
+                        let id = if distinct {
+                            format!("bench-{conc}-{i}")
+                        } else {
+                            format!("bench-dup-{conc}")
+                        };
+                        sample
+                            .replace("0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f", &id)
+                            .into_bytes()
                     })
                     .collect(),
             );
@@ -87,7 +113,8 @@ async fn main() {
             let started = Instant::now();
             let workers: Vec<_> = (0..conc)
                 .map(|_| {
-                    let (svc, bodies, next, headers) = (svc.clone(), bodies.clone(), next.clone(), headers.clone());
+                    let (svc, bodies, next, headers) =
+                        (svc.clone(), bodies.clone(), next.clone(), headers.clone());
                     tokio::spawn(async move {
                         let mut lat = Vec::new();
                         loop {
@@ -120,5 +147,8 @@ async fn main() {
             );
         }
     }
-    println!("enrichment jobs scheduled: {} (one per new call; duplicates schedule nothing)", queue.0.load(Ordering::Relaxed));
+    println!(
+        "enrichment jobs scheduled: {} (one per new call; duplicates schedule nothing)",
+        queue.0.load(Ordering::Relaxed)
+    );
 }

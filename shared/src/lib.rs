@@ -6,7 +6,7 @@
 //! - [`adapters`]: their real implementations (DynamoDB, SQS, in-process queue);
 //! - [`service`]: the use cases (ingest a webhook, show a call, enrich, start, clean up);
 //! - [`api`]: HTTP in and out, shared by the Lambda functions and the local runner;
-//! - [`config`], [`telemetry`]: typed configuration and JSON tracing.
+//! - [`config`], [`telemetry`], [`metrics`]: typed configuration, JSON tracing, EMF metrics.
 
 pub mod domain;
 pub mod ports;
@@ -14,6 +14,7 @@ pub mod vapi;
 pub mod adapters;
 pub mod config;
 pub mod telemetry;
+pub mod metrics;
 pub mod service;
 pub mod api;
 #[cfg(feature = "lambda")]

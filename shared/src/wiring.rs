@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
 use crate::adapters::sqs::SqsQueue;
 use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, Timing, VapiConfig};
+use crate::metrics::Metrics;
 use crate::ports::{CallStore, Clock, ResultSink, SystemClock};
 use crate::service::cleanup::CleanupService;
 use crate::service::initiate::InitiatorService;
@@ -23,12 +24,20 @@ pub struct Aws {
 impl Aws {
     pub async fn from_env() -> Self {
         let cfg = crate::adapters::aws_config().await;
-        Self { dynamo: aws_sdk_dynamodb::Client::new(&cfg), sqs: aws_sdk_sqs::Client::new(&cfg) }
+        Self {
+            dynamo: aws_sdk_dynamodb::Client::new(&cfg),
+            sqs: aws_sdk_sqs::Client::new(&cfg),
+        }
     }
 }
 
 pub fn calls_store(aws: &Aws, cfg: &CallsConfig, clock: Arc<dyn Clock>) -> Arc<dyn CallStore> {
-    Arc::new(CallsTable::new(aws.dynamo.clone(), cfg.calls_table.clone(), cfg.result_ttl, clock))
+    Arc::new(CallsTable::new(
+        aws.dynamo.clone(),
+        cfg.calls_table.clone(),
+        cfg.result_ttl,
+        clock,
+    ))
 }
 
 pub fn max_webhook_bytes(env: &Env) -> Result<usize, ConfigError> {
@@ -50,6 +59,7 @@ pub async fn webhook_service(env: &Env) -> Result<WebhookService, ConfigError> {
         auth,
         max_bytes,
         timing,
+        metrics: Metrics::emf(),
     })
 }
 
@@ -57,7 +67,12 @@ pub async fn status_service(env: &Env) -> Result<(StatusService, ApiAuth), Confi
     let calls = CallsConfig::from_env(env)?;
     let auth = ApiAuth::from_env(env)?;
     let aws = Aws::from_env().await;
-    Ok((StatusService { store: calls_store(&aws, &calls, Arc::new(SystemClock)) }, auth))
+    Ok((
+        StatusService {
+            store: calls_store(&aws, &calls, Arc::new(SystemClock)),
+        },
+        auth,
+    ))
 }
 
 /// Deployment settings for placing calls: the webhook Vapi should call back, with its secret.
@@ -72,7 +87,10 @@ pub fn call_settings(env: &Env) -> Result<CallSettings, ConfigError> {
 
 pub fn vapi_client(env: &Env) -> Result<VapiClient, ConfigError> {
     let cfg = VapiConfig::from_env(env)?;
-    Ok(VapiClient::new(VapiClientConfig::new(cfg.base_url, cfg.api_key)))
+    Ok(
+        VapiClient::new(VapiClientConfig::new(cfg.base_url, cfg.api_key))
+            .with_metrics(Metrics::emf()),
+    )
 }
 
 pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth), ConfigError> {
@@ -84,7 +102,12 @@ pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth),
     let vapi = vapi_client(env)?;
     let aws = Aws::from_env().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let table = Arc::new(CallsTable::new(aws.dynamo.clone(), calls.calls_table.clone(), calls.result_ttl, clock.clone()));
+    let table = Arc::new(CallsTable::new(
+        aws.dynamo.clone(),
+        calls.calls_table.clone(),
+        calls.result_ttl,
+        clock.clone(),
+    ));
     let svc = InitiatorService {
         store: table.clone(),
         idempotency: table,
@@ -94,11 +117,16 @@ pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth),
         settings,
         timing,
         idempotency_wait: std::time::Duration::from_secs(10),
+        metrics: Metrics::emf(),
     };
     Ok((svc, auth))
 }
 
-pub fn result_sink(aws: &Aws, env: &Env, clock: Arc<dyn Clock>) -> Result<Arc<dyn ResultSink>, ConfigError> {
+pub fn result_sink(
+    aws: &Aws,
+    env: &Env,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn ResultSink>, ConfigError> {
     Ok(Arc::new(ProvidersAndLogs::new(
         aws.dynamo.clone(),
         env.required("PROVIDERS_TABLE")?,
@@ -122,5 +150,6 @@ pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
         clock,
         timing,
         page_size: 100,
+        metrics: Metrics::emf(),
     })
 }

@@ -177,6 +177,7 @@ async fn harness_with(parking: Parking) -> Harness {
         clock,
         timing: timing(),
         poison: Some(parking.clone()),
+        metrics: ringback::metrics::Metrics::off(),
     };
     Harness {
         svc,

@@ -49,9 +49,17 @@ async fn app() -> App {
     let (client, db) = support::dynamo().await;
     let t = support::tables(&client).await;
     let clock = Arc::new(ringback::ports::SystemClock);
-    let store = Arc::new(CallsTable::new(client, t.calls, Duration::from_secs(1800), clock.clone()));
+    let store = Arc::new(CallsTable::new(
+        client,
+        t.calls,
+        Duration::from_secs(1800),
+        clock.clone(),
+    ));
     let queue = Arc::new(RecordingQueue::default());
-    let timing = Timing { enrichment_delays: parse_delays("3,5,8").unwrap(), ..Timing::default() };
+    let timing = Timing {
+        enrichment_delays: parse_delays("3,5,8").unwrap(),
+        ..Timing::default()
+    };
     App {
         webhook: WebhookService {
             store: store.clone(),
@@ -60,6 +68,7 @@ async fn app() -> App {
             auth: WebhookAuth::new([SECRET.to_string()], "x-vapi-signature"),
             max_bytes: 1 << 20,
             timing,
+            metrics: ringback::metrics::Metrics::off(),
         },
         status: StatusService { store },
         queue,
@@ -68,7 +77,11 @@ async fn app() -> App {
 }
 
 fn sample(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../../shared/vapi-samples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/../../shared/vapi-samples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn secret_headers() -> HeaderMap {
@@ -87,9 +100,15 @@ impl App {
     }
     async fn get(&self, id: &str, extra: &[(&str, &str)]) -> Response {
         let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap());
+        h.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+        );
         for (k, v) in extra {
-            h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         api::get_call(&self.status, &ApiAuth::Token(TOKEN.into()), &h, id).await
     }
@@ -103,10 +122,23 @@ async fn end_of_call_report_is_stored_partial_and_enrichment_scheduled() {
     let app = app().await;
     let r = app.post(&sample("end-of-call-report.json")).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(body(&r), json!({"success": true, "data": {"callId": CALL, "dataStatus": "partial"}}));
+    assert_eq!(
+        body(&r),
+        json!({"success": true, "data": {"callId": CALL, "dataStatus": "partial"}})
+    );
 
     let jobs = app.jobs();
-    assert_eq!(jobs, vec![(EnrichmentJob { call_id: CALL.into(), attempt: 1, kind: JobKind::Enrich }, Duration::from_secs(3))]);
+    assert_eq!(
+        jobs,
+        vec![(
+            EnrichmentJob {
+                call_id: CALL.into(),
+                attempt: 1,
+                kind: JobKind::Enrich
+            },
+            Duration::from_secs(3)
+        )]
+    );
 
     let r = app.get(CALL, &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -116,12 +148,18 @@ async fn end_of_call_report_is_stored_partial_and_enrichment_scheduled() {
     assert_eq!(d["status"], "completed");
     assert_eq!(d["endedReason"], "customer-ended-call");
     assert!(d["transcript"].as_str().unwrap().starts_with("AI: Hi Dana"));
-    assert!(d["analysis"]["summary"].as_str().unwrap().starts_with("Agent confirmed"));
+    assert!(d["analysis"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("Agent confirmed"));
     assert_eq!(d["analysis"]["structuredData"]["smsOptIn"], true);
     assert_eq!(d["cost"], 0.1184);
     assert!((d["duration"].as_f64().unwrap() - 61.236 / 60.0).abs() < 1e-6);
     assert_eq!(d["messages"].as_array().unwrap().len(), 6);
-    assert_eq!(d["recordingUrl"], "https://storage.vapi.ai/0f9e8d7c-mono.wav");
+    assert_eq!(
+        d["recordingUrl"],
+        "https://storage.vapi.ai/0f9e8d7c-mono.wav"
+    );
     assert_eq!(d["callMethod"], "direct_vapi");
     assert!(d["webhookReceivedAt"].is_string() && d["createdAt"].is_string());
 }
@@ -138,7 +176,11 @@ async fn a_duplicate_delivery_changes_nothing_and_schedules_nothing() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body(&r)["data"]["dataStatus"], "partial");
     let after = app.get(CALL, &[]).await;
-    assert_eq!(before.headers()["etag"], after.headers()["etag"], "the record was rewritten");
+    assert_eq!(
+        before.headers()["etag"],
+        after.headers()["etag"],
+        "the record was rewritten"
+    );
     assert_eq!(app.jobs().len(), 1);
 }
 
@@ -148,7 +190,10 @@ async fn status_updates_never_regress_and_never_start_a_second_chain() {
     app.post(&sample("end-of-call-report.json")).await;
     app.post(&sample("status-update-ended.json")).await;
     let late = json!({"message": {"type": "status-update", "status": "in-progress", "call": {"id": CALL}}});
-    assert_eq!(app.post(late.to_string().as_bytes()).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.post(late.to_string().as_bytes()).await.status(),
+        StatusCode::OK
+    );
     let d = body(&app.get(CALL, &[]).await)["data"].clone();
     assert_eq!(d["callStatus"], "ended");
     assert_eq!(app.jobs().len(), 1);
@@ -173,19 +218,46 @@ async fn authentication_schemes_and_failures() {
     let app = app().await;
     let b = sample("status-update-ended.json");
     let now = chrono::Utc::now().timestamp().to_string();
-    let signed = sign(SECRET, format!("{now}.{}", String::from_utf8_lossy(&b)).as_bytes());
+    let signed = sign(
+        SECRET,
+        format!("{now}.{}", String::from_utf8_lossy(&b)).as_bytes(),
+    );
     let cases: Vec<(Vec<(&str, String)>, StatusCode)> = vec![
         (vec![], StatusCode::UNAUTHORIZED),
-        (vec![("x-vapi-secret", "wrong".into())], StatusCode::UNAUTHORIZED),
-        (vec![("authorization", format!("Bearer {SECRET}"))], StatusCode::OK),
-        (vec![("x-vapi-signature", format!("sha256={}", sign(SECRET, &b)))], StatusCode::OK),
-        (vec![("x-vapi-signature", signed.clone()), ("x-vapi-timestamp", now.clone())], StatusCode::OK),
-        (vec![("x-vapi-signature", signed), ("x-vapi-timestamp", "1000".into())], StatusCode::UNAUTHORIZED),
+        (
+            vec![("x-vapi-secret", "wrong".into())],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            vec![("authorization", format!("Bearer {SECRET}"))],
+            StatusCode::OK,
+        ),
+        (
+            vec![("x-vapi-signature", format!("sha256={}", sign(SECRET, &b)))],
+            StatusCode::OK,
+        ),
+        (
+            vec![
+                ("x-vapi-signature", signed.clone()),
+                ("x-vapi-timestamp", now.clone()),
+            ],
+            StatusCode::OK,
+        ),
+        (
+            vec![
+                ("x-vapi-signature", signed),
+                ("x-vapi-timestamp", "1000".into()),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
     ];
     for (headers, want) in cases {
         let mut h = HeaderMap::new();
         for (k, v) in &headers {
-            h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         let r = api::post_webhook(&app.webhook, &h, &b).await;
         assert_eq!(r.status(), want, "{headers:?}");
@@ -199,12 +271,42 @@ async fn authentication_schemes_and_failures() {
 async fn bad_input_is_a_4xx_with_a_path_never_a_500() {
     let app = app().await;
     let cases: Vec<(Vec<u8>, StatusCode, &str, &str)> = vec![
-        (b"not json".to_vec(), StatusCode::BAD_REQUEST, "invalid_payload", "JSON"),
-        (b"[]".to_vec(), StatusCode::BAD_REQUEST, "invalid_payload", "object"),
-        (b"{}".to_vec(), StatusCode::BAD_REQUEST, "invalid_payload", "$.message"),
-        (br#"{"message":{"type":1}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_payload", "$.message.type"),
-        (br#"{"message":{"type":"end-of-call-report","call":{}}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_payload", "$.message.call.id"),
-        (vec![b' '; (1 << 20) + 1], StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "limit"),
+        (
+            b"not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "JSON",
+        ),
+        (
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "object",
+        ),
+        (
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "$.message",
+        ),
+        (
+            br#"{"message":{"type":1}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "$.message.type",
+        ),
+        (
+            br#"{"message":{"type":"end-of-call-report","call":{}}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "$.message.call.id",
+        ),
+        (
+            vec![b' '; (1 << 20) + 1],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "limit",
+        ),
     ];
     for (b, status, code, mentions) in cases {
         let r = app.post(&b).await;
@@ -212,11 +314,17 @@ async fn bad_input_is_a_4xx_with_a_path_never_a_500() {
         let e = body(&r);
         assert_eq!(e["success"], false);
         assert_eq!(e["error"]["code"], code);
-        assert!(e["error"]["message"].as_str().unwrap().contains(mentions), "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(mentions),
+            "{e}"
+        );
     }
     let other = json!({"message": {"type": "tool-calls", "call": {"id": "c-tool"}}});
     let r = app.post(other.to_string().as_bytes()).await;
-    assert_eq!(body(&r), json!({"success": true, "data": {"ignored": true}}));
+    assert_eq!(
+        body(&r),
+        json!({"success": true, "data": {"ignored": true}})
+    );
     assert_eq!(app.get("c-tool", &[]).await.status(), StatusCode::NOT_FOUND);
 }
 
@@ -229,7 +337,10 @@ async fn queue_failure_answers_503_and_vapis_retry_succeeds() {
     assert_eq!(body(&r)["error"]["code"], "unavailable");
     *app.queue.failing.lock().unwrap() = false;
     // The retry must not be taken for a duplicate: it schedules the enrichment the first one could not.
-    assert_eq!(app.post(&sample("end-of-call-report.json")).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.post(&sample("end-of-call-report.json")).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(app.jobs().len(), 1);
 }
 
@@ -238,7 +349,12 @@ async fn storage_failure_answers_503() {
     let (client, db) = support::dynamo().await;
     drop(db); // the emulator stops: every call fails
     let clock = Arc::new(ringback::ports::SystemClock);
-    let store = Arc::new(CallsTable::new(client, "calls".into(), Duration::from_secs(60), clock.clone()));
+    let store = Arc::new(CallsTable::new(
+        client,
+        "calls".into(),
+        Duration::from_secs(60),
+        clock.clone(),
+    ));
     let svc = WebhookService {
         store: store.clone(),
         queue: Arc::new(RecordingQueue::default()),
@@ -246,10 +362,17 @@ async fn storage_failure_answers_503() {
         auth: WebhookAuth::new([SECRET.to_string()], "x-vapi-signature"),
         max_bytes: 1 << 20,
         timing: Timing::default(),
+        metrics: ringback::metrics::Metrics::off(),
     };
     let r = api::post_webhook(&svc, &secret_headers(), &sample("end-of-call-report.json")).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let r = api::get_call(&StatusService { store }, &ApiAuth::Off, &HeaderMap::new(), CALL).await;
+    let r = api::get_call(
+        &StatusService { store },
+        &ApiAuth::Off,
+        &HeaderMap::new(),
+        CALL,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -261,7 +384,9 @@ async fn a_one_mebibyte_report_is_stored_whole() {
     let mut x: u64 = 7;
     let mut transcript = String::new();
     while transcript.len() < 900_000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         transcript.push_str(if x >> 63 == 0 { "\nAI: " } else { " " });
         transcript.push_str(&format!("{:x}", x >> 20));
     }
@@ -290,6 +415,12 @@ async fn polling_with_etags_and_errors() {
     let r = app.get("no-such-call", &[]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(body(&r)["error"]["code"], "not_found");
-    let r = api::get_call(&app.status, &ApiAuth::Token(TOKEN.into()), &HeaderMap::new(), CALL).await;
+    let r = api::get_call(
+        &app.status,
+        &ApiAuth::Token(TOKEN.into()),
+        &HeaderMap::new(),
+        CALL,
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

@@ -10,7 +10,10 @@ use tracing::{info, warn};
 use super::deadline_for;
 use crate::config::Timing;
 use crate::domain::{parse_timestamp, plan_cleanup, to_iso, CleanupAction, DataStatus};
-use crate::ports::{CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, Versioned};
+use crate::metrics::Metrics;
+use crate::ports::{
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, Versioned,
+};
 
 pub struct CleanupService {
     pub store: Arc<dyn CallStore>,
@@ -19,6 +22,7 @@ pub struct CleanupService {
     pub clock: Arc<dyn Clock>,
     pub timing: Timing,
     pub page_size: u32,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,8 +53,15 @@ impl CleanupService {
             for id in &page.call_ids {
                 report.examined += 1;
                 match self.one(id, now).await {
-                    Ok(Some(CleanupAction::Redrive { .. })) => report.redriven += 1,
-                    Ok(Some(CleanupAction::Settle { .. })) => report.settled += 1,
+                    // Counted as they happen, so an interrupted run still reports what it did.
+                    Ok(Some(CleanupAction::Redrive { .. })) => {
+                        report.redriven += 1;
+                        self.metrics.count("CallsRedrivenByCleanup", 1, &[]);
+                    }
+                    Ok(Some(CleanupAction::Settle { .. })) => {
+                        report.settled += 1;
+                        self.metrics.count("CallsSettledByCleanup", 1, &[]);
+                    }
                     Ok(_) => report.left += 1,
                     // One bad record must not stop the sweep; it stays overdue for the next run.
                     Err(e) => {
@@ -70,8 +81,16 @@ impl CleanupService {
         Ok(report)
     }
 
-    async fn one(&self, call_id: &str, now: DateTime<Utc>) -> Result<Option<CleanupAction>, StoreError> {
-        let Some(Versioned { mut record, version }) = self.store.get(call_id).await? else {
+    async fn one(
+        &self,
+        call_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CleanupAction>, StoreError> {
+        let Some(Versioned {
+            mut record,
+            version,
+        }) = self.store.get(call_id).await?
+        else {
             return Ok(None);
         };
         // The index lags behind writes: trust the record as it is now, not the entry that led here.
@@ -95,18 +114,31 @@ impl CleanupService {
                     Err(StoreError::Conflict) => return Ok(Some(CleanupAction::Leave)),
                     Err(e) => return Err(e),
                 }
-                let job = EnrichmentJob { call_id: call_id.to_owned(), attempt: *attempt, kind: *kind };
+                let job = EnrichmentJob {
+                    call_id: call_id.to_owned(),
+                    attempt: *attempt,
+                    kind: *kind,
+                };
                 if let Err(e) = self.queue.schedule(&job, std::time::Duration::ZERO).await {
                     // The new deadline brings it back to the next run.
                     warn!(call_id, error = %e, "re-drive not queued");
                 }
-                info!(call_id, ?kind, attempt, data_status = record.result.data_status.as_str(), "stuck call re-driven");
+                info!(
+                    call_id,
+                    ?kind,
+                    attempt,
+                    data_status = record.result.data_status.as_str(),
+                    "stuck call re-driven"
+                );
             }
             CleanupAction::Settle { reason } => {
                 record.result.data_status = DataStatus::FetchFailed;
                 record.result.fetch_error = Some(reason.clone());
                 // Persist first: a record marked finished is never looked at again.
-                self.sink.save(&record.result).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                self.sink
+                    .save(&record.result)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 match self.store.put(&record, Some(version), None).await {
                     Ok(_) => {}
                     // Whoever won wrote a newer state; what we persisted is superseded by theirs.

@@ -36,9 +36,10 @@ use tracing::{error, info, warn, Instrument};
 use super::{deadline_for, WRITE_RETRIES};
 use crate::config::{CallsConfig, ConfigError, Env, Timing};
 use crate::domain::{
-    admit, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome, EnrichmentPolicy,
-    VapiAnswer,
+    admit, parse_timestamp, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome,
+    EnrichmentPolicy, VapiAnswer,
 };
+use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, SystemClock, VapiApi,
     VapiError,
@@ -64,6 +65,7 @@ pub struct EnrichmentService {
     pub timing: Timing,
     /// Where bodies that are not jobs go; `None`: they are only logged.
     pub poison: Option<Arc<dyn PoisonSink>>,
+    pub metrics: Metrics,
 }
 
 /// A message handled: acknowledge it.
@@ -122,8 +124,12 @@ impl EnrichmentService {
     pub async fn process(&self, message_id: &str, body: &str) -> Result<Processed, ProcessError> {
         let job = match parse_job(body) {
             Ok(job) => job,
-            Err(reason) => return Err(self.poisoned(message_id, body, reason).await),
+            Err(reason) => {
+                self.count_outcome("poison");
+                return Err(self.poisoned(message_id, body, reason).await);
+            }
         };
+        self.metrics.count("EnrichmentAttempts", 1, &[]);
         let span = tracing::info_span!(
             "enrichment",
             call_id = %job.call_id,
@@ -134,8 +140,14 @@ impl EnrichmentService {
         async {
             let result = self.run(message_id, &job).await;
             match &result {
-                Ok(p) => log_outcome(p),
-                Err(e) => warn!(error = %e, "enrichment will be retried"),
+                Ok(p) => {
+                    log_outcome(p);
+                    self.count_outcome(p.outcome.as_str());
+                }
+                Err(e) => {
+                    warn!(error = %e, "enrichment will be retried");
+                    self.count_outcome("retry");
+                }
             }
             result
         }
@@ -236,6 +248,9 @@ impl EnrichmentService {
                 }
                 let deadline = deadline_for(record, now, &self.timing);
                 match self.store.put(record, expected, deadline).await {
+                    Ok(_) if s.outcome == EnrichmentOutcome::Complete => {
+                        self.time_to_complete(record, now)
+                    }
                     Ok(_) => {}
                     Err(StoreError::Conflict) => {
                         current = self.reread(&job.call_id).await?;
@@ -256,6 +271,21 @@ impl EnrichmentService {
             "the record kept changing under concurrent writes",
             1,
         ))
+    }
+
+    fn count_outcome(&self, outcome: &str) {
+        self.metrics
+            .count("EnrichmentOutcome", 1, &[("outcome", outcome)]);
+    }
+
+    /// `TimeToComplete`: from the first webhook (or the record's creation) to the `complete` write.
+    fn time_to_complete(&self, record: &CallRecord, now: chrono::DateTime<chrono::Utc>) {
+        let r = &record.result;
+        let since = r.webhook_received_at.as_deref().unwrap_or(&r.created_at);
+        if let Some(start) = parse_timestamp(&serde_json::Value::String(since.to_owned())) {
+            let ms = (now - start).num_milliseconds() as f64;
+            self.metrics.millis("TimeToComplete", ms, &[]);
+        }
     }
 
     async fn reread(&self, call_id: &str) -> Result<Option<(CallRecord, u64)>, ProcessError> {
@@ -429,5 +459,6 @@ pub async fn from_env(env: &Env) -> Result<EnrichmentService, ConfigError> {
         clock,
         timing,
         poison,
+        metrics: Metrics::emf(),
     })
 }

@@ -11,9 +11,10 @@ use tracing::{info, warn};
 use super::{deadline_for, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::{parse_call_request, to_iso, CallRecord, CallRequest, CallStatus, FieldError};
+use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, IdempotencyStore, JobKind, SavedResponse, StoreError, VapiApi,
-    VapiError,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, IdempotencyStore, JobKind, SavedResponse,
+    StoreError, VapiApi, VapiError,
 };
 use crate::vapi::{create_call_body, CallSettings};
 
@@ -30,6 +31,7 @@ pub struct InitiatorService {
     pub timing: Timing,
     /// How long a repeat waits for the first request with its key to finish.
     pub idempotency_wait: Duration,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +57,35 @@ impl From<StoreError> for InitiateError {
 pub type Started = SavedResponse;
 
 impl InitiatorService {
-    pub async fn start(&self, body: &[u8], idempotency_key: Option<&str>) -> Result<Started, InitiateError> {
+    pub async fn start(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<Started, InitiateError> {
+        let result = self.start_once(body, idempotency_key).await;
+        if let Err(e) = &result {
+            let reason = match e {
+                InitiateError::Upstream(_) => "upstream",
+                InitiateError::Conflict(_) => "conflict",
+                InitiateError::Invalid(_) => "invalid",
+                InitiateError::Unavailable(_) => "unavailable",
+            };
+            self.metrics
+                .count("CallStartFailures", 1, &[("reason", reason)]);
+        }
+        result
+    }
+
+    async fn start_once(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<Started, InitiateError> {
         let value: Value = serde_json::from_slice(body).map_err(|e| {
-            InitiateError::Invalid(vec![FieldError { path: "$".into(), problem: format!("is not valid JSON: {e}") }])
+            InitiateError::Invalid(vec![FieldError {
+                path: "$".into(),
+                problem: format!("is not valid JSON: {e}"),
+            }])
         })?;
         let request = parse_call_request(&value).map_err(InitiateError::Invalid)?;
         let Some(key) = idempotency_key else {
@@ -76,7 +104,9 @@ impl InitiatorService {
             match self.idempotency.begin(key, &hash).await? {
                 Ok(()) => break,
                 Err(held) if held.request_hash != hash => {
-                    return Err(InitiateError::Conflict("this Idempotency-Key was used with a different body".into()))
+                    return Err(InitiateError::Conflict(
+                        "this Idempotency-Key was used with a different body".into(),
+                    ))
                 }
                 Err(held) => {
                     if let Some(saved) = held.response {
@@ -114,19 +144,37 @@ impl InitiatorService {
         let body = create_call_body(request, &self.settings);
         let created = self.vapi.create_call(&body).await.map_err(|e| match e {
             VapiError::Rejected { message, .. } => InitiateError::Upstream(message),
-            VapiError::NotFound => InitiateError::Upstream("Vapi answered 404 to POST /call".into()),
+            VapiError::NotFound => {
+                InitiateError::Upstream("Vapi answered 404 to POST /call".into())
+            }
             VapiError::Transient { message, .. } => InitiateError::Upstream(message),
         })?;
-        let Some(call_id) = created.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-            return Err(InitiateError::Upstream("Vapi's answer has no call id".into()));
+        let Some(call_id) = created
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return Err(InitiateError::Upstream(
+                "Vapi's answer has no call id".into(),
+            ));
         };
         let call_id = call_id.to_owned();
         tracing::Span::current().record("call_id", call_id.as_str());
         info!(call_id, "call placed with Vapi");
         self.write_pending(&call_id, request, &created).await?;
+        // Counted here, not in `start`: a repeat answered from its idempotency record places no call.
+        self.metrics.count("CallsStarted", 1, &[]);
 
-        let job = EnrichmentJob { call_id: call_id.clone(), attempt: 1, kind: JobKind::Watchdog };
-        if let Err(e) = self.queue.schedule(&job, self.timing.watchdog_delay.min(MAX_QUEUE_DELAY)).await {
+        let job = EnrichmentJob {
+            call_id: call_id.clone(),
+            attempt: 1,
+            kind: JobKind::Watchdog,
+        };
+        if let Err(e) = self
+            .queue
+            .schedule(&job, self.timing.watchdog_delay.min(MAX_QUEUE_DELAY))
+            .await
+        {
             // The record's deadline keeps it in the cleanup's sight, so the call is not lost.
             warn!(call_id, error = %e, "watchdog not scheduled; the cleanup will check this call");
         }
@@ -142,12 +190,19 @@ impl InitiatorService {
 
     /// The record for a call we started. A webhook may have beaten us to it: then the request's
     /// details are added to what the webhook wrote, and its state is kept.
-    async fn write_pending(&self, call_id: &str, r: &CallRequest, created: &Value) -> Result<(), InitiateError> {
+    async fn write_pending(
+        &self,
+        call_id: &str,
+        r: &CallRequest,
+        created: &Value,
+    ) -> Result<(), InitiateError> {
         for _ in 0..WRITE_RETRIES {
             let now = self.clock.now();
             let current = self.store.get(call_id).await?;
             let expected = current.as_ref().map(|v| v.version);
-            let mut rec = current.map(|v| v.record).unwrap_or_else(|| CallRecord::new(call_id, &to_iso(now)));
+            let mut rec = current
+                .map(|v| v.record)
+                .unwrap_or_else(|| CallRecord::new(call_id, &to_iso(now)));
             let res = &mut rec.result;
             res.provider.name = Some(r.provider_name.clone());
             res.provider.phone = Some(r.provider_phone.as_str().to_owned());
@@ -157,7 +212,11 @@ impl InitiatorService {
             res.request.urgency = Some(r.urgency.as_str().to_owned());
             res.provider_id = r.provider_id.clone();
             res.service_request_id = r.service_request_id.clone();
-            if let Some(s) = created.get("status").and_then(Value::as_str).and_then(CallStatus::parse) {
+            if let Some(s) = created
+                .get("status")
+                .and_then(Value::as_str)
+                .and_then(CallStatus::parse)
+            {
                 res.call_status = res.call_status.max(s);
             }
             res.updated_at = to_iso(now);
@@ -168,6 +227,8 @@ impl InitiatorService {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(InitiateError::Unavailable("the call record kept changing under concurrent writes".into()))
+        Err(InitiateError::Unavailable(
+            "the call record kept changing under concurrent writes".into(),
+        ))
     }
 }

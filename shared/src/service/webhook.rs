@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::{deadline_for, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::{apply_webhook, to_iso, DataStatus, EventKey};
+use crate::metrics::Metrics;
 use crate::ports::{CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, StoreError};
 use crate::vapi::{parse_webhook, AuthError, PayloadError, WebhookAuth, WebhookMessage};
 
@@ -19,13 +20,19 @@ pub struct WebhookService {
     pub auth: WebhookAuth,
     pub max_bytes: usize,
     pub timing: Timing,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
     /// A type we do not record; nothing stored.
     Ignored { message_type: String },
-    Accepted { call_id: String, data_status: DataStatus, duplicate: bool, enrichment_scheduled: bool },
+    Accepted {
+        call_id: String,
+        data_status: DataStatus,
+        duplicate: bool,
+        enrichment_scheduled: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,15 +56,51 @@ impl From<StoreError> for IngestError {
 
 impl WebhookService {
     pub async fn ingest(&self, headers: &HeaderMap, body: &[u8]) -> Result<Ingested, IngestError> {
+        let result = self.apply(headers, body).await;
+        self.count(&result);
+        result
+    }
+
+    /// `WebhooksReceived`, then one of `WebhooksAccepted`, `WebhooksDuplicate`, `WebhooksIgnored`,
+    /// `WebhooksRejected` (by `reason`, the error code the caller gets).
+    fn count(&self, result: &Result<Ingested, IngestError>) {
+        let m = &self.metrics;
+        m.count("WebhooksReceived", 1, &[]);
+        match result {
+            Ok(Ingested::Ignored { .. }) => m.count("WebhooksIgnored", 1, &[]),
+            Ok(Ingested::Accepted {
+                duplicate: true, ..
+            }) => m.count("WebhooksDuplicate", 1, &[]),
+            Ok(Ingested::Accepted { .. }) => m.count("WebhooksAccepted", 1, &[]),
+            Err(e) => {
+                let reason = match e {
+                    IngestError::TooLarge { .. } => "payload_too_large",
+                    IngestError::Unauthorized(_) => "unauthorized",
+                    IngestError::Invalid(_) => "invalid_payload",
+                    IngestError::Unavailable(_) => "unavailable",
+                };
+                m.count("WebhooksRejected", 1, &[("reason", reason)]);
+            }
+        }
+    }
+
+    async fn apply(&self, headers: &HeaderMap, body: &[u8]) -> Result<Ingested, IngestError> {
         if body.len() > self.max_bytes {
-            return Err(IngestError::TooLarge { size: body.len(), limit: self.max_bytes });
+            return Err(IngestError::TooLarge {
+                size: body.len(),
+                limit: self.max_bytes,
+            });
         }
         let now = self.clock.now();
-        self.auth.verify(headers, body, now.timestamp()).map_err(IngestError::Unauthorized)?;
+        self.auth
+            .verify(headers, body, now.timestamp())
+            .map_err(IngestError::Unauthorized)?;
         let msg = parse_webhook(body)?;
         let key = msg.event_key();
         let (kind, snap) = match msg {
-            WebhookMessage::Ignored { message_type } => return Ok(Ingested::Ignored { message_type }),
+            WebhookMessage::Ignored { message_type } => {
+                return Ok(Ingested::Ignored { message_type })
+            }
             WebhookMessage::Call { kind, snapshot } => (kind, snapshot),
         };
         let key = key.expect("call events have a key");
@@ -95,11 +138,22 @@ impl WebhookService {
                 enrichment_scheduled: out.schedule_enrichment,
             });
         }
-        Err(IngestError::Unavailable("the record kept changing under concurrent writes".into()))
+        Err(IngestError::Unavailable(
+            "the record kept changing under concurrent writes".into(),
+        ))
     }
 
-    async fn schedule(&self, call_id: &str, key: &EventKey, version: u64) -> Result<(), IngestError> {
-        let job = EnrichmentJob { call_id: call_id.to_owned(), attempt: 1, kind: JobKind::Enrich };
+    async fn schedule(
+        &self,
+        call_id: &str,
+        key: &EventKey,
+        version: u64,
+    ) -> Result<(), IngestError> {
+        let job = EnrichmentJob {
+            call_id: call_id.to_owned(),
+            attempt: 1,
+            kind: JobKind::Enrich,
+        };
         let delay = self.timing.enrichment_delays[0];
         let Err(e) = self.queue.schedule(&job, delay).await else {
             return Ok(());

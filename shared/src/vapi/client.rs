@@ -1,11 +1,13 @@
 //! Vapi REST client: `GET /call/{id}` and `POST /call`, with explicit timeouts and errors
-//! classified by what a caller should do about them.
+//! classified by what a caller should do about them. Each request is counted (`VapiApiCalls` by
+//! `operation` and `result`) and timed (`VapiApiLatency` by `operation`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::metrics::Metrics;
 use crate::ports::{VapiApi, VapiError};
 
 #[derive(Debug, Clone)]
@@ -32,6 +34,7 @@ pub struct VapiClient {
     http: reqwest::Client,
     base: String,
     key: String,
+    metrics: Metrics,
 }
 
 impl VapiClient {
@@ -42,15 +45,59 @@ impl VapiClient {
             .user_agent(concat!("ringback/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a client with these settings always builds");
-        Self { http, base: cfg.base_url.trim_end_matches('/').to_owned(), key: cfg.api_key }
+        Self {
+            http,
+            base: cfg.base_url.trim_end_matches('/').to_owned(),
+            key: cfg.api_key,
+            metrics: Metrics::off(),
+        }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, VapiError> {
-        let resp = req.bearer_auth(&self.key).send().await.map_err(|e| VapiError::Transient {
-            status: None,
-            retry_after: None,
-            message: if e.is_timeout() { "request timed out".into() } else { format!("request failed: {e}") },
-        })?;
+    /// Where the request metrics go (none by default).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// `operation` names the request in the metrics: `get_call` or `create_call`.
+    async fn send(
+        &self,
+        operation: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Value, VapiError> {
+        let started = Instant::now();
+        let result = self.exchange(req).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(VapiError::Transient { .. }) => "transient",
+            Err(VapiError::NotFound) => "not_found",
+            Err(VapiError::Rejected { .. }) => "rejected",
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.metrics.count(
+            "VapiApiCalls",
+            1,
+            &[("operation", operation), ("result", outcome)],
+        );
+        self.metrics
+            .millis("VapiApiLatency", ms, &[("operation", operation)]);
+        result
+    }
+
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Value, VapiError> {
+        let resp = req
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| VapiError::Transient {
+                status: None,
+                retry_after: None,
+                message: if e.is_timeout() {
+                    "request timed out".into()
+                } else {
+                    format!("request failed: {e}")
+                },
+            })?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -70,8 +117,15 @@ impl VapiClient {
                 message: format!("answer is not JSON: {e}"),
             }),
             404 => Err(VapiError::NotFound),
-            429 | 500..=599 | 408 => Err(VapiError::Transient { status: Some(status), retry_after, message: reason(&text) }),
-            _ => Err(VapiError::Rejected { status, message: reason(&text) }),
+            429 | 500..=599 | 408 => Err(VapiError::Transient {
+                status: Some(status),
+                retry_after,
+                message: reason(&text),
+            }),
+            _ => Err(VapiError::Rejected {
+                status,
+                message: reason(&text),
+            }),
         }
     }
 }
@@ -79,11 +133,20 @@ impl VapiClient {
 /// Vapi's error bodies are NestJS-shaped: `{message: string | string[], error, statusCode}`.
 fn reason(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let msg = parsed.as_ref().and_then(|v| v.get("message")).and_then(|m| match m {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(items) => Some(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")),
-        _ => None,
-    });
+    let msg = parsed
+        .as_ref()
+        .and_then(|v| v.get("message"))
+        .and_then(|m| match m {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            _ => None,
+        });
     let mut s = msg.unwrap_or_else(|| body.trim().to_owned());
     if s.len() > 500 {
         let mut cut = 500;
@@ -103,18 +166,24 @@ fn reason(body: &str) -> String {
 impl VapiApi for VapiClient {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError> {
         let url = format!("{}/call/{}", self.base, urlencode(call_id));
-        self.send(self.http.get(url)).await
+        self.send("get_call", self.http.get(url)).await
     }
 
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError> {
-        self.send(self.http.post(format!("{}/call", self.base)).json(body)).await
+        self.send(
+            "create_call",
+            self.http.post(format!("{}/call", self.base)).json(body),
+        )
+        .await
     }
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -126,8 +195,14 @@ mod tests {
 
     #[test]
     fn reasons_from_nest_bodies() {
-        assert_eq!(reason(r#"{"message":["a","b"],"error":"Bad Request"}"#), "a; b");
-        assert_eq!(reason(r#"{"message":"Couldn't Get Call"}"#), "Couldn't Get Call");
+        assert_eq!(
+            reason(r#"{"message":["a","b"],"error":"Bad Request"}"#),
+            "a; b"
+        );
+        assert_eq!(
+            reason(r#"{"message":"Couldn't Get Call"}"#),
+            "Couldn't Get Call"
+        );
         assert_eq!(reason("plain text"), "plain text");
         assert_eq!(reason(""), "no reason given");
         assert_eq!(reason(&"é".repeat(400)).len(), 500);
