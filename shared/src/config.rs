@@ -79,6 +79,10 @@ pub struct Timing {
     /// `STUCK_GRACE_SECONDS`: slack past the expected time before the cleanup steps in; it covers
     /// SQS redeliveries (visibility timeout × maxReceiveCount).
     pub stuck_grace: Duration,
+    /// The latest a deadline may lie after a write: `RESULT_TTL_SECONDS` less `CLEANUP_MARGIN_SECONDS`
+    /// (default 420 s: one 5-minute cleanup period and slack), so the cleanup always sees a stuck
+    /// record before it expires.
+    pub deadline_cap: Duration,
 }
 
 impl Timing {
@@ -88,6 +92,9 @@ impl Timing {
             watchdog_delay: env.seconds("WATCHDOG_DELAY_SECONDS", 900)?,
             max_call: env.seconds("MAX_CALL_SECONDS", 3600)?,
             stuck_grace: env.seconds("STUCK_GRACE_SECONDS", 1200)?,
+            deadline_cap: env
+                .seconds("RESULT_TTL_SECONDS", 1800)?
+                .saturating_sub(env.seconds("CLEANUP_MARGIN_SECONDS", 420)?),
         })
     }
 }
@@ -211,6 +218,7 @@ mod tests {
     fn defaults_match_the_spec() {
         let t = Timing::default();
         assert_eq!(t.enrichment_delays.len(), 3);
+        assert_eq!(t.deadline_cap, Duration::from_secs(1380));
         assert_eq!(t.watchdog_delay, Duration::from_secs(900));
         let c = CallsConfig::from_env(&Env::from_pairs([("CALLS_TABLE", "calls")])).unwrap();
         assert_eq!(c.result_ttl, Duration::from_secs(1800));

@@ -131,6 +131,7 @@ fn timing() -> Timing {
         watchdog_delay: Duration::from_secs(1200),
         max_call: Duration::from_secs(3600),
         stuck_grace: Duration::from_secs(1200),
+        deadline_cap: Duration::from_secs(1380),
     }
 }
 

@@ -17,7 +17,9 @@ pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<
         // The enrichment chain should have run every attempt by then.
         DataStatus::Partial | DataStatus::Fetching => t.enrichment_delays.iter().sum(),
     };
-    let span = chrono::Duration::from_std(expected + t.stuck_grace).unwrap_or(chrono::Duration::MAX);
+    // A record must be looked at before it expires, or a lost message loses the call.
+    let span = (expected + t.stuck_grace).min(t.deadline_cap);
+    let span = chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX);
     Some(now.checked_add_signed(span).unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
@@ -33,6 +35,7 @@ mod tests {
             watchdog_delay: Duration::from_secs(900),
             max_call: Duration::from_secs(3600),
             stuck_grace: Duration::from_secs(100),
+            deadline_cap: Duration::from_secs(3000),
         };
         let now = DateTime::<Utc>::from_timestamp(1_000_000, 0).unwrap();
         let at = |ds, cs| {
@@ -42,10 +45,15 @@ mod tests {
             deadline_for(&r, now, &t).map(|d| d.timestamp() - now.timestamp())
         };
         assert_eq!(at(DataStatus::Pending, CallStatus::Queued), Some(1000));
-        assert_eq!(at(DataStatus::Partial, CallStatus::InProgress), Some(3700));
+        assert_eq!(at(DataStatus::Partial, CallStatus::InProgress), Some(3000));
         assert_eq!(at(DataStatus::Partial, CallStatus::Ended), Some(108));
         assert_eq!(at(DataStatus::Fetching, CallStatus::Ended), Some(108));
         assert_eq!(at(DataStatus::Complete, CallStatus::Ended), None);
         assert_eq!(at(DataStatus::FetchFailed, CallStatus::Ended), None);
+        // Past the cap, the cap: the cleanup must see the record before it expires.
+        let capped = Timing { deadline_cap: Duration::from_secs(500), ..t.clone() };
+        let mut r = CallRecord::new("c", "t");
+        r.result.data_status = DataStatus::Pending;
+        assert_eq!(deadline_for(&r, now, &capped).map(|d| d.timestamp() - now.timestamp()), Some(500));
     }
 }

@@ -161,9 +161,16 @@ impl InitiatorService {
         let call_id = call_id.to_owned();
         tracing::Span::current().record("call_id", call_id.as_str());
         info!(call_id, "call placed with Vapi");
-        self.write_pending(&call_id, request, &created).await?;
         // Counted here, not in `start`: a repeat answered from its idempotency record places no call.
         self.metrics.count("CallsStarted", 1, &[]);
+
+        // From here on the phone is ringing: nothing may fail the request, or the client's retry
+        // (with its key released) would dial the provider again. Without a record, the webhooks or
+        // the watchdog build one from Vapi's data, the correlation ids included (they travel in
+        // the call's metadata).
+        if let Err(e) = self.write_pending(&call_id, request, &created).await {
+            warn!(call_id, error = %e, "call record not written; its webhooks or the watchdog will create it");
+        }
 
         let job = EnrichmentJob {
             call_id: call_id.clone(),
@@ -175,7 +182,8 @@ impl InitiatorService {
             .schedule(&job, self.timing.watchdog_delay.min(MAX_QUEUE_DELAY))
             .await
         {
-            // The record's deadline keeps it in the cleanup's sight, so the call is not lost.
+            // The record's deadline keeps it in the cleanup's sight, so the call is not lost (unless
+            // the record could not be written either: then only its webhooks remain).
             warn!(call_id, error = %e, "watchdog not scheduled; the cleanup will check this call");
         }
         let poll = format!("{}/{}", crate::api::CALLS_PATH, call_id);
