@@ -44,7 +44,7 @@ impl LocalOptions {
         let visibility_timeout = seconds("ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS", DEFAULT_LOCAL_VISIBILITY.as_secs())?;
         let cleanup_interval = seconds("CLEANUP_INTERVAL_SECONDS", 300)?;
         let simulator_time_scale = env.parse_or("RINGBACK_SIM_TIME_SCALE", 1.0f64).map_err(|e| e.to_string())?;
-        if !(simulator_time_scale > 0.0) {
+        if !simulator_time_scale.is_finite() || simulator_time_scale <= 0.0 {
             return Err("RINGBACK_SIM_TIME_SCALE must be a positive number".into());
         }
 

@@ -9,20 +9,17 @@ use crate::config::ApiAuth;
 use crate::service::initiate::{InitiateError, InitiatorService};
 use crate::service::status::{StatusError, StatusService};
 
-/// `Err(response)` unless the request carries the API token (or auth is off).
-pub fn require_api_token(auth: &ApiAuth, headers: &HeaderMap) -> Result<(), Response> {
-    let ApiAuth::Token(token) = auth else { return Ok(()) };
+/// The 401 answer, unless the request carries the API token (or auth is off).
+pub fn require_api_token(auth: &ApiAuth, headers: &HeaderMap) -> Option<Response> {
+    let ApiAuth::Token(token) = auth else { return None };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .unwrap_or("");
-    if !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(error(Code::Unauthorized, "missing or invalid bearer token"))
-    }
+    let ok = !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()));
+    (!ok).then(|| error(Code::Unauthorized, "missing or invalid bearer token"))
 }
 
 fn etag(version: u64) -> String {
@@ -30,7 +27,7 @@ fn etag(version: u64) -> String {
 }
 
 pub async fn get_call(svc: &StatusService, auth: &ApiAuth, headers: &HeaderMap, call_id: &str) -> Response {
-    if let Err(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_api_token(auth, headers) {
         return denied;
     }
     match svc.get(call_id).await {
@@ -66,7 +63,7 @@ pub async fn get_call(svc: &StatusService, auth: &ApiAuth, headers: &HeaderMap, 
 
 /// `POST /api/v1/vapi/calls`: start a call; `Idempotency-Key` makes retries safe.
 pub async fn post_call(svc: &InitiatorService, auth: &ApiAuth, headers: &HeaderMap, body: &[u8]) -> Response {
-    if let Err(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_api_token(auth, headers) {
         return denied;
     }
     let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or(""));

@@ -62,7 +62,8 @@ impl WebhookService {
     }
 
     /// `WebhooksReceived`, then one of `WebhooksAccepted`, `WebhooksDuplicate`, `WebhooksIgnored`,
-    /// `WebhooksRejected` (by `reason`, the error code the caller gets).
+    /// `WebhooksRejected` (bad input, by `reason`: the error code the caller gets) or `WebhooksFailed`
+    /// (our storage or queue was down: an outage, not a misconfigured sender, so it alarms apart).
     fn count(&self, result: &Result<Ingested, IngestError>) {
         let m = &self.metrics;
         m.count("WebhooksReceived", 1, &[]);
@@ -72,12 +73,12 @@ impl WebhookService {
                 duplicate: true, ..
             }) => m.count("WebhooksDuplicate", 1, &[]),
             Ok(Ingested::Accepted { .. }) => m.count("WebhooksAccepted", 1, &[]),
+            Err(IngestError::Unavailable(_)) => m.count("WebhooksFailed", 1, &[]),
             Err(e) => {
                 let reason = match e {
                     IngestError::TooLarge { .. } => "payload_too_large",
                     IngestError::Unauthorized(_) => "unauthorized",
-                    IngestError::Invalid(_) => "invalid_payload",
-                    IngestError::Unavailable(_) => "unavailable",
+                    _ => "invalid_payload",
                 };
                 m.count("WebhooksRejected", 1, &[("reason", reason)]);
             }

@@ -164,6 +164,8 @@ mod tests {
         sign(secret, format!("{ts}.{}", String::from_utf8_lossy(BODY)).as_bytes())
     }
 
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Result<(), AuthError>);
+
     #[test]
     fn every_scheme_and_failure() {
         let good_sig = sign("s3cret", BODY);
@@ -176,7 +178,7 @@ mod tests {
         let prefixed = format!("sha256={good_sig}");
         let rotated = sign("old-secret", BODY);
         let other = sign("other", BODY);
-        let cases: Vec<(Vec<(&str, &str)>, Result<(), AuthError>)> = vec![
+        let cases: Vec<Case> = vec![
             (vec![("x-vapi-secret", "s3cret")], Ok(())),
             (vec![("X-VAPI-SECRET", "old-secret")], Ok(())),
             (vec![("authorization", "Bearer s3cret")], Ok(())),

@@ -14,7 +14,7 @@ pub enum CallEventKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookMessage {
     /// `status-update` or `end-of-call-report`: something to record.
-    Call { kind: CallEventKind, snapshot: CallSnapshot },
+    Call { kind: CallEventKind, snapshot: Box<CallSnapshot> },
     /// Any other type, known or not: answered 200 and not stored.
     Ignored { message_type: String },
 }
@@ -82,7 +82,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookMessage, PayloadError> {
         at(call, "assistantOverrides.metadata"),
         at(msg, "assistant.metadata"),
     ]);
-    Ok(WebhookMessage::Call { kind, snapshot: snap })
+    Ok(WebhookMessage::Call { kind, snapshot: Box::new(snap) })
 }
 
 #[cfg(test)]
@@ -98,7 +98,7 @@ mod tests {
 
     fn call(body: Value) -> CallSnapshot {
         match parse_webhook(body.to_string().as_bytes()).unwrap() {
-            WebhookMessage::Call { snapshot, .. } => snapshot,
+            WebhookMessage::Call { snapshot, .. } => *snapshot,
             other => panic!("{other:?}"),
         }
     }
