@@ -18,7 +18,11 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
     }
 
     pub async fn start(&self, body: &Value, idempotency_key: &str) -> Result<Value, String> {
@@ -38,7 +42,9 @@ impl Api {
                 .send()
                 .await;
             match sent {
-                Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => last = "503 unavailable".into(),
+                Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    last = "503 unavailable".into()
+                }
                 Ok(resp) => return data(resp).await,
                 Err(e) => last = e.to_string(),
             }
@@ -47,12 +53,21 @@ impl Api {
     }
 
     pub async fn get(&self, id: &str) -> Result<(Value, Option<String>), String> {
-        self.get_if_changed(id, None).await?.ok_or_else(|| "unexpected 304".into())
+        self.get_if_changed(id, None)
+            .await?
+            .ok_or_else(|| "unexpected 304".into())
     }
 
     /// `None` when the record has not changed since `etag`.
-    pub async fn get_if_changed(&self, id: &str, etag: Option<&str>) -> Result<Option<(Value, Option<String>)>, String> {
-        let mut req = self.http.get(format!("{}/api/v1/vapi/calls/{id}", self.base)).bearer_auth(&self.token);
+    pub async fn get_if_changed(
+        &self,
+        id: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<(Value, Option<String>)>, String> {
+        let mut req = self
+            .http
+            .get(format!("{}/api/v1/vapi/calls/{id}", self.base))
+            .bearer_auth(&self.token);
         if let Some(tag) = etag {
             req = req.header("if-none-match", tag);
         }
@@ -60,7 +75,11 @@ impl Api {
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(None);
         }
-        let tag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let tag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(Some((data(resp).await?, tag)))
     }
 }
@@ -68,7 +87,10 @@ impl Api {
 /// The envelope's `data`, or its error as text.
 async fn data(resp: reqwest::Response) -> Result<Value, String> {
     let status = resp.status();
-    let v: Value = resp.json().await.map_err(|e| format!("{status}: answer is not JSON: {e}"))?;
+    let v: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("{status}: answer is not JSON: {e}"))?;
     if v["success"] == Value::Bool(true) {
         Ok(v["data"].clone())
     } else {

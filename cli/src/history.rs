@@ -17,12 +17,21 @@ pub fn remember(call_id: &str) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
         let _ = writeln!(f, "{call_id}");
     }
 }
 
 pub fn recent(limit: usize) -> Vec<String> {
     let text = std::fs::read_to_string(file()).unwrap_or_default();
-    text.lines().rev().filter(|l| !l.trim().is_empty()).take(limit).map(str::to_owned).collect()
+    text.lines()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .take(limit)
+        .map(str::to_owned)
+        .collect()
 }

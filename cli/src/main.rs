@@ -12,13 +12,28 @@ use serde_json::{json, Value};
 use client::Api;
 
 #[derive(Parser)]
-#[command(name = "ringback", version, about = "Operate ringback: start and watch calls, inspect them, redrive failures")]
+#[command(
+    name = "ringback",
+    version,
+    about = "Operate ringback: start and watch calls, inspect them, redrive failures"
+)]
 struct Cli {
     /// Base URL of the API (a deployment's ApiUrl output, or ringback-local).
-    #[arg(long, env = "RINGBACK_URL", default_value = "http://127.0.0.1:3000", global = true)]
+    #[arg(
+        long,
+        env = "RINGBACK_URL",
+        default_value = "http://127.0.0.1:3000",
+        global = true
+    )]
     url: String,
     /// The API token (Authorization: Bearer).
-    #[arg(long, env = "RINGBACK_API_TOKEN", default_value = "dev-api-token", global = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "RINGBACK_API_TOKEN",
+        default_value = "dev-api-token",
+        global = true,
+        hide_default_value = true
+    )]
     token: String,
     #[command(subcommand)]
     command: Command,
@@ -82,7 +97,10 @@ async fn main() {
     let result = match cli.command {
         Command::Call(args) => call(&api, args).await,
         Command::Watch { call_id } => watch(&api, &call_id, Duration::from_secs(600)).await,
-        Command::Show { call_id } => api.get(&call_id).await.map(|(v, _)| println!("{}", pretty(&v))),
+        Command::Show { call_id } => api
+            .get(&call_id)
+            .await
+            .map(|(v, _)| println!("{}", pretty(&v))),
         Command::List { limit } => list(&api, limit).await,
         Command::Redrive { dlq_url, queue_url } => redrive(&dlq_url, &queue_url).await,
     };
@@ -107,11 +125,19 @@ async fn call(api: &Api, a: CallArgs) -> Result<(), String> {
     if let Some(id) = a.service_request_id {
         body["serviceRequestId"] = json!(id);
     }
-    let key = a.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let key = a
+        .idempotency_key
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let started = api.start(&body, &key).await?;
-    let id = started["callId"].as_str().ok_or("the answer has no callId")?.to_owned();
+    let id = started["callId"]
+        .as_str()
+        .ok_or("the answer has no callId")?
+        .to_owned();
     history::remember(&id);
-    println!("call {id} started (poll {})", started["pollUrl"].as_str().unwrap_or(""));
+    println!(
+        "call {id} started (poll {})",
+        started["pollUrl"].as_str().unwrap_or("")
+    );
     if a.no_watch {
         return Ok(());
     }
@@ -133,7 +159,12 @@ async fn watch(api: &Api, id: &str, timeout: Duration) -> Result<(), String> {
                     record["dataStatus"].as_str().unwrap_or("?").to_owned(),
                 );
                 if now != last {
-                    println!("{:>6.1}s  callStatus={:<12} dataStatus={}", start.elapsed().as_secs_f64(), now.0, now.1);
+                    println!(
+                        "{:>6.1}s  callStatus={:<12} dataStatus={}",
+                        start.elapsed().as_secs_f64(),
+                        now.0,
+                        now.1
+                    );
                     last = now;
                 }
                 if matches!(last.1.as_str(), "complete" | "fetch_failed") {
@@ -147,7 +178,11 @@ async fn watch(api: &Api, id: &str, timeout: Duration) -> Result<(), String> {
             }
         }
         if start.elapsed() > timeout {
-            return Err(format!("gave up after {}s; the call is {:?}", timeout.as_secs(), last));
+            return Err(format!(
+                "gave up after {}s; the call is {:?}",
+                timeout.as_secs(),
+                last
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -176,7 +211,9 @@ async fn list(api: &Api, limit: usize) -> Result<(), String> {
 async fn redrive(dlq_url: &str, queue_url: &str) -> Result<(), String> {
     let cfg = ringback::adapters::aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&cfg);
-    let moved = ringback::adapters::sqs::redrive(&sqs, dlq_url, queue_url).await.map_err(|e| e.to_string())?;
+    let moved = ringback::adapters::sqs::redrive(&sqs, dlq_url, queue_url)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("moved {moved} message(s) from the dead-letter queue back to the enrichment queue");
     Ok(())
 }

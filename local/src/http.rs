@@ -25,7 +25,8 @@ pub fn router(routes: Arc<Routes>) -> axum::Router {
 }
 
 async fn dispatch(State(r): State<Arc<Routes>>, req: Request) -> Response {
-    let span = tracing::info_span!("request", method = %req.method(), call_id = tracing::field::Empty);
+    let span =
+        tracing::info_span!("request", method = %req.method(), call_id = tracing::field::Empty);
     let resp = route(&r, req).instrument(span).await;
     let (parts, bytes) = resp.into_parts();
     Response::from_parts(parts, Body::from(bytes)).into_response()
@@ -41,7 +42,10 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             let limit = r.webhook.max_bytes;
             match read_limited(body, limit).await {
                 Ok(bytes) => api::post_webhook(&r.webhook, &parts.headers, &bytes).await,
-                Err(()) => api::error(Code::PayloadTooLarge, format!("body exceeds the limit of {limit} bytes")),
+                Err(()) => api::error(
+                    Code::PayloadTooLarge,
+                    format!("body exceeds the limit of {limit} bytes"),
+                ),
             }
         }
         (&Method::POST, api::CALLS_PATH) => match read_limited(body, 64 * 1024).await {
@@ -53,11 +57,18 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             tracing::Span::current().record("call_id", id.as_str());
             api::get_call(&r.status, &r.api_auth, &parts.headers, &id).await
         }
-        (_, api::WEBHOOK_PATH | api::CALLS_PATH | "/health") => api::error(Code::MethodNotAllowed, format!("{} is not allowed here", parts.method)),
-        (_, p) if api::call_id_from_path(p).is_some() => {
-            api::error(Code::MethodNotAllowed, format!("{} is not allowed here", parts.method))
-        }
-        _ => api::error(Code::NotFound, format!("no route for {} {path}", parts.method)),
+        (_, api::WEBHOOK_PATH | api::CALLS_PATH | "/health") => api::error(
+            Code::MethodNotAllowed,
+            format!("{} is not allowed here", parts.method),
+        ),
+        (_, p) if api::call_id_from_path(p).is_some() => api::error(
+            Code::MethodNotAllowed,
+            format!("{} is not allowed here", parts.method),
+        ),
+        _ => api::error(
+            Code::NotFound,
+            format!("no route for {} {path}", parts.method),
+        ),
     }
 }
 

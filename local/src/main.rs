@@ -30,7 +30,10 @@ async fn main() {
     let env = &opts.env;
     let vapi = match &system.simulator {
         Some(sim) => format!("built-in simulator at {}", sim.base_url()),
-        None => format!("{} (VAPI_BASE_URL)", env.get("VAPI_BASE_URL").unwrap_or_default()),
+        None => format!(
+            "{} (VAPI_BASE_URL)",
+            env.get("VAPI_BASE_URL").unwrap_or_default()
+        ),
     };
     println!(
         "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  data         {storage}\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",

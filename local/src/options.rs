@@ -36,14 +36,29 @@ impl LocalOptions {
     pub fn from_env(mut env: Env) -> Result<Self, String> {
         let port = env.parse_or("PORT", 3000u16).map_err(|e| e.to_string())?;
         let data_dir = PathBuf::from(env.get("RINGBACK_DATA_DIR").unwrap_or(".ringback"));
-        let dynamodb_endpoint = env.get("AWS_ENDPOINT_URL_DYNAMODB").or(env.get("AWS_ENDPOINT_URL")).map(str::to_owned);
-        let sqs_endpoint = env.get("AWS_ENDPOINT_URL_SQS").or(env.get("AWS_ENDPOINT_URL")).map(str::to_owned);
+        let dynamodb_endpoint = env
+            .get("AWS_ENDPOINT_URL_DYNAMODB")
+            .or(env.get("AWS_ENDPOINT_URL"))
+            .map(str::to_owned);
+        let sqs_endpoint = env
+            .get("AWS_ENDPOINT_URL_SQS")
+            .or(env.get("AWS_ENDPOINT_URL"))
+            .map(str::to_owned);
         let vapi_base_url = env.get("VAPI_BASE_URL").map(str::to_owned);
         let in_memory = env.get("RINGBACK_IN_MEMORY").is_some_and(|v| v != "0");
-        let seconds = |name: &'static str, default: u64| env.parse_or(name, default).map(Duration::from_secs).map_err(|e| e.to_string());
-        let visibility_timeout = seconds("ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS", DEFAULT_LOCAL_VISIBILITY.as_secs())?;
+        let seconds = |name: &'static str, default: u64| {
+            env.parse_or(name, default)
+                .map(Duration::from_secs)
+                .map_err(|e| e.to_string())
+        };
+        let visibility_timeout = seconds(
+            "ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS",
+            DEFAULT_LOCAL_VISIBILITY.as_secs(),
+        )?;
         let cleanup_interval = seconds("CLEANUP_INTERVAL_SECONDS", 300)?;
-        let simulator_time_scale = env.parse_or("RINGBACK_SIM_TIME_SCALE", 1.0f64).map_err(|e| e.to_string())?;
+        let simulator_time_scale = env
+            .parse_or("RINGBACK_SIM_TIME_SCALE", 1.0f64)
+            .map_err(|e| e.to_string())?;
         if !simulator_time_scale.is_finite() || simulator_time_scale <= 0.0 {
             return Err("RINGBACK_SIM_TIME_SCALE must be a positive number".into());
         }

@@ -19,14 +19,21 @@ impl EmbeddedDynamo {
     pub async fn start(dir: Option<&Path>) -> Result<Self, String> {
         let db = match dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 let file = dir.join("ringback.db");
-                dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| format!("cannot open {}: {e}", file.display()))?
+                dynoxide::Database::new(&file.to_string_lossy())
+                    .map_err(|e| format!("cannot open {}: {e}", file.display()))?
             }
             None => dynoxide::Database::memory().map_err(|e| e.to_string())?,
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-        let endpoint = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let endpoint = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(async move {
             let shutdown = async move {
@@ -36,7 +43,11 @@ impl EmbeddedDynamo {
                 tracing::error!(error = %e, "embedded DynamoDB store stopped");
             }
         });
-        Ok(Self { endpoint, stop: Some(stop), served })
+        Ok(Self {
+            endpoint,
+            stop: Some(stop),
+            served,
+        })
     }
 
     /// Lets running requests finish, then closes the SQLite file.
@@ -52,11 +63,18 @@ impl EmbeddedDynamo {
 /// the environment provides its own.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
         loader = loader.region(Region::new("us-east-1"));
     }
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "ringback-local"));
+        loader = loader.credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "ringback-local",
+        ));
     }
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);

@@ -35,14 +35,21 @@ pub fn start_consumer(
         LocalQueue::Sqs { client, urls } => tokio::spawn(async move {
             let source = Arc::new(SqsSource::new(client, urls.queue_url));
             // Short polls keep Ctrl-C quick; the cost is a few more requests to a local emulator.
-            let config = EsmConfig { wait: Duration::from_secs(2), ..EsmConfig::sqs(visibility) };
+            let config = EsmConfig {
+                wait: Duration::from_secs(2),
+                ..EsmConfig::sqs(visibility)
+            };
             let stats = esm::run(source, handler, config, stopped).await;
             tracing::info!(?stats, "enrichment consumer stopped");
         }),
     }
 }
 
-pub fn start_cleanup(svc: Arc<CleanupService>, every: Duration, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn start_cleanup(
+    svc: Arc<CleanupService>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -24,7 +24,12 @@ impl Env {
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -36,16 +41,25 @@ impl Env {
     }
 
     pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.get(name).map(str::to_owned).ok_or(ConfigError::Missing(name))
+        self.get(name)
+            .map(str::to_owned)
+            .ok_or(ConfigError::Missing(name))
     }
 
-    pub fn parse_or<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    pub fn parse_or<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
     where
         T::Err: std::fmt::Display,
     {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() }),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -63,7 +77,10 @@ pub struct CallsConfig {
 
 impl CallsConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self { calls_table: env.required("CALLS_TABLE")?, result_ttl: env.seconds("RESULT_TTL_SECONDS", 1800)? })
+        Ok(Self {
+            calls_table: env.required("CALLS_TABLE")?,
+            result_ttl: env.seconds("RESULT_TTL_SECONDS", 1800)?,
+        })
     }
 }
 
@@ -106,13 +123,21 @@ impl Default for Timing {
 }
 
 pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid { name: "ENRICHMENT_DELAYS", reason };
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "ENRICHMENT_DELAYS",
+        reason,
+    };
     let delays = raw
         .split(',')
         .map(|s| {
-            let secs: u64 = s.trim().parse().map_err(|_| invalid(format!("{s:?} is not a whole number of seconds")))?;
+            let secs: u64 = s
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("{s:?} is not a whole number of seconds")))?;
             if secs > 900 {
-                return Err(invalid(format!("{secs} exceeds SQS's 900-second delay limit")));
+                return Err(invalid(format!(
+                    "{secs} exceeds SQS's 900-second delay limit"
+                )));
             }
             Ok(Duration::from_secs(secs))
         })
@@ -125,14 +150,22 @@ pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
 
 /// Webhook authentication: a secret is required unless `WEBHOOK_AUTH=none` is set on purpose.
 pub fn webhook_auth(env: &Env) -> Result<WebhookAuth, ConfigError> {
-    if env.get("WEBHOOK_AUTH").is_some_and(|v| v.eq_ignore_ascii_case("none")) {
+    if env
+        .get("WEBHOOK_AUTH")
+        .is_some_and(|v| v.eq_ignore_ascii_case("none"))
+    {
         return Ok(WebhookAuth::disabled());
     }
     let current = env.required("VAPI_WEBHOOK_SECRET")?;
     // During a rotation both secrets are accepted (docs/operations.md).
     let previous = env.get("VAPI_WEBHOOK_SECRET_PREVIOUS").map(str::to_owned);
-    let header = env.get("VAPI_SIGNATURE_HEADER").unwrap_or("x-vapi-signature");
-    Ok(WebhookAuth::new([Some(current), previous].into_iter().flatten(), header))
+    let header = env
+        .get("VAPI_SIGNATURE_HEADER")
+        .unwrap_or("x-vapi-signature");
+    Ok(WebhookAuth::new(
+        [Some(current), previous].into_iter().flatten(),
+        header,
+    ))
 }
 
 /// Client API authentication (`Authorization: Bearer <API_TOKEN>`), off only with `API_AUTH=none`
@@ -154,7 +187,10 @@ impl std::fmt::Debug for ApiAuth {
 
 impl ApiAuth {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        if env.get("API_AUTH").is_some_and(|v| v.eq_ignore_ascii_case("none")) {
+        if env
+            .get("API_AUTH")
+            .is_some_and(|v| v.eq_ignore_ascii_case("none"))
+        {
             return Ok(Self::Off);
         }
         Ok(Self::Token(env.required("API_TOKEN")?))
@@ -169,14 +205,19 @@ pub struct VapiConfig {
 
 impl std::fmt::Debug for VapiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VapiConfig").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("VapiConfig")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
 impl VapiConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            base_url: env.get("VAPI_BASE_URL").unwrap_or("https://api.vapi.ai").to_owned(),
+            base_url: env
+                .get("VAPI_BASE_URL")
+                .unwrap_or("https://api.vapi.ai")
+                .to_owned(),
             api_key: env.required("VAPI_API_KEY")?,
         })
     }
@@ -188,29 +229,63 @@ mod tests {
 
     #[test]
     fn delays_parse_and_fail_by_name() {
-        assert_eq!(parse_delays("3, 5,8").unwrap(), vec![Duration::from_secs(3), Duration::from_secs(5), Duration::from_secs(8)]);
+        assert_eq!(
+            parse_delays("3, 5,8").unwrap(),
+            vec![
+                Duration::from_secs(3),
+                Duration::from_secs(5),
+                Duration::from_secs(8)
+            ]
+        );
         for bad in ["", "3,,5", "a", "901", "-1"] {
             let err = parse_delays(bad).unwrap_err();
-            assert!(err.to_string().contains("ENRICHMENT_DELAYS"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("ENRICHMENT_DELAYS"),
+                "{bad}: {err}"
+            );
         }
     }
 
     #[test]
     fn missing_variables_are_named() {
         let env = Env::default();
-        assert_eq!(CallsConfig::from_env(&env).unwrap_err(), ConfigError::Missing("CALLS_TABLE"));
-        assert_eq!(webhook_auth(&env).unwrap_err(), ConfigError::Missing("VAPI_WEBHOOK_SECRET"));
-        assert_eq!(ApiAuth::from_env(&env).unwrap_err(), ConfigError::Missing("API_TOKEN"));
-        assert_eq!(VapiConfig::from_env(&env).unwrap_err(), ConfigError::Missing("VAPI_API_KEY"));
+        assert_eq!(
+            CallsConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("CALLS_TABLE")
+        );
+        assert_eq!(
+            webhook_auth(&env).unwrap_err(),
+            ConfigError::Missing("VAPI_WEBHOOK_SECRET")
+        );
+        assert_eq!(
+            ApiAuth::from_env(&env).unwrap_err(),
+            ConfigError::Missing("API_TOKEN")
+        );
+        assert_eq!(
+            VapiConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("VAPI_API_KEY")
+        );
         let bad = Env::from_pairs([("CALLS_TABLE", "t"), ("RESULT_TTL_SECONDS", "soon")]);
-        assert!(CallsConfig::from_env(&bad).unwrap_err().to_string().contains("RESULT_TTL_SECONDS"));
+        assert!(CallsConfig::from_env(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("RESULT_TTL_SECONDS"));
     }
 
     #[test]
     fn auth_can_be_turned_off_only_on_purpose() {
-        assert!(!webhook_auth(&Env::from_pairs([("WEBHOOK_AUTH", "none")])).unwrap().is_enabled());
-        assert!(webhook_auth(&Env::from_pairs([("VAPI_WEBHOOK_SECRET", "s")])).unwrap().is_enabled());
-        assert_eq!(ApiAuth::from_env(&Env::from_pairs([("API_AUTH", "none")])).unwrap(), ApiAuth::Off);
+        assert!(!webhook_auth(&Env::from_pairs([("WEBHOOK_AUTH", "none")]))
+            .unwrap()
+            .is_enabled());
+        assert!(
+            webhook_auth(&Env::from_pairs([("VAPI_WEBHOOK_SECRET", "s")]))
+                .unwrap()
+                .is_enabled()
+        );
+        assert_eq!(
+            ApiAuth::from_env(&Env::from_pairs([("API_AUTH", "none")])).unwrap(),
+            ApiAuth::Off
+        );
         assert!(!format!("{:?}", ApiAuth::Token("tok".into())).contains("tok"));
     }
 

@@ -15,7 +15,9 @@ pub fn body(req: &Request) -> &[u8] {
 
 /// A path parameter from API Gateway, or `None` (then the raw path is parsed instead).
 pub fn path_param(req: &Request, name: &str) -> Option<String> {
-    req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .map(str::to_owned)
 }
 
 pub fn response(resp: Response) -> lambda_http::Response<Body> {

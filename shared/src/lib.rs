@@ -8,15 +8,15 @@
 //! - [`api`]: HTTP in and out, shared by the Lambda functions and the local runner;
 //! - [`config`], [`telemetry`], [`metrics`]: typed configuration, JSON tracing, EMF metrics.
 
-pub mod domain;
-pub mod ports;
-pub mod vapi;
 pub mod adapters;
-pub mod config;
-pub mod telemetry;
-pub mod metrics;
-pub mod service;
 pub mod api;
+pub mod config;
+pub mod domain;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod metrics;
+pub mod ports;
+pub mod service;
+pub mod telemetry;
+pub mod vapi;
 pub mod wiring;

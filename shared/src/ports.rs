@@ -42,13 +42,23 @@ pub trait CallStore: Send + Sync {
 
     /// One conditional write: `expected = None` creates (fails if present), `Some(v)` replaces
     /// version `v`. Refreshes `expiresAt`. Returns the new version.
-    async fn put(&self, record: &CallRecord, expected: Option<u64>, deadline: Deadline) -> Result<u64, StoreError>;
+    async fn put(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError>;
 
     /// Removes a record at `expected` version (the initiator undoing a half-made call).
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError>;
 
     /// Ids of unfinished records whose deadline is before `now`, one page at a time.
-    async fn overdue(&self, now: DateTime<Utc>, page: Option<String>, limit: u32) -> Result<OverduePage, StoreError>;
+    async fn overdue(
+        &self,
+        now: DateTime<Utc>,
+        page: Option<String>,
+        limit: u32,
+    ) -> Result<OverduePage, StoreError>;
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -79,7 +89,11 @@ pub struct SavedResponse {
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Takes the key for this request; `Err(existing)` when the key is already held.
-    async fn begin(&self, key: &str, request_hash: &str) -> Result<Result<(), IdempotencyRecord>, StoreError>;
+    async fn begin(
+        &self,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Result<(), IdempotencyRecord>, StoreError>;
     async fn complete(&self, key: &str, response: &SavedResponse) -> Result<(), StoreError>;
     /// Frees the key after a failure, so a retry can run.
     async fn release(&self, key: &str) -> Result<(), StoreError>;
@@ -122,7 +136,11 @@ pub trait EnrichmentQueue: Send + Sync {
 pub enum VapiError {
     /// 429, 5xx, timeouts, connection failures: worth retrying.
     #[error("Vapi is temporarily failing ({status:?}): {message}")]
-    Transient { status: Option<u16>, retry_after: Option<Duration>, message: String },
+    Transient {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        message: String,
+    },
     #[error("Vapi has no such call")]
     NotFound,
     /// Other 4xx: retrying the same request will not help.

@@ -3,31 +3,65 @@
 
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
-use ringback::domain::{parse_call_request, parse_timestamp, parse_transcript, CallStatus, DataStatus};
+use ringback::domain::{
+    parse_call_request, parse_timestamp, parse_transcript, CallStatus, DataStatus,
+};
 use ringback::vapi::{parse_webhook, snapshot_from_call, WebhookAuth, WebhookMessage};
 use serde_json::{json, Value};
 
 /// Arbitrary JSON, a few levels deep, with the keys Vapi payloads use, so the readers' paths get hit.
 fn arb_json() -> impl Strategy<Value = Value> {
     let keys = prop::sample::select(vec![
-        "message", "type", "call", "id", "status", "endedReason", "artifact", "transcript", "messages", "analysis",
-        "summary", "structuredData", "cost", "costBreakdown", "total", "startedAt", "endedAt", "metadata",
-        "assistantOverrides", "assistant", "customer", "number", "role", "time", "durationSeconds", "x",
+        "message",
+        "type",
+        "call",
+        "id",
+        "status",
+        "endedReason",
+        "artifact",
+        "transcript",
+        "messages",
+        "analysis",
+        "summary",
+        "structuredData",
+        "cost",
+        "costBreakdown",
+        "total",
+        "startedAt",
+        "endedAt",
+        "metadata",
+        "assistantOverrides",
+        "assistant",
+        "customer",
+        "number",
+        "role",
+        "time",
+        "durationSeconds",
+        "x",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-        prop::sample::select(vec!["end-of-call-report", "status-update", "ended", "2026-03-02T15:04:11Z", "1772463918811"])
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        prop::sample::select(vec![
+            "end-of-call-report",
+            "status-update",
+            "ended",
+            "2026-03-02T15:04:11Z",
+            "1772463918811"
+        ])
+        .prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 64, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(keys.clone(), inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::btree_map(keys.clone(), inner, 0..6).prop_map(|m| Value::Object(
+                m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }

@@ -10,14 +10,21 @@ use serde_json::{json, Value};
 use vapi_simulator::{FetchScript, Simulator, SimulatorConfig, SimulatorHandle, Timings};
 
 fn complete_call() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vapi-samples/get-call-complete.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/vapi-samples/get-call-complete.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 async fn sim() -> SimulatorHandle {
-    Simulator::start(SimulatorConfig { api_key: Some("key".into()), timings: Timings::fast(), ..Default::default() })
-        .await
-        .unwrap()
+    Simulator::start(SimulatorConfig {
+        api_key: Some("key".into()),
+        timings: Timings::fast(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
 }
 
 fn client(base: &str, timeout: Duration) -> VapiClient {
@@ -32,25 +39,53 @@ async fn success_and_incomplete_data() {
     let id = sim.seed_call(complete_call(), FetchScript::CompleteOnNth(2));
     let c = client(&sim.base_url(), Duration::from_secs(5));
     let first = c.get_call(&id).await.unwrap();
-    assert_eq!(is_complete(&snapshot_from_call(&first)), Completeness::Incomplete);
+    assert_eq!(
+        is_complete(&snapshot_from_call(&first)),
+        Completeness::Incomplete
+    );
     let second = c.get_call(&id).await.unwrap();
-    assert_eq!(is_complete(&snapshot_from_call(&second)), Completeness::Complete);
+    assert_eq!(
+        is_complete(&snapshot_from_call(&second)),
+        Completeness::Complete
+    );
     assert_eq!(sim.get_calls_for(&id), 2);
 }
 
 #[tokio::test]
 async fn server_errors_and_rate_limits_are_transient() {
     let sim = sim().await;
-    let id = sim.seed_call(complete_call(), FetchScript::FailTimes { status: 500, times: 1 });
+    let id = sim.seed_call(
+        complete_call(),
+        FetchScript::FailTimes {
+            status: 500,
+            times: 1,
+        },
+    );
     let c = client(&sim.base_url(), Duration::from_secs(5));
-    assert!(matches!(c.get_call(&id).await, Err(VapiError::Transient { status: Some(500), .. })));
+    assert!(matches!(
+        c.get_call(&id).await,
+        Err(VapiError::Transient {
+            status: Some(500),
+            ..
+        })
+    ));
     assert!(c.get_call(&id).await.is_ok());
 
     let mut call = complete_call();
     call["id"] = json!("rate-limited");
-    sim.seed_call(call, FetchScript::FailTimes { status: 429, times: 1 });
+    sim.seed_call(
+        call,
+        FetchScript::FailTimes {
+            status: 429,
+            times: 1,
+        },
+    );
     match c.get_call("rate-limited").await {
-        Err(VapiError::Transient { status: Some(429), retry_after, .. }) => {
+        Err(VapiError::Transient {
+            status: Some(429),
+            retry_after,
+            ..
+        }) => {
             assert_eq!(retry_after, Some(Duration::from_secs(1)))
         }
         other => panic!("{other:?}"),
@@ -61,21 +96,33 @@ async fn server_errors_and_rate_limits_are_transient() {
 async fn not_found_and_refusals_are_not_retried() {
     let sim = sim().await;
     let c = client(&sim.base_url(), Duration::from_secs(5));
-    assert_eq!(c.get_call("no-such-call").await.unwrap_err(), VapiError::NotFound);
+    assert_eq!(
+        c.get_call("no-such-call").await.unwrap_err(),
+        VapiError::NotFound
+    );
 
     let wrong_key = VapiClient::new(VapiClientConfig::new(sim.base_url(), "other"));
-    assert!(matches!(wrong_key.get_call("x").await, Err(VapiError::Rejected { status: 401, .. })));
+    assert!(matches!(
+        wrong_key.get_call("x").await,
+        Err(VapiError::Rejected { status: 401, .. })
+    ));
 
     let refused = json!({"phoneNumberId": "pn", "assistantId": "a",
         "customer": {"number": "+14155550123", "name": "Acme [refused]"}});
     match c.create_call(&refused).await {
-        Err(VapiError::Rejected { status: 400, message }) => assert!(message.contains("phone number"), "{message}"),
+        Err(VapiError::Rejected {
+            status: 400,
+            message,
+        }) => assert!(message.contains("phone number"), "{message}"),
         other => panic!("{other:?}"),
     }
     let unknown_field = json!({"phoneNumberId": "pn", "assistantId": "a", "metadata": {},
         "customer": {"number": "+14155550123"}});
     match c.create_call(&unknown_field).await {
-        Err(VapiError::Rejected { status: 400, message }) => assert!(message.contains("metadata"), "{message}"),
+        Err(VapiError::Rejected {
+            status: 400,
+            message,
+        }) => assert!(message.contains("metadata"), "{message}"),
         other => panic!("{other:?}"),
     }
 }
@@ -86,7 +133,11 @@ async fn a_slow_answer_times_out_as_transient() {
     let id = sim.seed_call(complete_call(), FetchScript::Slow(Duration::from_secs(3)));
     let c = client(&sim.base_url(), Duration::from_millis(300));
     match c.get_call(&id).await {
-        Err(VapiError::Transient { status: None, message, .. }) => assert!(message.contains("timed out"), "{message}"),
+        Err(VapiError::Transient {
+            status: None,
+            message,
+            ..
+        }) => assert!(message.contains("timed out"), "{message}"),
         other => panic!("{other:?}"),
     }
 }
@@ -97,5 +148,8 @@ async fn an_unreachable_server_is_transient() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let c = client(&format!("http://{addr}"), Duration::from_secs(2));
-    assert!(matches!(c.get_call("x").await, Err(VapiError::Transient { status: None, .. })));
+    assert!(matches!(
+        c.get_call("x").await,
+        Err(VapiError::Transient { status: None, .. })
+    ));
 }

@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
             if req.uri().path() == "/health" {
                 return Ok::<_, Error>(lambda::response(api::health()));
             }
-            let id = lambda::path_param(&req, "callId").or_else(|| api::call_id_from_path(req.uri().path()));
+            let id = lambda::path_param(&req, "callId")
+                .or_else(|| api::call_id_from_path(req.uri().path()));
             let resp = match id {
                 Some(id) => {
                     tracing::Span::current().record("call_id", id.as_str());

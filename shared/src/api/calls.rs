@@ -11,11 +11,16 @@ use crate::service::status::{StatusError, StatusService};
 
 /// The 401 answer, unless the request carries the API token (or auth is off).
 pub fn require_api_token(auth: &ApiAuth, headers: &HeaderMap) -> Option<Response> {
-    let ApiAuth::Token(token) = auth else { return None };
+    let ApiAuth::Token(token) = auth else {
+        return None;
+    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .unwrap_or("");
     let ok = !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()));
@@ -26,7 +31,12 @@ fn etag(version: u64) -> String {
     format!("\"v{version}\"")
 }
 
-pub async fn get_call(svc: &StatusService, auth: &ApiAuth, headers: &HeaderMap, call_id: &str) -> Response {
+pub async fn get_call(
+    svc: &StatusService,
+    auth: &ApiAuth,
+    headers: &HeaderMap,
+    call_id: &str,
+) -> Response {
     if let Some(denied) = require_api_token(auth, headers) {
         return denied;
     }
@@ -38,16 +48,25 @@ pub async fn get_call(svc: &StatusService, auth: &ApiAuth, headers: &HeaderMap, 
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .any(|t| t.trim() == tag || t.trim() == "*" || t.trim().strip_prefix("W/") == Some(tag.as_str()));
+                .any(|t| {
+                    t.trim() == tag
+                        || t.trim() == "*"
+                        || t.trim().strip_prefix("W/") == Some(tag.as_str())
+                });
             let mut resp = if matches {
                 let mut r = http::Response::new(bytes::Bytes::new());
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
                 r
             } else {
-                ok(StatusCode::OK, serde_json::to_value(&result).expect("CallResult serialises"))
+                ok(
+                    StatusCode::OK,
+                    serde_json::to_value(&result).expect("CallResult serialises"),
+                )
             };
-            resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&tag).expect("ascii"));
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            resp.headers_mut()
+                .insert(header::ETAG, HeaderValue::from_str(&tag).expect("ascii"));
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             resp
         }
         Err(StatusError::NotFound(id)) => error(
@@ -62,16 +81,29 @@ pub async fn get_call(svc: &StatusService, auth: &ApiAuth, headers: &HeaderMap, 
 }
 
 /// `POST /api/v1/vapi/calls`: start a call; `Idempotency-Key` makes retries safe.
-pub async fn post_call(svc: &InitiatorService, auth: &ApiAuth, headers: &HeaderMap, body: &[u8]) -> Response {
+pub async fn post_call(
+    svc: &InitiatorService,
+    auth: &ApiAuth,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     if let Some(denied) = require_api_token(auth, headers) {
         return denied;
     }
-    let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or(""));
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or(""));
     match svc.start(body, key).await {
         Ok(saved) => {
-            let mut resp = json(StatusCode::from_u16(saved.status).unwrap_or(StatusCode::ACCEPTED), &saved.body);
+            let mut resp = json(
+                StatusCode::from_u16(saved.status).unwrap_or(StatusCode::ACCEPTED),
+                &saved.body,
+            );
             for (name, value) in &saved.headers {
-                if let (Ok(n), Ok(v)) = (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                if let (Ok(n), Ok(v)) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
                     resp.headers_mut().insert(n, v);
                 }
             }
@@ -79,16 +111,25 @@ pub async fn post_call(svc: &InitiatorService, auth: &ApiAuth, headers: &HeaderM
         }
         Err(InitiateError::Invalid(errors)) => {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            error(Code::InvalidPayload, format!("invalid call request: {}", list.join("; ")))
+            error(
+                Code::InvalidPayload,
+                format!("invalid call request: {}", list.join("; ")),
+            )
         }
         Err(InitiateError::Conflict(m)) => error(Code::Conflict, m),
         Err(InitiateError::Upstream(m)) => {
             warn!(reason = %m, "Vapi did not start the call");
-            error(Code::UpstreamError, format!("Vapi did not start the call: {m}"))
+            error(
+                Code::UpstreamError,
+                format!("Vapi did not start the call: {m}"),
+            )
         }
         Err(InitiateError::Unavailable(m)) => {
             warn!(error = %m, "call start failed: dependency unavailable");
-            error(Code::Unavailable, "storage unavailable; retry later with the same Idempotency-Key")
+            error(
+                Code::Unavailable,
+                "storage unavailable; retry later with the same Idempotency-Key",
+            )
         }
     }
 }

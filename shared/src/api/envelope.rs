@@ -48,9 +48,14 @@ impl Code {
 }
 
 pub fn json(status: StatusCode, body: &Value) -> Response {
-    let mut r = http::Response::new(Bytes::from(serde_json::to_vec(body).expect("a Value always serialises")));
+    let mut r = http::Response::new(Bytes::from(
+        serde_json::to_vec(body).expect("a Value always serialises"),
+    ));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -59,9 +64,13 @@ pub fn ok(status: StatusCode, data: Value) -> Response {
 }
 
 pub fn error(code: Code, message: impl Into<String>) -> Response {
-    let mut r = json(code.status(), &j!({"success": false, "error": {"code": code.as_str(), "message": message.into()}}));
+    let mut r = json(
+        code.status(),
+        &j!({"success": false, "error": {"code": code.as_str(), "message": message.into()}}),
+    );
     if code == Code::Unauthorized {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     r
 }

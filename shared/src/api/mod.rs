@@ -49,9 +49,18 @@ mod tests {
 
     #[test]
     fn ids_from_paths() {
-        assert_eq!(call_id_from_path("/api/v1/vapi/calls/abc").as_deref(), Some("abc"));
-        assert_eq!(call_id_from_path("/api/v1/vapi/calls/a%2Fb%20c").as_deref(), Some("a/b c"));
-        assert_eq!(call_id_from_path("/api/v1/vapi/calls/bad%2").as_deref(), Some("bad%2"));
+        assert_eq!(
+            call_id_from_path("/api/v1/vapi/calls/abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            call_id_from_path("/api/v1/vapi/calls/a%2Fb%20c").as_deref(),
+            Some("a/b c")
+        );
+        assert_eq!(
+            call_id_from_path("/api/v1/vapi/calls/bad%2").as_deref(),
+            Some("bad%2")
+        );
         assert_eq!(call_id_from_path("/api/v1/vapi/calls/"), None);
         assert_eq!(call_id_from_path("/api/v1/vapi/calls"), None);
         assert_eq!(call_id_from_path("/other/abc"), None);

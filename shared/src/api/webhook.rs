@@ -13,12 +13,20 @@ pub async fn post_webhook(svc: &WebhookService, headers: &HeaderMap, body: &[u8]
             tracing::debug!(message_type, "webhook type not recorded");
             ok(StatusCode::OK, json!({"ignored": true}))
         }
-        Ok(Ingested::Accepted { call_id, data_status, .. }) => {
-            ok(StatusCode::OK, json!({"callId": call_id, "dataStatus": data_status.as_str()}))
-        }
+        Ok(Ingested::Accepted {
+            call_id,
+            data_status,
+            ..
+        }) => ok(
+            StatusCode::OK,
+            json!({"callId": call_id, "dataStatus": data_status.as_str()}),
+        ),
         Err(IngestError::TooLarge { size, limit }) => {
             info!(size, limit, "webhook rejected: too large");
-            error(Code::PayloadTooLarge, format!("body is {size} bytes; the limit is {limit}"))
+            error(
+                Code::PayloadTooLarge,
+                format!("body is {size} bytes; the limit is {limit}"),
+            )
         }
         Err(IngestError::Unauthorized(why)) => {
             info!(reason = why.reason(), "webhook rejected: unauthorized");
@@ -30,7 +38,10 @@ pub async fn post_webhook(svc: &WebhookService, headers: &HeaderMap, body: &[u8]
         }
         Err(IngestError::Unavailable(e)) => {
             warn!(error = %e, "webhook not stored: dependency unavailable");
-            error(Code::Unavailable, "storage or queue unavailable; retry later")
+            error(
+                Code::Unavailable,
+                "storage or queue unavailable; retry later",
+            )
         }
     }
 }

@@ -10,7 +10,9 @@ pub struct E164(String);
 impl E164 {
     pub fn parse(s: &str) -> Option<Self> {
         let digits = s.strip_prefix('+')?;
-        let ok = (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+        let ok = (7..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
         ok.then(|| Self(s.to_owned()))
     }
     pub fn as_str(&self) -> &str {
@@ -34,7 +36,11 @@ impl Urgency {
         ("flexible", Urgency::Flexible),
     ];
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, u)| *u == self).map(|(s, _)| *s).unwrap_or("flexible")
+        Self::ALL
+            .iter()
+            .find(|(_, u)| *u == self)
+            .map(|(s, _)| *s)
+            .unwrap_or("flexible")
     }
     /// How a person would say it in a prompt.
     pub fn spoken(self) -> &'static str {
@@ -89,8 +95,15 @@ impl std::fmt::Display for FieldError {
 
 const TEXT_MAX: usize = 2000;
 const KNOWN: [&str; 9] = [
-    "providerName", "providerPhone", "serviceNeeded", "userCriteria", "location", "urgency",
-    "providerId", "serviceRequestId", "customPrompt",
+    "providerName",
+    "providerPhone",
+    "serviceNeeded",
+    "userCriteria",
+    "location",
+    "urgency",
+    "providerId",
+    "serviceRequestId",
+    "customPrompt",
 ];
 
 struct Reader<'a> {
@@ -101,7 +114,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn fail(&mut self, key: &str, problem: impl Into<String>) {
-        self.errors.push(FieldError { path: format!("{}.{key}", self.prefix), problem: problem.into() });
+        self.errors.push(FieldError {
+            path: format!("{}.{key}", self.prefix),
+            problem: problem.into(),
+        });
     }
 
     /// A string of `min..=max` characters (after trimming); `None` when absent and optional.
@@ -132,9 +148,16 @@ impl<'a> Reader<'a> {
 
 pub fn parse_call_request(v: &Value) -> Result<CallRequest, Vec<FieldError>> {
     let Some(obj) = v.as_object() else {
-        return Err(vec![FieldError { path: "$".into(), problem: "must be a JSON object".into() }]);
+        return Err(vec![FieldError {
+            path: "$".into(),
+            problem: "must be a JSON object".into(),
+        }]);
     };
-    let mut r = Reader { obj, prefix: "$", errors: Vec::new() };
+    let mut r = Reader {
+        obj,
+        prefix: "$",
+        errors: Vec::new(),
+    };
     for key in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
         let key = key.clone();
         r.fail(&key, "is not a known field");
@@ -144,7 +167,10 @@ pub fn parse_call_request(v: &Value) -> Result<CallRequest, Vec<FieldError>> {
     let provider_phone = phone_raw.and_then(|p| {
         let parsed = E164::parse(&p);
         if parsed.is_none() {
-            r.fail("providerPhone", "must be E.164: '+' then 7-15 digits, e.g. +14155550123");
+            r.fail(
+                "providerPhone",
+                "must be E.164: '+' then 7-15 digits, e.g. +14155550123",
+            );
         }
         parsed
     });
@@ -154,7 +180,10 @@ pub fn parse_call_request(v: &Value) -> Result<CallRequest, Vec<FieldError>> {
     let urgency = r.text("urgency", 1, 64, true).and_then(|u| {
         let found = Urgency::ALL.iter().find(|(s, _)| *s == u).map(|(_, v)| *v);
         if found.is_none() {
-            r.fail("urgency", "must be one of immediate, within_24_hours, within_2_days, flexible");
+            r.fail(
+                "urgency",
+                "must be one of immediate, within_24_hours, within_2_days, flexible",
+            );
         }
         found
     });
@@ -163,19 +192,28 @@ pub fn parse_call_request(v: &Value) -> Result<CallRequest, Vec<FieldError>> {
     let custom_prompt = match obj.get("customPrompt") {
         None | Some(Value::Null) => None,
         Some(Value::Object(cp)) => {
-            let mut c = Reader { obj: cp, prefix: "$.customPrompt", errors: Vec::new() };
+            let mut c = Reader {
+                obj: cp,
+                prefix: "$.customPrompt",
+                errors: Vec::new(),
+            };
             let system_prompt = c.text("systemPrompt", 1, 20_000, true);
             let first_message = c.text("firstMessage", 1, TEXT_MAX, true);
             let closing_script = c.text("closingScript", 1, TEXT_MAX, false);
             r.errors.append(&mut c.errors);
-            system_prompt.zip(first_message).map(|(system_prompt, first_message)| CustomPrompt {
-                system_prompt,
-                first_message,
-                closing_script,
-            })
+            system_prompt
+                .zip(first_message)
+                .map(|(system_prompt, first_message)| CustomPrompt {
+                    system_prompt,
+                    first_message,
+                    closing_script,
+                })
         }
         Some(_) => {
-            r.fail("customPrompt", "must be an object {systemPrompt, firstMessage, closingScript?}");
+            r.fail(
+                "customPrompt",
+                "must be an object {systemPrompt, firstMessage, closingScript?}",
+            );
             None
         }
     };
@@ -206,7 +244,11 @@ mod tests {
     }
 
     fn paths(v: Value) -> Vec<String> {
-        parse_call_request(&v).unwrap_err().into_iter().map(|e| e.path).collect()
+        parse_call_request(&v)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
     }
 
     #[test]
@@ -227,16 +269,30 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                "$.customPrompt.firstMessage", "$.customPrompt.systemPrompt", "$.extra", "$.location",
-                "$.providerName", "$.providerPhone", "$.serviceNeeded", "$.urgency", "$.userCriteria"
+                "$.customPrompt.firstMessage",
+                "$.customPrompt.systemPrompt",
+                "$.extra",
+                "$.location",
+                "$.providerName",
+                "$.providerPhone",
+                "$.serviceNeeded",
+                "$.urgency",
+                "$.userCriteria"
             ]
         );
     }
 
     #[test]
     fn phone_numbers() {
-        for (p, ok) in [("+14155550123", true), ("+1234567", true), ("+123456", false), ("+1234567890123456", false),
-                        ("+1 415 555", false), ("14155550123", false), ("+04155550123", false)] {
+        for (p, ok) in [
+            ("+14155550123", true),
+            ("+1234567", true),
+            ("+123456", false),
+            ("+1234567890123456", false),
+            ("+1 415 555", false),
+            ("14155550123", false),
+            ("+04155550123", false),
+        ] {
             assert_eq!(E164::parse(p).is_some(), ok, "{p}");
         }
     }

@@ -14,8 +14,13 @@ pub enum CleanupAction {
     Leave,
     /// Put a fresh job on the queue; its attempt number is past any the record has seen, so the
     /// enrichment consumer does not take it for a duplicate.
-    Redrive { kind: JobKind, attempt: u32 },
-    Settle { reason: String },
+    Redrive {
+        kind: JobKind,
+        attempt: u32,
+    },
+    Settle {
+        reason: String,
+    },
 }
 
 pub fn plan_cleanup(rec: &CallRecord) -> CleanupAction {
@@ -35,9 +40,15 @@ pub fn plan_cleanup(rec: &CallRecord) -> CleanupAction {
     // Nobody has said the call ended (or a worker died mid-check): ask Vapi whether it has.
     // Watchdog checks are numbered apart from fetch attempts, as the consumer counts them.
     if r.data_status == DataStatus::Pending || r.call_status != CallStatus::Ended {
-        return CleanupAction::Redrive { kind: JobKind::Watchdog, attempt: rec.book.watchdog_checks + 1 };
+        return CleanupAction::Redrive {
+            kind: JobKind::Watchdog,
+            attempt: rec.book.watchdog_checks + 1,
+        };
     }
-    CleanupAction::Redrive { kind: JobKind::Enrich, attempt: r.fetch_attempts + 1 }
+    CleanupAction::Redrive {
+        kind: JobKind::Enrich,
+        attempt: r.fetch_attempts + 1,
+    }
 }
 
 #[cfg(test)]
@@ -57,7 +68,13 @@ mod tests {
     fn watchdog_redrives_continue_the_check_count() {
         let mut r = rec(DataStatus::Pending, CallStatus::Queued, 0, 0);
         r.book.watchdog_checks = 2;
-        assert_eq!(plan_cleanup(&r), CleanupAction::Redrive { kind: JobKind::Watchdog, attempt: 3 });
+        assert_eq!(
+            plan_cleanup(&r),
+            CleanupAction::Redrive {
+                kind: JobKind::Watchdog,
+                attempt: 3
+            }
+        );
     }
 
     #[test]
@@ -66,15 +83,53 @@ mod tests {
         let cases = [
             (rec(DataStatus::Complete, CallStatus::Ended, 2, 0), Leave),
             (rec(DataStatus::FetchFailed, CallStatus::Ended, 3, 9), Leave),
-            (rec(DataStatus::Pending, CallStatus::Queued, 0, 0), Redrive { kind: JobKind::Watchdog, attempt: 1 }),
-            (rec(DataStatus::Partial, CallStatus::InProgress, 0, 1), Redrive { kind: JobKind::Watchdog, attempt: 1 }),
-            (rec(DataStatus::Fetching, CallStatus::InProgress, 1, 0), Redrive { kind: JobKind::Watchdog, attempt: 1 }),
-            (rec(DataStatus::Partial, CallStatus::Ended, 0, 0), Redrive { kind: JobKind::Enrich, attempt: 1 }),
-            (rec(DataStatus::Fetching, CallStatus::Ended, 2, 2), Redrive { kind: JobKind::Enrich, attempt: 3 }),
+            (
+                rec(DataStatus::Pending, CallStatus::Queued, 0, 0),
+                Redrive {
+                    kind: JobKind::Watchdog,
+                    attempt: 1,
+                },
+            ),
+            (
+                rec(DataStatus::Partial, CallStatus::InProgress, 0, 1),
+                Redrive {
+                    kind: JobKind::Watchdog,
+                    attempt: 1,
+                },
+            ),
+            (
+                rec(DataStatus::Fetching, CallStatus::InProgress, 1, 0),
+                Redrive {
+                    kind: JobKind::Watchdog,
+                    attempt: 1,
+                },
+            ),
+            (
+                rec(DataStatus::Partial, CallStatus::Ended, 0, 0),
+                Redrive {
+                    kind: JobKind::Enrich,
+                    attempt: 1,
+                },
+            ),
+            (
+                rec(DataStatus::Fetching, CallStatus::Ended, 2, 2),
+                Redrive {
+                    kind: JobKind::Enrich,
+                    attempt: 3,
+                },
+            ),
         ];
         for (r, want) in cases {
             assert_eq!(plan_cleanup(&r), want, "{:?}", r.result.data_status);
         }
-        assert!(matches!(plan_cleanup(&rec(DataStatus::Fetching, CallStatus::Ended, 2, MAX_REDRIVES)), Settle { .. }));
+        assert!(matches!(
+            plan_cleanup(&rec(
+                DataStatus::Fetching,
+                CallStatus::Ended,
+                2,
+                MAX_REDRIVES
+            )),
+            Settle { .. }
+        ));
     }
 }

@@ -22,9 +22,15 @@ pub fn is_complete(s: &CallSnapshot) -> Completeness {
     if s.call_status != Some(CallStatus::Ended) {
         return Completeness::Running;
     }
-    let transcript_ok = s.transcript.as_deref().is_some_and(|t| t.chars().count() > 50);
+    let transcript_ok = s
+        .transcript
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > 50);
     let analysis_ok = non_empty(&s.analysis.summary).is_some()
-        || s.analysis.structured_data.as_ref().is_some_and(|m| !m.is_empty());
+        || s.analysis
+            .structured_data
+            .as_ref()
+            .is_some_and(|m| !m.is_empty());
     if transcript_ok && analysis_ok {
         Completeness::Complete
     } else {
@@ -59,7 +65,10 @@ pub fn merge_snapshot(rec: &mut CallResult, snap: &CallSnapshot) -> bool {
         rec.analysis.success_evaluation = Some(s.to_owned());
     }
     if let Some(incoming) = &a.structured_data {
-        merge_map(rec.analysis.structured_data.get_or_insert_with(Map::new), incoming);
+        merge_map(
+            rec.analysis.structured_data.get_or_insert_with(Map::new),
+            incoming,
+        );
     }
 
     if snap.cost.is_some() {
@@ -161,7 +170,10 @@ mod tests {
     const LONG: &str = "AI: Hello, is this Acme Plumbing?\nUser: Yes, how can I help you today?";
 
     fn snap() -> CallSnapshot {
-        CallSnapshot { call_id: "c1".into(), ..Default::default() }
+        CallSnapshot {
+            call_id: "c1".into(),
+            ..Default::default()
+        }
     }
 
     fn ended(transcript: &str, summary: Option<&str>, data: Option<Value>) -> CallSnapshot {
@@ -182,14 +194,29 @@ mod tests {
         use Completeness::*;
         let cases = [
             (ended(LONG, Some("Booked"), None), Complete),
-            (ended(LONG, None, Some(json!({"availability": "available"}))), Complete),
+            (
+                ended(LONG, None, Some(json!({"availability": "available"}))),
+                Complete,
+            ),
             (ended(LONG, None, Some(json!({}))), Incomplete),
             (ended(LONG, Some("  "), None), Incomplete),
             (ended(&"x".repeat(50), Some("s"), None), Incomplete),
             (ended(&"x".repeat(51), Some("s"), None), Complete),
             (ended(&"é".repeat(51), Some("s"), None), Complete),
-            (CallSnapshot { call_status: Some(CallStatus::InProgress), ..ended(LONG, Some("s"), None) }, Running),
-            (CallSnapshot { call_status: None, ..ended(LONG, Some("s"), None) }, Running),
+            (
+                CallSnapshot {
+                    call_status: Some(CallStatus::InProgress),
+                    ..ended(LONG, Some("s"), None)
+                },
+                Running,
+            ),
+            (
+                CallSnapshot {
+                    call_status: None,
+                    ..ended(LONG, Some("s"), None)
+                },
+                Running,
+            ),
         ];
         for (i, (s, want)) in cases.into_iter().enumerate() {
             assert_eq!(is_complete(&s), want, "case {i}");
@@ -199,12 +226,21 @@ mod tests {
     #[test]
     fn longer_transcript_wins_and_empty_never_erases() {
         let mut rec = CallResult::new("c1", "t0");
-        merge_snapshot(&mut rec, &ended(LONG, Some("first"), Some(json!({"a": 1, "nested": {"x": 1}}))));
+        merge_snapshot(
+            &mut rec,
+            &ended(
+                LONG,
+                Some("first"),
+                Some(json!({"a": 1, "nested": {"x": 1}})),
+            ),
+        );
         let shorter = CallSnapshot {
             transcript: Some("AI: Hi".into()),
             analysis: Analysis {
                 summary: Some("".into()),
-                structured_data: json!({"a": null, "b": 2, "nested": {"y": 2}}).as_object().cloned(),
+                structured_data: json!({"a": null, "b": 2, "nested": {"y": 2}})
+                    .as_object()
+                    .cloned(),
                 success_evaluation: Some("true".into()),
             },
             ..snap()
@@ -228,7 +264,13 @@ mod tests {
             (CallStatus::InProgress, CallStatus::Ended),
             (CallStatus::Queued, CallStatus::Ended),
         ] {
-            merge_snapshot(&mut rec, &CallSnapshot { call_status: Some(incoming), ..snap() });
+            merge_snapshot(
+                &mut rec,
+                &CallSnapshot {
+                    call_status: Some(incoming),
+                    ..snap()
+                },
+            );
             assert_eq!(rec.call_status, want);
         }
     }

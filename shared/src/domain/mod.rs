@@ -14,10 +14,10 @@ mod time;
 mod transcript;
 
 pub use call::{
-    Analysis, CallMethod, CallResult, CallStatus, ConversationMessage, DataStatus, Outcome, Provider,
-    RequestInfo,
+    Analysis, CallMethod, CallResult, CallStatus, ConversationMessage, DataStatus, Outcome,
+    Provider, RequestInfo,
 };
-pub use call_request::{parse_call_request, CallRequest, CustomPrompt, E164, FieldError, Urgency};
+pub use call_request::{parse_call_request, CallRequest, CustomPrompt, FieldError, Urgency, E164};
 pub use cleanup::{plan_cleanup, CleanupAction, MAX_REDRIVES};
 pub use enrichment::*;
 pub use ids::{is_uuid, CallId, InvalidCallId};

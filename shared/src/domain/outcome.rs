@@ -42,22 +42,34 @@ mod tests {
             ("unknown-reason-not-seen", Completed),
             // Rule 1 wins over everything.
             ("voicemail", Voicemail),
-            ("call.in-progress.error-voicemail-detection-failed", Voicemail),
+            (
+                "call.in-progress.error-voicemail-detection-failed",
+                Voicemail,
+            ),
             ("VOICEMAIL", Voicemail),
             // Rule 2.
             ("call.forwarding.no-answer", NoAnswer),
             ("twilio-failed-to-connect-call", NoAnswer),
             ("vonage-failed-to-connect-call", NoAnswer),
             ("twilio-reported-customer-misdialed", NoAnswer),
-            ("call.in-progress.error-sip-outbound-call-failed-to-connect", NoAnswer),
+            (
+                "call.in-progress.error-sip-outbound-call-failed-to-connect",
+                NoAnswer,
+            ),
             // Rule 3.
             ("exceeded-max-duration", Completed),
             ("pipeline-error-openai-llm-timeout", Timeout),
-            ("customer-did-not-give-microphone-permission-timed-out", Timeout),
+            (
+                "customer-did-not-give-microphone-permission-timed-out",
+                Timeout,
+            ),
             // Rule 4.
             ("assistant-error", Error),
             ("pipeline-error-openai-llm-failed", Error),
-            ("call.in-progress.error-providerfault-outbound-sip-503", Error),
+            (
+                "call.in-progress.error-providerfault-outbound-sip-503",
+                Error,
+            ),
             ("call.start.error-get-phone-number", Error),
             ("call.start.x", Completed),
             ("phone-call-provider-closed-websocket", Completed),

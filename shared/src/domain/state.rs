@@ -37,7 +37,10 @@ pub struct CallRecord {
 
 impl CallRecord {
     pub fn new(call_id: impl Into<String>, now: &str) -> Self {
-        Self { result: CallResult::new(call_id, now), book: Bookkeeping::default() }
+        Self {
+            result: CallResult::new(call_id, now),
+            book: Bookkeeping::default(),
+        }
     }
 }
 
@@ -50,7 +53,10 @@ impl EventKey {
         Self("end-of-call-report".into())
     }
     pub fn status_update(status: &str) -> Self {
-        Self(format!("status-update:{}", status.trim().to_ascii_lowercase()))
+        Self(format!(
+            "status-update:{}",
+            status.trim().to_ascii_lowercase()
+        ))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -75,7 +81,11 @@ pub fn apply_webhook(
 ) -> WebhookOutcome {
     let mut record = existing.unwrap_or_else(|| CallRecord::new(&snap.call_id, now));
     if record.book.seen_events.contains(key.as_str()) {
-        return WebhookOutcome { record, write: false, schedule_enrichment: false };
+        return WebhookOutcome {
+            record,
+            write: false,
+            schedule_enrichment: false,
+        };
     }
     record.book.seen_events.insert(key.as_str().to_owned());
     merge_snapshot(&mut record.result, snap);
@@ -93,7 +103,11 @@ pub fn apply_webhook(
         && r.call_status == CallStatus::Ended
         && !record.book.enrichment_scheduled;
     record.book.enrichment_scheduled |= schedule;
-    WebhookOutcome { record, write: true, schedule_enrichment: schedule }
+    WebhookOutcome {
+        record,
+        write: true,
+        schedule_enrichment: schedule,
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +115,11 @@ mod tests {
     use super::*;
 
     fn snap(status: Option<CallStatus>) -> CallSnapshot {
-        CallSnapshot { call_id: "c1".into(), call_status: status, ..Default::default() }
+        CallSnapshot {
+            call_id: "c1".into(),
+            call_status: status,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -110,20 +128,38 @@ mod tests {
         let first = apply_webhook(None, &snap(Some(CallStatus::Ended)), &eocr, "t1");
         assert!(first.write && first.schedule_enrichment);
         assert_eq!(first.record.result.data_status, DataStatus::Partial);
-        assert_eq!(first.record.result.webhook_received_at.as_deref(), Some("t1"));
+        assert_eq!(
+            first.record.result.webhook_received_at.as_deref(),
+            Some("t1")
+        );
 
-        let again = apply_webhook(Some(first.record.clone()), &snap(Some(CallStatus::Ended)), &eocr, "t2");
+        let again = apply_webhook(
+            Some(first.record.clone()),
+            &snap(Some(CallStatus::Ended)),
+            &eocr,
+            "t2",
+        );
         assert!(!again.write && !again.schedule_enrichment);
         assert_eq!(again.record, first.record);
 
         // status-update(ended) after the report: recorded, but no second chain.
-        let su = apply_webhook(Some(first.record), &snap(Some(CallStatus::Ended)), &EventKey::status_update("ended"), "t3");
+        let su = apply_webhook(
+            Some(first.record),
+            &snap(Some(CallStatus::Ended)),
+            &EventKey::status_update("ended"),
+            "t3",
+        );
         assert!(su.write && !su.schedule_enrichment);
     }
 
     #[test]
     fn running_call_updates_do_not_schedule() {
-        let out = apply_webhook(None, &snap(Some(CallStatus::Ringing)), &EventKey::status_update("ringing"), "t1");
+        let out = apply_webhook(
+            None,
+            &snap(Some(CallStatus::Ringing)),
+            &EventKey::status_update("ringing"),
+            "t1",
+        );
         assert!(out.write && !out.schedule_enrichment);
         assert_eq!(out.record.result.call_status, CallStatus::Ringing);
     }
@@ -134,7 +170,12 @@ mod tests {
             let mut rec = CallRecord::new("c1", "t0");
             rec.result.data_status = terminal;
             rec.result.call_status = CallStatus::Ended;
-            let out = apply_webhook(Some(rec), &snap(Some(CallStatus::InProgress)), &EventKey::end_of_call_report(), "t1");
+            let out = apply_webhook(
+                Some(rec),
+                &snap(Some(CallStatus::InProgress)),
+                &EventKey::end_of_call_report(),
+                "t1",
+            );
             assert_eq!(out.record.result.data_status, terminal);
             assert_eq!(out.record.result.call_status, CallStatus::Ended);
             assert!(!out.schedule_enrichment);
@@ -143,15 +184,31 @@ mod tests {
 
     #[test]
     fn late_status_update_never_regresses() {
-        let first = apply_webhook(None, &snap(Some(CallStatus::Ended)), &EventKey::end_of_call_report(), "t1");
-        let late = apply_webhook(Some(first.record), &snap(Some(CallStatus::InProgress)), &EventKey::status_update("in-progress"), "t2");
+        let first = apply_webhook(
+            None,
+            &snap(Some(CallStatus::Ended)),
+            &EventKey::end_of_call_report(),
+            "t1",
+        );
+        let late = apply_webhook(
+            Some(first.record),
+            &snap(Some(CallStatus::InProgress)),
+            &EventKey::status_update("in-progress"),
+            "t2",
+        );
         assert_eq!(late.record.result.call_status, CallStatus::Ended);
         assert!(!late.schedule_enrichment);
     }
 
     #[test]
     fn event_keys_fold_case() {
-        assert_eq!(EventKey::status_update(" Ended"), EventKey::status_update("ended"));
-        assert_ne!(EventKey::status_update("ended"), EventKey::end_of_call_report());
+        assert_eq!(
+            EventKey::status_update(" Ended"),
+            EventKey::status_update("ended")
+        );
+        assert_ne!(
+            EventKey::status_update("ended"),
+            EventKey::end_of_call_report()
+        );
     }
 }

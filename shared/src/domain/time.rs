@@ -30,7 +30,10 @@ fn from_epoch(x: f64) -> Option<DateTime<Utc>> {
 }
 
 /// Minutes between two instants; `None` unless both are known and the end is not before the start.
-pub fn duration_minutes(started: Option<DateTime<Utc>>, ended: Option<DateTime<Utc>>) -> Option<f64> {
+pub fn duration_minutes(
+    started: Option<DateTime<Utc>>,
+    ended: Option<DateTime<Utc>>,
+) -> Option<f64> {
     let (s, e) = (started?, ended?);
     let ms = (e - s).num_milliseconds();
     (ms >= 0).then(|| ms as f64 / 60_000.0)
@@ -53,7 +56,10 @@ mod tests {
             (json!(1772463918811u64), Some("2026-03-02T15:05:18.811Z")),
             (json!("1772463918811"), Some("2026-03-02T15:05:18.811Z")),
             (json!(1772463918), Some("2026-03-02T15:05:18.000Z")),
-            (json!("2026-03-02T16:04:11.004+01:00"), Some("2026-03-02T15:04:11.004Z")),
+            (
+                json!("2026-03-02T16:04:11.004+01:00"),
+                Some("2026-03-02T15:04:11.004Z"),
+            ),
             (json!("not a date"), None),
             (json!(""), None),
             (json!(null), None),
@@ -70,11 +76,18 @@ mod tests {
     #[test]
     fn duration_is_minutes_and_never_nan() {
         let t = |s: &str| parse_timestamp(&json!(s));
-        let d = duration_minutes(t("2026-03-02T15:04:11.004Z"), t("2026-03-02T15:05:12.240Z")).unwrap();
+        let d =
+            duration_minutes(t("2026-03-02T15:04:11.004Z"), t("2026-03-02T15:05:12.240Z")).unwrap();
         assert!((d - 61.236 / 60.0).abs() < 1e-9, "{d}");
-        assert_eq!(duration_minutes(t("garbage"), t("2026-03-02T15:05:12.240Z")), None);
+        assert_eq!(
+            duration_minutes(t("garbage"), t("2026-03-02T15:05:12.240Z")),
+            None
+        );
         assert_eq!(duration_minutes(t("2026-03-02T15:05:12.240Z"), None), None);
         // An end before the start is a broken pair, not a negative call.
-        assert_eq!(duration_minutes(t("2026-03-02T15:05:12Z"), t("2026-03-02T15:04:12Z")), None);
+        assert_eq!(
+            duration_minutes(t("2026-03-02T15:05:12Z"), t("2026-03-02T15:04:12Z")),
+            None
+        );
     }
 }

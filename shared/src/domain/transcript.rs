@@ -32,7 +32,10 @@ mod tests {
     use super::*;
 
     fn l(s: &str, t: &str) -> TranscriptLine {
-        TranscriptLine { speaker: s.into(), text: t.into() }
+        TranscriptLine {
+            speaker: s.into(),
+            text: t.into(),
+        }
     }
 
     #[test]
@@ -40,8 +43,14 @@ mod tests {
         let cases: Vec<(&str, Vec<TranscriptLine>)> = vec![
             ("", vec![]),
             ("\n \n", vec![]),
-            ("AI: Hello\nUser: Hi: there", vec![l("AI", "Hello"), l("User", "Hi: there")]),
-            ("AI: Hello\r\nUser: Yes\r\n", vec![l("AI", "Hello"), l("User", "Yes")]),
+            (
+                "AI: Hello\nUser: Hi: there",
+                vec![l("AI", "Hello"), l("User", "Hi: there")],
+            ),
+            (
+                "AI: Hello\r\nUser: Yes\r\n",
+                vec![l("AI", "Hello"), l("User", "Yes")],
+            ),
             ("no speaker here", vec![l("unknown", "no speaker here")]),
             ("AI:no space", vec![l("unknown", "AI:no space")]),
             ("bot: a\n\n\nuser: b", vec![l("bot", "a"), l("user", "b")]),

@@ -20,7 +20,10 @@ pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<
     // A record must be looked at before it expires, or a lost message loses the call.
     let span = (expected + t.stuck_grace).min(t.deadline_cap);
     let span = chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX);
-    Some(now.checked_add_signed(span).unwrap_or(DateTime::<Utc>::MAX_UTC))
+    Some(
+        now.checked_add_signed(span)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    )
 }
 
 #[cfg(test)]
@@ -51,9 +54,15 @@ mod tests {
         assert_eq!(at(DataStatus::Complete, CallStatus::Ended), None);
         assert_eq!(at(DataStatus::FetchFailed, CallStatus::Ended), None);
         // Past the cap, the cap: the cleanup must see the record before it expires.
-        let capped = Timing { deadline_cap: Duration::from_secs(500), ..t.clone() };
+        let capped = Timing {
+            deadline_cap: Duration::from_secs(500),
+            ..t.clone()
+        };
         let mut r = CallRecord::new("c", "t");
         r.result.data_status = DataStatus::Pending;
-        assert_eq!(deadline_for(&r, now, &capped).map(|d| d.timestamp() - now.timestamp()), Some(500));
+        assert_eq!(
+            deadline_for(&r, now, &capped).map(|d| d.timestamp() - now.timestamp()),
+            Some(500)
+        );
     }
 }

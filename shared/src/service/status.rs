@@ -24,9 +24,9 @@ impl StatusService {
         match self.store.get(id.as_str()).await {
             Ok(Some(v)) => Ok((v.record.result, v.version)),
             Ok(None) => Err(StatusError::NotFound(raw_id.to_owned())),
-            Err(e @ (StoreError::Unavailable(_) | StoreError::Conflict | StoreError::Corrupt(_))) => {
-                Err(StatusError::Unavailable(e.to_string()))
-            }
+            Err(
+                e @ (StoreError::Unavailable(_) | StoreError::Conflict | StoreError::Corrupt(_)),
+            ) => Err(StatusError::Unavailable(e.to_string())),
         }
     }
 }

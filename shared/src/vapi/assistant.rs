@@ -84,13 +84,26 @@ fn inline_assistant(req: &CallRequest) -> Value {
                 system.push_str("\n\nWhen the task is done, close with: ");
                 system.push_str(closing);
             }
-            ("DirectTask-Dynamic", system, cp.first_message.clone(), direct_task_schema())
+            (
+                "DirectTask-Dynamic",
+                system,
+                cp.first_message.clone(),
+                direct_task_schema(),
+            )
         }
-        (None, true) => ("DirectTask", direct_task_prompt(req), "Hi, I'm calling on behalf of a client. Do you have a moment?".to_owned(), direct_task_schema()),
+        (None, true) => (
+            "DirectTask",
+            direct_task_prompt(req),
+            "Hi, I'm calling on behalf of a client. Do you have a moment?".to_owned(),
+            direct_task_schema(),
+        ),
         (None, false) => (
             "Concierge",
             provider_search_prompt(req),
-            format!("Hi, is this {}? I'm calling on behalf of a client who needs a {}.", req.provider_name, req.service_needed),
+            format!(
+                "Hi, is this {}? I'm calling on behalf of a client who needs a {}.",
+                req.provider_name, req.service_needed
+            ),
             provider_search_schema(),
         ),
     };
@@ -194,13 +207,23 @@ mod tests {
         }
     }
 
-    const ALLOWED_TOP: [&str; 6] = ["assistant", "assistantId", "assistantOverrides", "customer", "name", "phoneNumberId"];
+    const ALLOWED_TOP: [&str; 6] = [
+        "assistant",
+        "assistantId",
+        "assistantOverrides",
+        "customer",
+        "name",
+        "phoneNumberId",
+    ];
 
     #[test]
     fn inline_provider_search_call() {
         let b = create_call_body(&request(json!({})), &settings(None));
         for k in b.as_object().unwrap().keys() {
-            assert!(ALLOWED_TOP.contains(&k.as_str()), "Vapi rejects unknown top-level field {k}");
+            assert!(
+                ALLOWED_TOP.contains(&k.as_str()),
+                "Vapi rejects unknown top-level field {k}"
+            );
         }
         assert_eq!(b["customer"]["number"], "+14155550123");
         assert_eq!(b["customer"]["name"].as_str().unwrap().chars().count(), 40);
@@ -209,10 +232,22 @@ mod tests {
         assert_eq!(o["metadata"]["callMethod"], "direct_vapi");
         assert_eq!(o["server"]["url"], "https://x/api/v1/vapi/webhook");
         assert_eq!(o["server"]["headers"]["X-Vapi-Secret"], "s3cret");
-        assert_eq!(o["serverMessages"], json!(["status-update", "end-of-call-report"]));
-        assert!(b["assistant"]["name"].as_str().unwrap().starts_with("Concierge-"));
-        let prompt = b["assistant"]["model"]["messages"][0]["content"].as_str().unwrap();
-        assert!(prompt.contains("Oakland") && prompt.contains("licensed") && prompt.contains("immediately"));
+        assert_eq!(
+            o["serverMessages"],
+            json!(["status-update", "end-of-call-report"])
+        );
+        assert!(b["assistant"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("Concierge-"));
+        let prompt = b["assistant"]["model"]["messages"][0]["content"]
+            .as_str()
+            .unwrap();
+        assert!(
+            prompt.contains("Oakland")
+                && prompt.contains("licensed")
+                && prompt.contains("immediately")
+        );
         assert!(b.get("assistantId").is_none());
     }
 
@@ -222,15 +257,25 @@ mod tests {
         assert_eq!(b["assistantId"], "asst-1");
         assert!(b.get("assistant").is_none());
 
-        let custom = request(json!({"customPrompt": {"systemPrompt": "Do X", "firstMessage": "Hello!", "closingScript": "Bye"}}));
+        let custom = request(
+            json!({"customPrompt": {"systemPrompt": "Do X", "firstMessage": "Hello!", "closingScript": "Bye"}}),
+        );
         let b = create_call_body(&custom, &settings(None));
         assert_eq!(b["assistant"]["firstMessage"], "Hello!");
-        let sys = b["assistant"]["model"]["messages"][0]["content"].as_str().unwrap();
+        let sys = b["assistant"]["model"]["messages"][0]["content"]
+            .as_str()
+            .unwrap();
         assert!(sys.starts_with("Do X") && sys.ends_with("Bye"));
-        assert!(b["assistant"]["analysisPlan"]["structuredDataPlan"]["schema"]["required"][0] == "task_completed");
+        assert!(
+            b["assistant"]["analysisPlan"]["structuredDataPlan"]["schema"]["required"][0]
+                == "task_completed"
+        );
 
         let direct = request(json!({"serviceNeeded": "Direct Task"}));
         let b = create_call_body(&direct, &settings(None));
-        assert!(b["assistant"]["name"].as_str().unwrap().starts_with("DirectTask-"));
+        assert!(b["assistant"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("DirectTask-"));
     }
 }

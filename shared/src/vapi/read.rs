@@ -4,7 +4,8 @@
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    parse_timestamp, Analysis, CallMetadata, CallMethod, CallSnapshot, CallStatus, ConversationMessage,
+    parse_timestamp, Analysis, CallMetadata, CallMethod, CallSnapshot, CallStatus,
+    ConversationMessage,
 };
 
 /// The value at a dotted path, if it is not null.
@@ -34,7 +35,11 @@ pub(crate) fn number(v: &Value) -> Option<f64> {
 }
 
 /// The first of `paths` (each tried on each root in order) that `read` accepts.
-pub(crate) fn first<T>(roots: &[&Value], paths: &[&str], read: impl Fn(&Value) -> Option<T>) -> Option<T> {
+pub(crate) fn first<T>(
+    roots: &[&Value],
+    paths: &[&str],
+    read: impl Fn(&Value) -> Option<T>,
+) -> Option<T> {
     paths
         .iter()
         .flat_map(|p| roots.iter().map(move |r| (r, p)))
@@ -47,7 +52,10 @@ pub(crate) fn messages(v: &Value) -> Option<Vec<ConversationMessage>> {
         .iter()
         .filter_map(|m| {
             Some(ConversationMessage {
-                role: m.get("role").and_then(text).unwrap_or_else(|| "unknown".into()),
+                role: m
+                    .get("role")
+                    .and_then(text)
+                    .unwrap_or_else(|| "unknown".into()),
                 message: m.get("message").and_then(Value::as_str)?.to_owned(),
                 time: m.get("time").and_then(number),
                 seconds_from_start: m.get("secondsFromStart").and_then(number),
@@ -60,7 +68,11 @@ pub(crate) fn messages(v: &Value) -> Option<Vec<ConversationMessage>> {
 /// Correlation ids: `call.metadata`, then `call.assistantOverrides.metadata`, then
 /// `assistant.metadata`, key by key, so a partial map in one place does not hide the others.
 pub(crate) fn metadata(sources: &[Option<&Value>]) -> CallMetadata {
-    let maps: Vec<&Map<String, Value>> = sources.iter().flatten().filter_map(|v| v.as_object()).collect();
+    let maps: Vec<&Map<String, Value>> = sources
+        .iter()
+        .flatten()
+        .filter_map(|v| v.as_object())
+        .collect();
     let get = |key: &str| maps.iter().find_map(|m| m.get(key).and_then(text));
     CallMetadata {
         provider_id: get("providerId"),
@@ -84,29 +96,40 @@ pub(crate) fn metadata(sources: &[Option<&Value>]) -> CallMetadata {
 pub(crate) fn snapshot(call_id: String, roots: &[&Value], legacy: Option<&Value>) -> CallSnapshot {
     let with_legacy: Vec<&Value> = roots.iter().copied().chain(legacy).collect();
     let all = with_legacy.as_slice();
-    let structured = first(roots, &["analysis.structuredData"], |v| v.as_object().cloned());
+    let structured = first(roots, &["analysis.structuredData"], |v| {
+        v.as_object().cloned()
+    });
     let duration_seconds = first(all, &["durationSeconds"], number)
         .or_else(|| first(all, &["durationMs"], number).map(|ms| ms / 1000.0));
     CallSnapshot {
         call_id,
-        call_status: first(roots, &["status"], |v| v.as_str().and_then(CallStatus::parse)),
+        call_status: first(roots, &["status"], |v| {
+            v.as_str().and_then(CallStatus::parse)
+        }),
         ended_reason: first(roots, &["endedReason"], text),
         started_at: first(roots, &["startedAt"], parse_timestamp),
         ended_at: first(roots, &["endedAt"], parse_timestamp),
         duration_seconds,
-        transcript: first(roots, &["artifact.transcript"], text).or_else(|| first(all, &["transcript"], text)),
+        transcript: first(roots, &["artifact.transcript"], text)
+            .or_else(|| first(all, &["transcript"], text)),
         messages: first(roots, &["artifact.messages", "messages"], messages)
             .or_else(|| legacy.and_then(|l| at(l, "messages")).and_then(messages))
             .unwrap_or_default(),
         analysis: Analysis {
-            summary: first(roots, &["analysis.summary"], text).or_else(|| first(all, &["summary"], text)),
+            summary: first(roots, &["analysis.summary"], text)
+                .or_else(|| first(all, &["summary"], text)),
             structured_data: structured,
             success_evaluation: first(roots, &["analysis.successEvaluation"], text),
         },
-        cost: first(roots, &["cost"], number).or_else(|| first(all, &["costBreakdown.total"], number)),
+        cost: first(roots, &["cost"], number)
+            .or_else(|| first(all, &["costBreakdown.total"], number)),
         recording_url: first(
             roots,
-            &["artifact.recording.mono.combinedUrl", "artifact.recordingUrl", "artifact.recording.stereoUrl"],
+            &[
+                "artifact.recording.mono.combinedUrl",
+                "artifact.recordingUrl",
+                "artifact.recording.stereoUrl",
+            ],
             text,
         )
         .or_else(|| first(all, &["recordingUrl"], text)),
@@ -133,7 +156,10 @@ mod tests {
     use serde_json::json;
 
     fn sample(name: &str) -> Value {
-        let path = format!("{}/../../shared/vapi-samples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../shared/vapi-samples/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
     }
 
@@ -146,7 +172,10 @@ mod tests {
         assert!(s.transcript.unwrap().starts_with("AI: Hi Dana"));
         assert_eq!(s.cost, Some(0.1184));
         assert_eq!(s.analysis.structured_data.unwrap()["smsOptIn"], json!(true));
-        assert_eq!(s.recording_url.as_deref(), Some("https://storage.vapi.ai/0f9e8d7c-mono.wav"));
+        assert_eq!(
+            s.recording_url.as_deref(),
+            Some("https://storage.vapi.ai/0f9e8d7c-mono.wav")
+        );
         assert_eq!(s.customer_number.as_deref(), Some("+14155550123"));
         assert_eq!(s.messages.len(), 1);
     }

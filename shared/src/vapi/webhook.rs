@@ -14,7 +14,10 @@ pub enum CallEventKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookMessage {
     /// `status-update` or `end-of-call-report`: something to record.
-    Call { kind: CallEventKind, snapshot: Box<CallSnapshot> },
+    Call {
+        kind: CallEventKind,
+        snapshot: Box<CallSnapshot>,
+    },
     /// Any other type, known or not: answered 200 and not stored.
     Ignored { message_type: String },
 }
@@ -22,10 +25,16 @@ pub enum WebhookMessage {
 impl WebhookMessage {
     pub fn event_key(&self) -> Option<EventKey> {
         match self {
-            Self::Call { kind: CallEventKind::EndOfCallReport, .. } => Some(EventKey::end_of_call_report()),
-            Self::Call { kind: CallEventKind::StatusUpdate { status }, .. } => {
-                Some(EventKey::status_update(status.as_deref().unwrap_or("unknown")))
-            }
+            Self::Call {
+                kind: CallEventKind::EndOfCallReport,
+                ..
+            } => Some(EventKey::end_of_call_report()),
+            Self::Call {
+                kind: CallEventKind::StatusUpdate { status },
+                ..
+            } => Some(EventKey::status_update(
+                status.as_deref().unwrap_or("unknown"),
+            )),
             Self::Ignored { .. } => None,
         }
     }
@@ -47,13 +56,27 @@ pub enum PayloadError {
 }
 
 pub fn parse_webhook(body: &[u8]) -> Result<WebhookMessage, PayloadError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let root = root.as_object().ok_or(PayloadError::NotObject)?;
-    let msg = root.get("message").filter(|m| m.is_object()).ok_or(PayloadError::NoMessage)?;
-    let kind = match msg.get("type").and_then(Value::as_str).ok_or(PayloadError::NoType)? {
+    let msg = root
+        .get("message")
+        .filter(|m| m.is_object())
+        .ok_or(PayloadError::NoMessage)?;
+    let kind = match msg
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or(PayloadError::NoType)?
+    {
         "end-of-call-report" => CallEventKind::EndOfCallReport,
-        "status-update" => CallEventKind::StatusUpdate { status: msg.get("status").and_then(text) },
-        other => return Ok(WebhookMessage::Ignored { message_type: other.to_owned() }),
+        "status-update" => CallEventKind::StatusUpdate {
+            status: msg.get("status").and_then(text),
+        },
+        other => {
+            return Ok(WebhookMessage::Ignored {
+                message_type: other.to_owned(),
+            })
+        }
     };
     let call_id = at(msg, "call.id")
         .and_then(Value::as_str)
@@ -72,17 +95,23 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookMessage, PayloadError> {
     let mut snap = snapshot(call_id, &[msg, call], Some(msg));
     snap.call_status = match &kind {
         CallEventKind::EndOfCallReport => Some(CallStatus::Ended),
-        CallEventKind::StatusUpdate { status } => status
-            .as_deref()
-            .and_then(CallStatus::parse)
-            .or_else(|| call.get("status").and_then(Value::as_str).and_then(CallStatus::parse)),
+        CallEventKind::StatusUpdate { status } => {
+            status.as_deref().and_then(CallStatus::parse).or_else(|| {
+                call.get("status")
+                    .and_then(Value::as_str)
+                    .and_then(CallStatus::parse)
+            })
+        }
     };
     snap.metadata = metadata(&[
         call.get("metadata"),
         at(call, "assistantOverrides.metadata"),
         at(msg, "assistant.metadata"),
     ]);
-    Ok(WebhookMessage::Call { kind, snapshot: Box::new(snap) })
+    Ok(WebhookMessage::Call {
+        kind,
+        snapshot: Box::new(snap),
+    })
 }
 
 #[cfg(test)]
@@ -92,7 +121,10 @@ mod tests {
     use serde_json::json;
 
     fn sample(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../shared/vapi-samples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../shared/vapi-samples/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).expect(&path)
     }
 
@@ -105,7 +137,9 @@ mod tests {
 
     #[test]
     fn end_of_call_report_sample() {
-        let WebhookMessage::Call { kind, snapshot: s } = parse_webhook(&sample("end-of-call-report.json")).unwrap() else {
+        let WebhookMessage::Call { kind, snapshot: s } =
+            parse_webhook(&sample("end-of-call-report.json")).unwrap()
+        else {
             panic!()
         };
         assert_eq!(kind, CallEventKind::EndOfCallReport);
@@ -117,14 +151,19 @@ mod tests {
         assert_eq!(s.messages[1].role, "bot");
         assert!(s.analysis.summary.unwrap().starts_with("Agent confirmed"));
         assert!(s.started_at.is_some() && s.ended_at.is_some());
-        assert_eq!(s.recording_url.as_deref(), Some("https://storage.vapi.ai/0f9e8d7c-mono.wav"));
+        assert_eq!(
+            s.recording_url.as_deref(),
+            Some("https://storage.vapi.ai/0f9e8d7c-mono.wav")
+        );
     }
 
     #[test]
     fn status_update_sample() {
         let msg = parse_webhook(&sample("status-update-ended.json")).unwrap();
         assert_eq!(msg.event_key(), Some(EventKey::status_update("ended")));
-        let WebhookMessage::Call { snapshot, .. } = msg else { panic!() };
+        let WebhookMessage::Call { snapshot, .. } = msg else {
+            panic!()
+        };
         assert_eq!(snapshot.call_status, Some(CallStatus::Ended));
     }
 
@@ -136,22 +175,49 @@ mod tests {
             (b"{}", PayloadError::NoMessage),
             (br#"{"message": null}"#, PayloadError::NoMessage),
             (br#"{"message": {"type": 5}}"#, PayloadError::NoType),
-            (br#"{"message": {"type": "status-update"}}"#, PayloadError::NoCallId(String::new())),
-            (br#"{"message": {"type": "end-of-call-report", "call": {"id": ""}}}"#, PayloadError::NoCallId(String::new())),
-            (br#"{"message": {"type": "end-of-call-report", "call": {"id": 7}}}"#, PayloadError::NoCallId(String::new())),
+            (
+                br#"{"message": {"type": "status-update"}}"#,
+                PayloadError::NoCallId(String::new()),
+            ),
+            (
+                br#"{"message": {"type": "end-of-call-report", "call": {"id": ""}}}"#,
+                PayloadError::NoCallId(String::new()),
+            ),
+            (
+                br#"{"message": {"type": "end-of-call-report", "call": {"id": 7}}}"#,
+                PayloadError::NoCallId(String::new()),
+            ),
         ];
         for (body, want) in cases {
             let got = parse_webhook(body).unwrap_err();
-            assert_eq!(std::mem::discriminant(&got), std::mem::discriminant(&want), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                std::mem::discriminant(&got),
+                std::mem::discriminant(&want),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
-        assert!(parse_webhook(b"{}").unwrap_err().to_string().contains("$.message"));
+        assert!(parse_webhook(b"{}")
+            .unwrap_err()
+            .to_string()
+            .contains("$.message"));
     }
 
     #[test]
     fn other_types_are_ignored_not_rejected() {
-        for t in ["tool-calls", "assistant.started", "conversation-update", "brand-new-type"] {
+        for t in [
+            "tool-calls",
+            "assistant.started",
+            "conversation-update",
+            "brand-new-type",
+        ] {
             let body = json!({"message": {"type": t}}).to_string();
-            assert_eq!(parse_webhook(body.as_bytes()).unwrap(), WebhookMessage::Ignored { message_type: t.into() });
+            assert_eq!(
+                parse_webhook(body.as_bytes()).unwrap(),
+                WebhookMessage::Ignored {
+                    message_type: t.into()
+                }
+            );
         }
     }
 
@@ -182,9 +248,11 @@ mod tests {
 
     #[test]
     fn call_level_used_when_message_level_is_missing() {
-        let s = call(json!({"message": {"type": "end-of-call-report", "timestamp": "2026-03-02T15:05:18Z",
+        let s = call(
+            json!({"message": {"type": "end-of-call-report", "timestamp": "2026-03-02T15:05:18Z",
             "call": {"id": "c1", "endedReason": "customer-busy", "cost": 0,
-                     "artifact": {"transcript": "AI: from call"}}}}));
+                     "artifact": {"transcript": "AI: from call"}}}}),
+        );
         assert_eq!(s.ended_reason.as_deref(), Some("customer-busy"));
         assert_eq!(s.cost, Some(0.0));
         assert_eq!(s.transcript.as_deref(), Some("AI: from call"));
@@ -192,9 +260,13 @@ mod tests {
 
     #[test]
     fn status_update_status_from_message_then_call() {
-        let s = call(json!({"message": {"type": "status-update", "call": {"id": "c1", "status": "ringing"}}}));
+        let s = call(
+            json!({"message": {"type": "status-update", "call": {"id": "c1", "status": "ringing"}}}),
+        );
         assert_eq!(s.call_status, Some(CallStatus::Ringing));
-        let s = call(json!({"message": {"type": "status-update", "status": "in-progress", "call": {"id": "c1", "status": "queued"}}}));
+        let s = call(
+            json!({"message": {"type": "status-update", "status": "in-progress", "call": {"id": "c1", "status": "queued"}}}),
+        );
         assert_eq!(s.call_status, Some(CallStatus::InProgress));
     }
 }

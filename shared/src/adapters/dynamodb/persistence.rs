@@ -241,7 +241,11 @@ impl ResultSink for ProvidersAndLogs {
             Some(id) => self.save_provider(result, id, &now).await?,
             None => false,
         };
-        let interaction_log = match usable_id(result.service_request_id.as_deref(), "serviceRequestId", call_id) {
+        let interaction_log = match usable_id(
+            result.service_request_id.as_deref(),
+            "serviceRequestId",
+            call_id,
+        ) {
             Some(id) => self.save_log(result, id, &now).await?,
             None => false,
         };
