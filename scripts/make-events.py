@@ -144,7 +144,8 @@ def env_json() -> dict:
                                   "VAPI_WEBHOOK_URL": "http://127.0.0.1:3000/api/v1/vapi/webhook",
                                   "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET, "API_TOKEN": API_TOKEN,
                                   "API_AUTH": "bearer"},
-        "EnrichmentFunction": {**aws, **tables, **queue, **vapi, **common},
+        "EnrichmentFunction": {**aws, **tables, **queue, **vapi, **common,
+                               "ENRICHMENT_DLQ_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment-dlq"},
         "CleanupFunction": {**aws, **tables, **queue, **common},
     }
 

@@ -469,7 +469,9 @@ def _iam(t: dict[str, Any]) -> str | None:
             tables_used |= used
             if any(a.startswith("dynamodb:") for a in actions) and not used:
                 problems.append(f"{lid}: DynamoDB statement {st.get('Sid', '?')} names no table of the stack")
-            if any(a.startswith("sqs:") for a in actions) and refs - {"EnrichmentQueue"}:
+            # Only the enrichment consumer may also send to the dead-letter queue (it parks poison bodies).
+            queues = {"EnrichmentQueue"} | ({"EnrichmentDeadLetterQueue"} if lid == "EnrichmentFunction" else set())
+            if any(a.startswith("sqs:") for a in actions) and refs - queues:
                 problems.append(f"{lid}: SQS statement {st.get('Sid', '?')} names {sorted(refs)}")
             if spec["read_only"] and actions - DYNAMO_READ:
                 problems.append(f"{lid} must be read-only but is granted {sorted(actions - DYNAMO_READ)}")
