@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests: start a whole system (in memory, port 0), talk to it over
 //! HTTP as a client would, and look at what it persisted.
+// Each test binary uses a different part of these helpers.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

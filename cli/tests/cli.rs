@@ -1,0 +1,98 @@
+//! The operator CLI against a running `ringback-local`: start a call and watch it to the end, list
+//! it, show it. Runs the real binary, as an operator would.
+
+use std::process::{Command, Output};
+
+use ringback::config::Env;
+use ringback_local::{LocalOptions, System};
+
+async fn system() -> System {
+    let env = Env::from_pairs([
+        ("PORT", "0"),
+        ("RINGBACK_IN_MEMORY", "1"),
+        ("ENRICHMENT_DELAYS", "1,1,1"),
+        ("RINGBACK_SIM_TIME_SCALE", "0.05"),
+        ("CLEANUP_INTERVAL_SECONDS", "3600"),
+    ]);
+    System::start(LocalOptions::from_env(env).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn ringback(base: &str, home: &std::path::Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringback"));
+    cmd.args(["--url", base])
+        .args(args)
+        .env("RINGBACK_CLI_HOME", home)
+        .env_remove("RINGBACK_API_TOKEN");
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_watch_list_and_show_a_call() {
+    let sys = system().await;
+    let home = std::env::temp_dir().join(format!("ringback-cli-{}", uuid::Uuid::new_v4()));
+    let call = ringback(
+        &sys.base_url,
+        &home,
+        &[
+            "call",
+            "--provider-name",
+            "Acme Plumbing",
+            "--phone",
+            "+14155550123",
+            "--timeout",
+            "30",
+        ],
+    )
+    .await;
+    let out = text(&call);
+    assert!(call.status.success(), "{out}");
+    // Live progress: each change of state on its own line, ending complete.
+    assert!(
+        out.contains("dataStatus=pending") || out.contains("dataStatus=partial"),
+        "{out}"
+    );
+    assert!(out.contains("dataStatus=complete"), "{out}");
+    let id = out
+        .split_whitespace()
+        .skip_while(|w| *w != "call")
+        .nth(1)
+        .expect("the call id is printed")
+        .to_owned();
+
+    let list = ringback(&sys.base_url, &home, &["list"]).await;
+    assert!(list.status.success());
+    assert!(
+        text(&list).contains(&id) && text(&list).contains("complete"),
+        "{}",
+        text(&list)
+    );
+
+    let show = ringback(&sys.base_url, &home, &["show", &id]).await;
+    let shown: serde_json::Value =
+        serde_json::from_slice(&show.stdout).expect("show prints the record as JSON");
+    assert_eq!(shown["callId"], id.as_str());
+    assert_eq!(shown["dataStatus"], "complete");
+
+    let bad = ringback(
+        &sys.base_url,
+        &home,
+        &["call", "--provider-name", "Acme", "--phone", "555"],
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("providerPhone"), "{}", text(&bad));
+    sys.stop().await;
+    let _ = std::fs::remove_dir_all(home);
+}
