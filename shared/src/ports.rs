@@ -124,10 +124,21 @@ pub struct EnrichmentJob {
 #[error("queue unavailable: {0}")]
 pub struct QueueError(pub String);
 
+/// SQS's limit on `DelaySeconds`: longer waits are chains of messages.
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
+
 #[async_trait]
 pub trait EnrichmentQueue: Send + Sync {
     /// One send, delivered no earlier than `delay` from now (SQS caps it at 900 s).
     async fn schedule(&self, job: &EnrichmentJob, delay: Duration) -> Result<(), QueueError>;
+}
+
+// ---- poison messages ----
+
+/// Where a message that is not a job is parked for an operator (a dead-letter queue).
+#[async_trait]
+pub trait PoisonSink: Send + Sync {
+    async fn park(&self, message_id: &str, body: &str) -> Result<(), String>;
 }
 
 // ---- Vapi ----

@@ -22,12 +22,10 @@ use ringback::domain::{
     apply_webhook, CallRecord, CallStatus, DataStatus, EnrichmentOutcome, EventKey, Skip,
 };
 use ringback::ports::{
-    CallStore, EnrichmentJob, EnrichmentQueue, JobKind, Persisted, QueueError, ResultSink,
-    SinkError,
+    CallStore, EnrichmentJob, EnrichmentQueue, JobKind, Persisted, PoisonSink, QueueError,
+    ResultSink, SinkError,
 };
-use ringback::service::enrichment::{
-    handle_batch, EnrichmentService, PoisonSink, ProcessError, Processed,
-};
+use ringback::service::enrichment::{handle_batch, EnrichmentService, ProcessError, Processed};
 use ringback::vapi::{snapshot_from_call, VapiClient, VapiClientConfig};
 use serde_json::{json, Value};
 use support::{ManualClock, Tables};

@@ -22,8 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::adapters::sqs::MAX_DELAY;
-use crate::ports::{EnrichmentJob, EnrichmentQueue, QueueError};
+use crate::ports::{EnrichmentJob, EnrichmentQueue, QueueError, MAX_QUEUE_DELAY};
 
 /// Receives before a message is dead-lettered, as in the deployed redrive policy.
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
@@ -217,7 +216,7 @@ impl MemoryQueue {
     /// Sends `body`, visible after `delay` (capped at 900 s). Returns the message id.
     pub fn send(&self, body: impl Into<String>, delay: Duration) -> String {
         let message_id = uuid::Uuid::new_v4().to_string();
-        let visible_at = Instant::now() + delay.min(MAX_DELAY);
+        let visible_at = Instant::now() + delay.min(MAX_QUEUE_DELAY);
         self.lock()
             .insert(message_id.clone(), body.into(), 0, Utc::now(), visible_at);
         self.changed.notify_waiters();

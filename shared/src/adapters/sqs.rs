@@ -15,10 +15,7 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use serde_json::json;
 
-use crate::ports::{EnrichmentJob, EnrichmentQueue, QueueError};
-
-/// The longest delay SQS accepts on a message (`DelaySeconds` 0..=900).
-pub const MAX_DELAY: Duration = Duration::from_secs(900);
+use crate::ports::{EnrichmentJob, EnrichmentQueue, QueueError, MAX_QUEUE_DELAY};
 
 /// [`EnrichmentQueue`] on an SQS standard queue.
 #[derive(Clone, Debug)]
@@ -43,9 +40,9 @@ impl SqsQueue {
 /// `DelaySeconds` for a delay: rounded up (a job is never delivered early) and capped at 900 s,
 /// so a longer delay is delivered after 900 s rather than refused.
 pub fn delay_seconds(delay: Duration) -> i32 {
-    let clamped = delay.min(MAX_DELAY);
+    let clamped = delay.min(MAX_QUEUE_DELAY);
     let secs = clamped.as_secs() + u64::from(clamped.subsec_nanos() > 0);
-    secs.min(MAX_DELAY.as_secs()) as i32
+    secs.min(MAX_QUEUE_DELAY.as_secs()) as i32
 }
 
 #[async_trait]
@@ -54,7 +51,7 @@ impl EnrichmentQueue for SqsQueue {
         let body = serde_json::to_string(job)
             .map_err(|e| QueueError(format!("job is not serialisable: {e}")))?;
         let seconds = delay_seconds(delay);
-        if delay > MAX_DELAY {
+        if delay > MAX_QUEUE_DELAY {
             tracing::debug!(call_id = %job.call_id, requested_s = delay.as_secs(), "enrichment delay capped at 900 s");
         }
         let out = self
@@ -349,5 +346,53 @@ mod tests {
         for (delay, want) in cases {
             assert_eq!(delay_seconds(delay), want, "{delay:?}");
         }
+    }
+}
+
+/// Parks poison messages on an SQS queue (the enrichment dead-letter queue).
+#[derive(Clone, Debug)]
+pub struct SqsPoisonSink {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsPoisonSink {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl crate::ports::PoisonSink for SqsPoisonSink {
+    async fn park(&self, message_id: &str, body: &str) -> Result<(), String> {
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let original = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(message_id)
+            .build()
+            .map_err(|e| e.to_string())?;
+        // SQS refuses an empty body: park a marker instead, with the original id attached.
+        let body = if body.is_empty() {
+            "(empty body)"
+        } else {
+            body
+        };
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("originalMessageId", original)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "SendMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                )
+            })?;
+        Ok(())
     }
 }

@@ -27,10 +27,8 @@
 use std::time::Duration;
 
 use super::{is_complete, merge_snapshot, CallRecord, CallSnapshot, Completeness, DataStatus};
+use crate::ports::MAX_QUEUE_DELAY;
 use crate::ports::{EnrichmentJob, JobKind};
-
-/// The longest delay SQS gives a message (`DelaySeconds` ≤ 900).
-pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 
 /// How the enrichment chain and the watchdog pace themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]

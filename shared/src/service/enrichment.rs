@@ -29,11 +29,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn, Instrument};
 
 use super::{deadline_for, WRITE_RETRIES};
+use crate::adapters::sqs::SqsPoisonSink;
 use crate::config::{CallsConfig, ConfigError, Env, Timing};
 use crate::domain::{
     admit, parse_timestamp, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome,
@@ -41,20 +41,14 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, SystemClock, VapiApi,
-    VapiError,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, PoisonSink, ResultSink, StoreError,
+    SystemClock, VapiApi, VapiError,
 };
 use crate::vapi::snapshot_from_call;
 use crate::wiring::{self, Aws};
 
 /// Messages of one batch processed at once.
 pub const BATCH_CONCURRENCY: usize = 10;
-
-/// Where a message that is not a job is parked for an operator (a dead-letter queue).
-#[async_trait]
-pub trait PoisonSink: Send + Sync {
-    async fn park(&self, message_id: &str, body: &str) -> Result<(), String>;
-}
 
 pub struct EnrichmentService {
     pub store: Arc<dyn CallStore>,
@@ -382,54 +376,6 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
         .into_iter()
         .map(|o| o.expect("every future completed"))
         .collect()
-}
-
-/// Parks poison messages on an SQS queue (the enrichment dead-letter queue).
-#[derive(Clone, Debug)]
-pub struct SqsPoisonSink {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-}
-
-impl SqsPoisonSink {
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
-        }
-    }
-}
-
-#[async_trait]
-impl PoisonSink for SqsPoisonSink {
-    async fn park(&self, message_id: &str, body: &str) -> Result<(), String> {
-        use aws_sdk_sqs::types::MessageAttributeValue;
-        let original = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(message_id)
-            .build()
-            .map_err(|e| e.to_string())?;
-        // SQS refuses an empty body: park a marker instead, with the original id attached.
-        let body = if body.is_empty() {
-            "(empty body)"
-        } else {
-            body
-        };
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .message_attributes("originalMessageId", original)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "SendMessage: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                )
-            })?;
-        Ok(())
-    }
 }
 
 /// The enrichment consumer with its real adapters, once per cold start. Reads `CALLS_TABLE`,

@@ -14,12 +14,9 @@ use crate::domain::{parse_call_request, to_iso, CallRecord, CallRequest, CallSta
 use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentJob, EnrichmentQueue, IdempotencyStore, JobKind, SavedResponse,
-    StoreError, VapiApi, VapiError,
+    StoreError, VapiApi, VapiError, MAX_QUEUE_DELAY,
 };
 use crate::vapi::{create_call_body, CallSettings};
-
-/// SQS refuses delays beyond 15 minutes; longer waits are chains of checks.
-pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 
 pub struct InitiatorService {
     pub store: Arc<dyn CallStore>,
