@@ -263,29 +263,11 @@ impl Flow {
     }
 
     async fn provider_row(&self) -> Option<Item> {
-        self.client
-            .get_item()
-            .table_name(&self.t.providers)
-            .key("providerId", AttributeValue::S(PROVIDER.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
+        support::provider_row(&self.client, &self.t.providers, PROVIDER).await
     }
 
     async fn logs(&self) -> Vec<Item> {
-        self.client
-            .query()
-            .table_name(&self.t.logs)
-            .key_condition_expression("requestId = :r")
-            .expression_attribute_values(":r", AttributeValue::S(REQUEST.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .items
-            .unwrap_or_default()
+        support::interaction_logs(&self.client, &self.t.logs, REQUEST).await
     }
 }
 

@@ -70,27 +70,11 @@ fn finished(call_id: &str, updated_at: &str) -> CallResult {
 
 impl Fixture {
     async fn provider(&self, id: &str) -> Option<Item> {
-        let key = AttributeValue::S(id.into());
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.t.providers)
-            .key("providerId", key);
-        out.consistent_read(true).send().await.unwrap().item
+        support::provider_row(&self.client, &self.t.providers, id).await
     }
 
     async fn logs(&self, request_id: &str) -> Vec<Item> {
-        self.client
-            .query()
-            .table_name(&self.t.logs)
-            .key_condition_expression("requestId = :r")
-            .expression_attribute_values(":r", AttributeValue::S(request_id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .items
-            .unwrap_or_default()
+        support::interaction_logs(&self.client, &self.t.logs, request_id).await
     }
 
     async fn count(&self, table: &str) -> i32 {

@@ -135,3 +135,35 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap()
     }
 }
+
+/// One item of a table, as the SDK returns it.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// The provider row of `provider_id`, read consistently.
+pub async fn provider_row(client: &Client, table: &str, provider_id: &str) -> Option<Item> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("providerId", AttributeValue::S(provider_id.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item
+}
+
+/// Every interaction log of one service request, read consistently.
+pub async fn interaction_logs(client: &Client, table: &str, request_id: &str) -> Vec<Item> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("requestId = :r")
+        .expression_attribute_values(":r", AttributeValue::S(request_id.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.items.unwrap_or_default()
+}
