@@ -178,15 +178,7 @@ impl QueueSource for SqsSource {
                 })?;
             failed.extend(out.failed().iter().map(|f| f.code().to_owned()));
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(SourceError(format!(
-                "DeleteMessageBatch: {} not deleted ({})",
-                failed.len(),
-                failed.join(", ")
-            )))
-        }
+        batch_result("DeleteMessageBatch", failed)
     }
 
     async fn release(&self, receipts: &[String]) -> Result<(), SourceError> {
@@ -219,15 +211,7 @@ impl QueueSource for SqsSource {
                 })?;
             failed.extend(out.failed().iter().map(|f| f.code().to_owned()));
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(SourceError(format!(
-                "ChangeMessageVisibilityBatch: {} not changed ({})",
-                failed.len(),
-                failed.join(", ")
-            )))
-        }
+        batch_result("ChangeMessageVisibilityBatch", failed)
     }
 
     fn event_source_arn(&self) -> String {
@@ -237,4 +221,16 @@ impl QueueSource for SqsSource {
     fn aws_region(&self) -> String {
         self.region.clone()
     }
+}
+
+/// SQS batch calls succeed as a whole but may fail entry by entry: any failed entry fails the call.
+fn batch_result(operation: &str, failed: Vec<String>) -> Result<(), SourceError> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(SourceError(format!(
+        "{operation}: {} entries failed ({})",
+        failed.len(),
+        failed.join(", ")
+    )))
 }
