@@ -4,19 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use std::time::Duration;
-
-use ringback::adapters::dynamodb::{ensure_tables, CallsTable, ProvidersAndLogs};
-use ringback::config::{self, ApiAuth, CallsConfig, Timing};
+use ringback::adapters::dynamodb::{ensure_tables, CallsTable};
+use ringback::config::{ApiAuth, CallsConfig, Timing};
 use ringback::metrics::Metrics;
-use ringback::ports::{CallStore, Clock, EnrichmentQueue, ResultSink, SystemClock, VapiApi};
+use ringback::ports::{CallStore, Clock, SystemClock, VapiApi};
 use ringback::service::cleanup::CleanupService;
-use ringback::service::enrichment::EnrichmentService;
-use ringback::service::initiate::InitiatorService;
-use ringback::service::status::StatusService;
-use ringback::service::webhook::WebhookService;
-use ringback::vapi::{CallSettings, VapiClient, VapiClientConfig};
-use ringback::wiring::max_webhook_bytes;
+use ringback::vapi::{VapiClient, VapiClientConfig};
+use ringback::wiring::{result_sink, Core};
 use tokio::sync::watch;
 
 use crate::http::{router, Routes};
@@ -48,9 +42,7 @@ impl System {
         let env = &opts.env;
         let calls_cfg = CallsConfig::from_env(env).map_err(|e| e.to_string())?;
         let timing = Timing::from_env(env).map_err(|e| e.to_string())?;
-        let webhook_auth = config::webhook_auth(env).map_err(|e| e.to_string())?;
         let api_auth = ApiAuth::from_env(env).map_err(|e| e.to_string())?;
-        let max_bytes = max_webhook_bytes(env).map_err(|e| e.to_string())?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         // EMF lines on stdout only when asked for (`RINGBACK_METRICS=emf`): locally they are noise.
         let metrics = Metrics::from_env(env);
@@ -73,30 +65,26 @@ impl System {
             }
         };
         let dynamo = aws_sdk_dynamodb::Client::new(&dynamo_cfg);
-        let providers = env.get("PROVIDERS_TABLE").unwrap_or_default().to_owned();
-        let logs = env
-            .get("INTERACTION_LOGS_TABLE")
-            .unwrap_or_default()
-            .to_owned();
-        ensure_tables(&dynamo, &calls_cfg.calls_table, &providers, &logs)
+        let providers = env.get("PROVIDERS_TABLE").unwrap_or_default();
+        let logs = env.get("INTERACTION_LOGS_TABLE").unwrap_or_default();
+        ensure_tables(&dynamo, &calls_cfg.calls_table, providers, logs)
             .await
             .map_err(|e| format!("cannot create the tables: {e}"))?;
-        let table = Arc::new(CallsTable::new(
-            dynamo.clone(),
-            calls_cfg.calls_table.clone(),
-            calls_cfg.result_ttl,
-            clock.clone(),
-        ));
-        let store: Arc<dyn CallStore> = table.clone();
-        let sink: Arc<dyn ResultSink> = Arc::new(ProvidersAndLogs::new(
-            dynamo.clone(),
-            providers,
-            logs,
-            clock.clone(),
-        ));
+        let sink = result_sink(&dynamo, env, clock.clone()).map_err(|e| e.to_string())?;
 
         let queue = LocalQueue::start(&opts).await?;
-        let queue_port: Arc<dyn EnrichmentQueue> = queue.port();
+        let core = Core {
+            calls: Arc::new(CallsTable::new(
+                dynamo.clone(),
+                calls_cfg.calls_table.clone(),
+                calls_cfg.result_ttl,
+                clock.clone(),
+            )),
+            queue: queue.port(),
+            clock,
+            metrics: metrics.clone(),
+            timing,
+        };
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
             .await
@@ -127,68 +115,25 @@ impl System {
             VapiClient::new(VapiClientConfig::new(vapi_base, api_key))
                 .with_metrics(metrics.clone()),
         );
-        let settings = CallSettings {
-            phone_number_id: env
-                .get("VAPI_PHONE_NUMBER_ID")
-                .unwrap_or_default()
-                .to_owned(),
-            assistant_id: env.get("VAPI_ASSISTANT_ID").map(str::to_owned),
-            webhook_url,
-            webhook_secret: env.get("VAPI_WEBHOOK_SECRET").map(str::to_owned),
-        };
-
+        // Vapi calls back the runner's own webhook unless VAPI_WEBHOOK_URL says otherwise.
+        let mut env = env.clone();
+        env.set("VAPI_WEBHOOK_URL", webhook_url);
+        let config_error = |e: ringback::config::ConfigError| e.to_string();
         let routes = Arc::new(Routes {
-            webhook: WebhookService {
-                store: store.clone(),
-                queue: queue_port,
-                clock: clock.clone(),
-                auth: webhook_auth,
-                max_bytes,
-                timing: timing.clone(),
-                metrics: metrics.clone(),
-            },
-            status: StatusService {
-                store: store.clone(),
-            },
-            initiator: InitiatorService {
-                store: store.clone(),
-                idempotency: table.clone(),
-                queue: queue.port(),
-                vapi: vapi.clone(),
-                clock: clock.clone(),
-                settings,
-                timing: timing.clone(),
-                idempotency_wait: Duration::from_secs(10),
-                metrics: metrics.clone(),
-            },
+            webhook: core.webhook(&env).map_err(config_error)?,
+            status: core.status(),
+            initiator: core.initiator(&env, vapi.clone()).map_err(config_error)?,
             api_auth,
         });
         let (stop, mut stopped) = watch::channel(false);
-        let enrichment = Arc::new(EnrichmentService {
-            store: store.clone(),
-            queue: queue.port(),
-            vapi,
-            sink: sink.clone(),
-            clock: clock.clone(),
-            timing: timing.clone(),
-            poison: None,
-            metrics: metrics.clone(),
-        });
+        let enrichment = Arc::new(core.enrichment(vapi, sink.clone(), None));
         let consumer = workers::start_consumer(
             &queue,
             enrichment,
             opts.visibility_timeout,
             stop.subscribe(),
         );
-        let cleanup = Arc::new(CleanupService {
-            store: store.clone(),
-            queue: queue.port(),
-            sink,
-            clock: clock.clone(),
-            timing: timing.clone(),
-            page_size: 100,
-            metrics,
-        });
+        let cleanup = Arc::new(core.cleanup(sink));
         let cleaner =
             workers::start_cleanup(cleanup.clone(), opts.cleanup_interval, stop.subscribe());
         let app = router(routes);
@@ -208,7 +153,7 @@ impl System {
             addr,
             base_url,
             simulator,
-            store,
+            store: core.calls,
             queue,
             dynamo,
             storage,

@@ -1,18 +1,135 @@
-//! Building the services from configuration with their real adapters, once per cold start.
-//! Configuration is read before any client is built, so a missing variable fails fast by name.
+//! Building the services. [`Core`] holds what every service shares (the calls table, the
+//! enrichment queue, the clock, metrics, timing) and builds each one, reading the rest of its
+//! configuration by name; the Lambdas make their `Core` from AWS clients (the `*_service`
+//! functions, once per cold start), `ringback-local` from its embedded store and queue.
 
 use std::sync::Arc;
 
 use crate::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
-use crate::adapters::sqs::SqsQueue;
+use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, Timing, VapiConfig};
 use crate::metrics::Metrics;
-use crate::ports::{CallStore, Clock, ResultSink, SystemClock};
+use crate::ports::{Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi};
 use crate::service::cleanup::CleanupService;
+use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::InitiatorService;
 use crate::service::status::StatusService;
 use crate::service::webhook::WebhookService;
 use crate::vapi::{CallSettings, VapiClient, VapiClientConfig};
+
+/// How long a repeated call request waits for the first one with its `Idempotency-Key`.
+const IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Overdue records the cleanup reads per page of the unfinished index.
+const CLEANUP_PAGE: u32 = 100;
+
+/// What every service is built on.
+#[derive(Clone)]
+pub struct Core {
+    /// The calls table: the call store and, for the initiator, the idempotency store.
+    pub calls: Arc<CallsTable>,
+    pub queue: Arc<dyn EnrichmentQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub timing: Timing,
+}
+
+impl Core {
+    pub fn webhook(&self, env: &Env) -> Result<WebhookService, ConfigError> {
+        Ok(WebhookService {
+            store: self.calls.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            auth: config::webhook_auth(env)?,
+            max_bytes: max_webhook_bytes(env)?,
+            timing: self.timing.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    pub fn status(&self) -> StatusService {
+        StatusService {
+            store: self.calls.clone(),
+        }
+    }
+
+    pub fn initiator(
+        &self,
+        env: &Env,
+        vapi: Arc<dyn VapiApi>,
+    ) -> Result<InitiatorService, ConfigError> {
+        Ok(InitiatorService {
+            store: self.calls.clone(),
+            idempotency: self.calls.clone(),
+            queue: self.queue.clone(),
+            vapi,
+            clock: self.clock.clone(),
+            settings: call_settings(env)?,
+            timing: self.timing.clone(),
+            idempotency_wait: IDEMPOTENCY_WAIT,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    pub fn enrichment(
+        &self,
+        vapi: Arc<dyn VapiApi>,
+        sink: Arc<dyn ResultSink>,
+        poison: Option<Arc<dyn PoisonSink>>,
+    ) -> EnrichmentService {
+        EnrichmentService {
+            store: self.calls.clone(),
+            queue: self.queue.clone(),
+            vapi,
+            sink,
+            clock: self.clock.clone(),
+            timing: self.timing.clone(),
+            poison,
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    pub fn cleanup(&self, sink: Arc<dyn ResultSink>) -> CleanupService {
+        CleanupService {
+            store: self.calls.clone(),
+            queue: self.queue.clone(),
+            sink,
+            clock: self.clock.clone(),
+            timing: self.timing.clone(),
+            page_size: CLEANUP_PAGE,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pub fn max_webhook_bytes(env: &Env) -> Result<usize, ConfigError> {
+    env.parse_or("MAX_WEBHOOK_BYTES", 1024 * 1024)
+}
+
+/// Deployment settings for placing calls: the webhook Vapi should call back, with its secret.
+pub fn call_settings(env: &Env) -> Result<CallSettings, ConfigError> {
+    Ok(CallSettings {
+        phone_number_id: env.required("VAPI_PHONE_NUMBER_ID")?,
+        assistant_id: env.get("VAPI_ASSISTANT_ID").map(str::to_owned),
+        webhook_url: env.required("VAPI_WEBHOOK_URL")?,
+        webhook_secret: env.get("VAPI_WEBHOOK_SECRET").map(str::to_owned),
+    })
+}
+
+/// The providers and interaction-logs tables (`PROVIDERS_TABLE`, `INTERACTION_LOGS_TABLE`).
+pub fn result_sink(
+    dynamo: &aws_sdk_dynamodb::Client,
+    env: &Env,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn ResultSink>, ConfigError> {
+    Ok(Arc::new(ProvidersAndLogs::new(
+        dynamo.clone(),
+        env.required("PROVIDERS_TABLE")?,
+        env.required("INTERACTION_LOGS_TABLE")?,
+        clock,
+    )))
+}
+
+// ---- the Lambdas: AWS clients from the environment, once per cold start ----
 
 /// The SDK clients, built once and cloned cheaply.
 #[derive(Clone, Debug)]
@@ -31,58 +148,31 @@ impl Aws {
     }
 }
 
-pub fn calls_store(aws: &Aws, cfg: &CallsConfig, clock: Arc<dyn Clock>) -> Arc<dyn CallStore> {
+fn calls_table(aws: &Aws, cfg: CallsConfig, clock: Arc<dyn Clock>) -> Arc<CallsTable> {
     Arc::new(CallsTable::new(
         aws.dynamo.clone(),
-        cfg.calls_table.clone(),
+        cfg.calls_table,
         cfg.result_ttl,
         clock,
     ))
 }
 
-pub fn max_webhook_bytes(env: &Env) -> Result<usize, ConfigError> {
-    env.parse_or("MAX_WEBHOOK_BYTES", 1024 * 1024)
-}
-
-pub async fn webhook_service(env: &Env) -> Result<WebhookService, ConfigError> {
+/// A Lambda's `Core`: `CALLS_TABLE`, `RESULT_TTL_SECONDS`, `ENRICHMENT_QUEUE_URL` and the timing
+/// variables are read before any client is built, so a missing one fails fast by name.
+async fn aws_core(env: &Env) -> Result<(Aws, Core), ConfigError> {
     let calls = CallsConfig::from_env(env)?;
     let queue_url = env.required("ENRICHMENT_QUEUE_URL")?;
-    let auth = config::webhook_auth(env)?;
     let timing = Timing::from_env(env)?;
-    let max_bytes = max_webhook_bytes(env)?;
     let aws = Aws::from_env().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(WebhookService {
-        store: calls_store(&aws, &calls, clock.clone()),
+    let core = Core {
+        calls: calls_table(&aws, calls, clock.clone()),
         queue: Arc::new(SqsQueue::new(aws.sqs.clone(), queue_url)),
         clock,
-        auth,
-        max_bytes,
-        timing,
         metrics: Metrics::emf(),
-    })
-}
-
-pub async fn status_service(env: &Env) -> Result<(StatusService, ApiAuth), ConfigError> {
-    let calls = CallsConfig::from_env(env)?;
-    let auth = ApiAuth::from_env(env)?;
-    let aws = Aws::from_env().await;
-    Ok((
-        StatusService {
-            store: calls_store(&aws, &calls, Arc::new(SystemClock)),
-        },
-        auth,
-    ))
-}
-
-/// Deployment settings for placing calls: the webhook Vapi should call back, with its secret.
-pub fn call_settings(env: &Env) -> Result<CallSettings, ConfigError> {
-    Ok(CallSettings {
-        phone_number_id: env.required("VAPI_PHONE_NUMBER_ID")?,
-        assistant_id: env.get("VAPI_ASSISTANT_ID").map(str::to_owned),
-        webhook_url: env.required("VAPI_WEBHOOK_URL")?,
-        webhook_secret: env.get("VAPI_WEBHOOK_SECRET").map(str::to_owned),
-    })
+        timing,
+    };
+    Ok((aws, core))
 }
 
 pub fn vapi_client(env: &Env) -> Result<VapiClient, ConfigError> {
@@ -93,63 +183,39 @@ pub fn vapi_client(env: &Env) -> Result<VapiClient, ConfigError> {
     )
 }
 
-pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth), ConfigError> {
-    let calls = CallsConfig::from_env(env)?;
-    let queue_url = env.required("ENRICHMENT_QUEUE_URL")?;
-    let settings = call_settings(env)?;
-    let timing = Timing::from_env(env)?;
-    let auth = ApiAuth::from_env(env)?;
-    let vapi = vapi_client(env)?;
-    let aws = Aws::from_env().await;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let table = Arc::new(CallsTable::new(
-        aws.dynamo.clone(),
-        calls.calls_table.clone(),
-        calls.result_ttl,
-        clock.clone(),
-    ));
-    let svc = InitiatorService {
-        store: table.clone(),
-        idempotency: table,
-        queue: Arc::new(SqsQueue::new(aws.sqs.clone(), queue_url)),
-        vapi: Arc::new(vapi),
-        clock,
-        settings,
-        timing,
-        idempotency_wait: std::time::Duration::from_secs(10),
-        metrics: Metrics::emf(),
-    };
-    Ok((svc, auth))
+pub async fn webhook_service(env: &Env) -> Result<WebhookService, ConfigError> {
+    aws_core(env).await?.1.webhook(env)
 }
 
-pub fn result_sink(
-    aws: &Aws,
-    env: &Env,
-    clock: Arc<dyn Clock>,
-) -> Result<Arc<dyn ResultSink>, ConfigError> {
-    Ok(Arc::new(ProvidersAndLogs::new(
-        aws.dynamo.clone(),
-        env.required("PROVIDERS_TABLE")?,
-        env.required("INTERACTION_LOGS_TABLE")?,
-        clock,
-    )))
+/// The status function reads only the calls table: it needs neither the queue nor timing.
+pub async fn status_service(env: &Env) -> Result<(StatusService, ApiAuth), ConfigError> {
+    let calls = CallsConfig::from_env(env)?;
+    let auth = ApiAuth::from_env(env)?;
+    let aws = Aws::from_env().await;
+    let store = calls_table(&aws, calls, Arc::new(SystemClock));
+    Ok((StatusService { store }, auth))
+}
+
+pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth), ConfigError> {
+    let auth = ApiAuth::from_env(env)?;
+    let vapi = Arc::new(vapi_client(env)?);
+    let (_, core) = aws_core(env).await?;
+    Ok((core.initiator(env, vapi)?, auth))
+}
+
+/// Bodies that are not jobs are parked in `ENRICHMENT_DLQ_URL` when it is set.
+pub async fn enrichment_service(env: &Env) -> Result<EnrichmentService, ConfigError> {
+    let vapi = Arc::new(vapi_client(env)?);
+    let (aws, core) = aws_core(env).await?;
+    let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
+    let poison = env
+        .get("ENRICHMENT_DLQ_URL")
+        .map(|url| Arc::new(SqsPoisonSink::new(aws.sqs.clone(), url)) as Arc<dyn PoisonSink>);
+    Ok(core.enrichment(vapi, sink, poison))
 }
 
 pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
-    let calls = CallsConfig::from_env(env)?;
-    let queue_url = env.required("ENRICHMENT_QUEUE_URL")?;
-    let timing = Timing::from_env(env)?;
-    env.required("PROVIDERS_TABLE")?;
-    env.required("INTERACTION_LOGS_TABLE")?;
-    let aws = Aws::from_env().await;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(CleanupService {
-        store: calls_store(&aws, &calls, clock.clone()),
-        queue: Arc::new(SqsQueue::new(aws.sqs.clone(), queue_url)),
-        sink: result_sink(&aws, env, clock.clone())?,
-        clock,
-        timing,
-        page_size: 100,
-        metrics: Metrics::emf(),
-    })
+    let (aws, core) = aws_core(env).await?;
+    let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
+    Ok(core.cleanup(sink))
 }

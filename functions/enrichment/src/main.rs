@@ -3,13 +3,13 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use ringback::service::enrichment::{self, handle_batch};
-use ringback::{config::Env, telemetry};
+use ringback::service::enrichment::handle_batch;
+use ringback::{config::Env, telemetry, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_json();
-    let svc = enrichment::from_env(&Env::from_process()).await?;
+    let svc = wiring::enrichment_service(&Env::from_process()).await?;
     let svc = &svc;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(handle_batch(svc, event.payload).await)

@@ -33,19 +33,17 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn, Instrument};
 
 use super::{deadline_for, WRITE_RETRIES};
-use crate::adapters::sqs::SqsPoisonSink;
-use crate::config::{CallsConfig, ConfigError, Env, Timing};
+use crate::config::Timing;
 use crate::domain::{
     admit, parse_timestamp, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome,
     EnrichmentPolicy, VapiAnswer,
 };
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, PoisonSink, ResultSink, StoreError,
-    SystemClock, VapiApi, VapiError,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, PoisonSink, ResultSink, StoreError, VapiApi,
+    VapiError,
 };
 use crate::vapi::snapshot_from_call;
-use crate::wiring::{self, Aws};
 
 /// Messages of one batch processed at once.
 pub const BATCH_CONCURRENCY: usize = 10;
@@ -376,35 +374,4 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
         .into_iter()
         .map(|o| o.expect("every future completed"))
         .collect()
-}
-
-/// The enrichment consumer with its real adapters, once per cold start. Reads `CALLS_TABLE`,
-/// `RESULT_TTL_SECONDS`, `PROVIDERS_TABLE`, `INTERACTION_LOGS_TABLE`, `ENRICHMENT_QUEUE_URL`,
-/// `ENRICHMENT_DELAYS`, `WATCHDOG_DELAY_SECONDS`, `MAX_CALL_SECONDS`, `VAPI_API_KEY`,
-/// `VAPI_BASE_URL`, and the optional `ENRICHMENT_DLQ_URL` (where poison messages are parked).
-pub async fn from_env(env: &Env) -> Result<EnrichmentService, ConfigError> {
-    let calls = CallsConfig::from_env(env)?;
-    let queue_url = env.required("ENRICHMENT_QUEUE_URL")?;
-    env.required("PROVIDERS_TABLE")?;
-    env.required("INTERACTION_LOGS_TABLE")?;
-    let timing = Timing::from_env(env)?;
-    let vapi = wiring::vapi_client(env)?;
-    let dlq_url = env.get("ENRICHMENT_DLQ_URL").map(str::to_owned);
-    let aws = Aws::from_env().await;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let poison = dlq_url
-        .map(|url| Arc::new(SqsPoisonSink::new(aws.sqs.clone(), url)) as Arc<dyn PoisonSink>);
-    Ok(EnrichmentService {
-        store: wiring::calls_store(&aws, &calls, clock.clone()),
-        queue: Arc::new(crate::adapters::sqs::SqsQueue::new(
-            aws.sqs.clone(),
-            queue_url,
-        )),
-        vapi: Arc::new(vapi),
-        sink: wiring::result_sink(&aws, env, clock.clone())?,
-        clock,
-        timing,
-        poison,
-        metrics: Metrics::emf(),
-    })
 }
