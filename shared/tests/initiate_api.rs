@@ -944,3 +944,80 @@ async fn storage_failing_after_vapi_placed_the_call_leaves_the_call_watched() {
         "the placed call has neither a record nor a watchdog: lost if its webhooks never come"
     );
 }
+
+// ---- Vapi retries the webhooks of the calls we place ----
+
+/// A webhook receiver on loopback that answers 503 to the first `refuse` deliveries, as ringback's
+/// webhook does while its storage is down, and 200 afterwards; it records every message it took.
+struct Receiver {
+    url: String,
+    refused: Arc<Mutex<u32>>,
+    taken: Arc<Mutex<Vec<String>>>,
+}
+
+async fn receiver(refuse: u32) -> Receiver {
+    use axum::{http::StatusCode as S, routing::post, Json, Router};
+    let refused = Arc::new(Mutex::new(0u32));
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let (r, t) = (refused.clone(), taken.clone());
+    let app = Router::new().route(
+        "/hook",
+        post(move |Json(v): Json<Value>| async move {
+            let mut n = r.lock().unwrap();
+            if *n < refuse {
+                *n += 1;
+                return S::SERVICE_UNAVAILABLE;
+            }
+            let m = &v["message"];
+            let label = match m["status"].as_str() {
+                Some(s) => format!("{}:{s}", m["type"].as_str().unwrap_or_default()),
+                None => m["type"].as_str().unwrap_or_default().to_owned(),
+            };
+            t.lock().unwrap().push(label);
+            S::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver {
+        url,
+        refused,
+        taken,
+    }
+}
+
+#[tokio::test]
+async fn vapi_retries_a_webhook_answered_503() {
+    let rx = receiver(1).await;
+    let mut app = app().await;
+    app.svc.settings.webhook_url = rx.url.clone();
+    let id = accepted_id(&app.post(&request(), None).await);
+    assert!(app.sim.wait_call_finished(&id).await);
+
+    // Without a backoff plan Vapi never retries: the refused message would be lost.
+    assert_eq!(*rx.refused.lock().unwrap(), 1);
+    let mut taken = rx.taken.lock().unwrap().clone();
+    taken.sort();
+    assert_eq!(
+        taken,
+        [
+            "end-of-call-report",
+            "status-update:ended",
+            "status-update:in-progress",
+            "status-update:ringing"
+        ]
+    );
+    // What can never succeed is not retried.
+    let plan = &app.sim.call(&id).unwrap()["assistantOverrides"]["server"]["backoffPlan"];
+    let excluded: Vec<u64> = plan["excludedStatusCodes"]
+        .as_array()
+        .expect("excluded status codes")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    for code in [400, 401, 404, 413] {
+        assert!(excluded.contains(&code), "{plan}");
+    }
+    assert!(!excluded.contains(&503), "{plan}");
+}

@@ -301,6 +301,24 @@ async fn bad_input_is_a_4xx_with_a_path_never_a_500() {
             "invalid_payload",
             "$.message.call.id",
         ),
+        // Longer than DynamoDB's key limit once stored: a 400 naming the field, not a 503.
+        (
+            json!({"message": {"type": "status-update", "status": "ringing",
+                "call": {"id": "x".repeat(3000)}}})
+            .to_string()
+            .into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "$.message.call.id",
+        ),
+        // '#' is reserved for the store's own keys (document parts, idempotency records).
+        (
+            br#"{"message":{"type":"status-update","status":"ringing","call":{"id":"c#part1"}}}"#
+                .to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "$.message.call.id",
+        ),
         (
             vec![b' '; (1 << 20) + 1],
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -319,6 +337,17 @@ async fn bad_input_is_a_4xx_with_a_path_never_a_500() {
             "{e}"
         );
     }
+    // The longest id SPEC §8 accepts is stored and readable.
+    let longest = "y".repeat(256);
+    let r = app
+        .post(
+            json!({"message": {"type": "status-update", "status": "ringing", "call": {"id": longest}}})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", body(&r));
+    assert_eq!(app.get(&longest, &[]).await.status(), StatusCode::OK);
     let other = json!({"message": {"type": "tool-calls", "call": {"id": "c-tool"}}});
     let r = app.post(other.to_string().as_bytes()).await;
     assert_eq!(

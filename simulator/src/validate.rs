@@ -128,6 +128,9 @@ fn check_server(errs: &mut Vec<String>, owner: &str, obj: &Value) {
             _ => {}
         }
     }
+    if let Some(plan) = server.get("backoffPlan") {
+        check_backoff_plan(errs, &format!("{owner}.server.backoffPlan"), plan);
+    }
     if server.get("headers").is_some_and(|h| !h.is_object()) {
         errs.push(format!("{owner}.server.headers must be an object"));
     }
@@ -136,6 +139,45 @@ fn check_server(errs: &mut Vec<String>, owner: &str, obj: &Value) {
         if !ok {
             errs.push(format!(
                 "{owner}.serverMessages must be an array of strings"
+            ));
+        }
+    }
+}
+
+/// `BackoffPlan`: `type` fixed | exponential, `maxRetries` 0-10, `baseDelaySeconds` 0-10,
+/// `excludedStatusCodes` numbers; nothing else.
+fn check_backoff_plan(errs: &mut Vec<String>, path: &str, plan: &Value) {
+    let Some(obj) = plan.as_object() else {
+        errs.push(format!("{path} must be an object"));
+        return;
+    };
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "type" | "maxRetries" | "baseDelaySeconds" | "excludedStatusCodes"
+        ) {
+            errs.push(format!("{path}.property {key} should not exist"));
+        }
+    }
+    if !matches!(plan["type"].as_str(), Some("fixed" | "exponential")) {
+        errs.push(format!(
+            "{path}.type must be one of the following values: fixed, exponential"
+        ));
+    }
+    for (key, max) in [("maxRetries", 10.0), ("baseDelaySeconds", 10.0)] {
+        if let Some(v) = plan.get(key) {
+            if !v.as_f64().is_some_and(|n| (0.0..=max).contains(&n)) {
+                errs.push(format!("{path}.{key} must be a number from 0 to {max}"));
+            }
+        }
+    }
+    if let Some(codes) = plan.get("excludedStatusCodes") {
+        if !codes
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_u64))
+        {
+            errs.push(format!(
+                "{path}.excludedStatusCodes must be an array of numbers"
             ));
         }
     }
@@ -200,8 +242,19 @@ mod tests {
         long_name["customer"]["name"] = json!("x".repeat(41));
         let mut bad_url = ok_req();
         bad_url["assistantOverrides"] = json!({"server": {"url": "not a url"}});
+        let mut bad_plan = ok_req();
+        bad_plan["assistantOverrides"] = json!({"server": {"url": "https://x/h",
+            "backoffPlan": {"type": "linear", "maxRetries": 11, "jitter": true}}});
         let cases = [
             (unknown, json!(["property metadata should not exist"])),
+            (
+                bad_plan,
+                json!([
+                    "assistantOverrides.server.backoffPlan.property jitter should not exist",
+                    "assistantOverrides.server.backoffPlan.type must be one of the following values: fixed, exponential",
+                    "assistantOverrides.server.backoffPlan.maxRetries must be a number from 0 to 10"
+                ]),
+            ),
             (
                 both,
                 json!("Only one of `assistant` or `assistantId` can be provided."),

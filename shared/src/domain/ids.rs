@@ -2,18 +2,22 @@
 
 use std::fmt;
 
+/// The longest call id accepted (SPEC §8). Vapi's ids are UUIDs; the bound keeps any id far below
+/// DynamoDB's 2048-byte key limit, so a strange id is a 400, never a failed write.
+pub const MAX_CALL_ID_CHARS: usize = 256;
+
 /// A Vapi call id as it reaches us in a path or a payload: non-empty, printable, bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CallId(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("a call id must be 1-128 printable characters without '#'")]
+#[error("a call id must be 1-{MAX_CALL_ID_CHARS} printable characters without '#'")]
 pub struct InvalidCallId;
 
 impl CallId {
     pub fn parse(raw: &str) -> Result<Self, InvalidCallId> {
         let ok = !raw.is_empty()
-            && raw.len() <= 128
+            && raw.chars().count() <= MAX_CALL_ID_CHARS
             // '#' is reserved for the store's own keys (split documents, idempotency records).
             && raw.chars().all(|c| !c.is_control() && c != '#');
         if ok {
@@ -83,6 +87,7 @@ mod tests {
         assert_eq!(CallId::parse(""), Err(InvalidCallId));
         assert_eq!(CallId::parse("x#part1"), Err(InvalidCallId));
         assert_eq!(CallId::parse("a\nb"), Err(InvalidCallId));
-        assert_eq!(CallId::parse(&"x".repeat(129)), Err(InvalidCallId));
+        assert!(CallId::parse(&"é".repeat(MAX_CALL_ID_CHARS)).is_ok());
+        assert_eq!(CallId::parse(&"x".repeat(257)), Err(InvalidCallId));
     }
 }

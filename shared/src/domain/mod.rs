@@ -20,7 +20,7 @@ pub use call::{
 pub use call_request::{parse_call_request, CallRequest, CustomPrompt, FieldError, Urgency, E164};
 pub use cleanup::{plan_cleanup, CleanupAction, MAX_REDRIVES};
 pub use enrichment::*;
-pub use ids::{is_uuid, CallId, InvalidCallId};
+pub use ids::{is_uuid, CallId, InvalidCallId, MAX_CALL_ID_CHARS};
 pub use merge::{is_complete, merge_snapshot, Completeness};
 pub use outcome::outcome_from_ended_reason;
 pub use snapshot::{CallMetadata, CallSnapshot};

@@ -33,6 +33,18 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// Vapi retries a webhook only when the call's server has a backoff plan (VAPI.md §4): without
+/// one, a 503 from our webhook (storage or queue down) would lose the delivery. Exponential from
+/// 1 s, six retries: about a minute in all. Answers that a retry cannot change are not retried.
+pub fn webhook_backoff_plan() -> Value {
+    json!({
+        "type": "exponential",
+        "maxRetries": 6,
+        "baseDelaySeconds": 1,
+        "excludedStatusCodes": [400, 401, 403, 404, 413],
+    })
+}
+
 pub fn create_call_body(req: &CallRequest, s: &CallSettings) -> Value {
     let metadata = json!({
         "providerId": req.provider_id.clone().unwrap_or_default(),
@@ -45,7 +57,11 @@ pub fn create_call_body(req: &CallRequest, s: &CallSettings) -> Value {
         "urgency": req.urgency.as_str(),
         "callMethod": "direct_vapi",
     });
-    let mut server = json!({"url": s.webhook_url, "timeoutSeconds": 20});
+    let mut server = json!({
+        "url": s.webhook_url,
+        "timeoutSeconds": 20,
+        "backoffPlan": webhook_backoff_plan(),
+    });
     if let Some(secret) = &s.webhook_secret {
         server["headers"] = json!({"X-Vapi-Secret": secret});
     }
@@ -232,6 +248,7 @@ mod tests {
         assert_eq!(o["metadata"]["callMethod"], "direct_vapi");
         assert_eq!(o["server"]["url"], "https://x/api/v1/vapi/webhook");
         assert_eq!(o["server"]["headers"]["X-Vapi-Secret"], "s3cret");
+        assert_eq!(o["server"]["backoffPlan"], webhook_backoff_plan());
         assert_eq!(
             o["serverMessages"],
             json!(["status-update", "end-of-call-report"])

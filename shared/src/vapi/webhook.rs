@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::read::{at, metadata, snapshot, text};
-use crate::domain::{CallSnapshot, CallStatus, EventKey};
+use crate::domain::{CallId, CallSnapshot, CallStatus, EventKey, InvalidCallId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallEventKind {
@@ -53,6 +53,8 @@ pub enum PayloadError {
     NoType,
     #[error("$.message.call.id must be a non-empty string for {0}")]
     NoCallId(String),
+    #[error("$.message.call.id is invalid: {0}")]
+    BadCallId(InvalidCallId),
 }
 
 pub fn parse_webhook(body: &[u8]) -> Result<WebhookMessage, PayloadError> {
@@ -86,7 +88,10 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookMessage, PayloadError> {
                 CallEventKind::EndOfCallReport => "end-of-call-report".into(),
                 CallEventKind::StatusUpdate { .. } => "status-update".into(),
             })
-        })?
+        })?;
+    let call_id = CallId::parse(call_id)
+        .map_err(PayloadError::BadCallId)?
+        .as_str()
         .to_owned();
 
     let call = msg.get("call").unwrap_or(&Value::Null);
