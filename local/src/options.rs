@@ -56,6 +56,17 @@ impl LocalOptions {
             DEFAULT_LOCAL_VISIBILITY.as_secs(),
         )?;
         let cleanup_interval = seconds("CLEANUP_INTERVAL_SECONDS", 300)?;
+        // Deadlines leave CLEANUP_MARGIN_SECONDS before a record expires: a longer interval could
+        // let a stuck record expire between two cleanups.
+        let margin = seconds("CLEANUP_MARGIN_SECONDS", 420)?;
+        if cleanup_interval > margin {
+            return Err(format!(
+                "CLEANUP_INTERVAL_SECONDS ({} s) must not exceed CLEANUP_MARGIN_SECONDS ({} s): \
+                 a stuck call could expire between two cleanups",
+                cleanup_interval.as_secs(),
+                margin.as_secs()
+            ));
+        }
         let simulator_time_scale = env
             .parse_or("RINGBACK_SIM_TIME_SCALE", 1.0f64)
             .map_err(|e| e.to_string())?;
@@ -101,5 +112,20 @@ impl LocalOptions {
             .get("VAPI_WEBHOOK_URL")
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{base}{}", ringback::api::WEBHOOK_PATH))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cleanup_interval_past_the_margin_stops_start_up() {
+        let err = LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "600")]))
+            .unwrap_err();
+        assert!(err.contains("CLEANUP_INTERVAL_SECONDS"), "{err}");
+        assert!(
+            LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "60")])).is_ok()
+        );
     }
 }

@@ -100,19 +100,53 @@ pub struct Timing {
     /// (default 420 s: one 5-minute cleanup period and slack), so the cleanup always sees a stuck
     /// record before it expires.
     pub deadline_cap: Duration,
+    /// `CLAIM_LEASE_SECONDS` (default 60, twice the enrichment function's timeout): how long a
+    /// worker's claim on a call holds off other messages. Only a dead worker's claim outlives it,
+    /// so a redriven or re-driven job may then take the call over.
+    pub claim_lease: Duration,
 }
 
 impl Timing {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
+        let ttl = env.seconds("RESULT_TTL_SECONDS", 1800)?;
+        let margin = env.seconds("CLEANUP_MARGIN_SECONDS", 420)?;
+        let t = Self {
             enrichment_delays: parse_delays(env.get("ENRICHMENT_DELAYS").unwrap_or("3,5,8"))?,
             watchdog_delay: env.seconds("WATCHDOG_DELAY_SECONDS", 900)?,
             max_call: env.seconds("MAX_CALL_SECONDS", 3600)?,
             stuck_grace: env.seconds("STUCK_GRACE_SECONDS", 1200)?,
-            deadline_cap: env
-                .seconds("RESULT_TTL_SECONDS", 1800)?
-                .saturating_sub(env.seconds("CLEANUP_MARGIN_SECONDS", 420)?),
-        })
+            deadline_cap: ttl.saturating_sub(margin),
+            claim_lease: env.seconds("CLAIM_LEASE_SECONDS", 60)?,
+        };
+        // A deadline must not fall due while a healthy call is simply waiting for its next step,
+        // or the cleanup re-drives healthy calls and in the end settles them fetch_failed.
+        let quiet = t.longest_quiet_gap();
+        if t.deadline_cap < quiet {
+            return Err(ConfigError::Invalid {
+                name: "RESULT_TTL_SECONDS",
+                reason: format!(
+                    "{} s leaves the cleanup {} s after a write (less CLEANUP_MARGIN_SECONDS, {} s), \
+                     but a healthy call can go {} s without one (the longest of WATCHDOG_DELAY_SECONDS \
+                     and ENRICHMENT_DELAYS, plus CLAIM_LEASE_SECONDS); set it to at least {}",
+                    ttl.as_secs(),
+                    t.deadline_cap.as_secs(),
+                    margin.as_secs(),
+                    quiet.as_secs(),
+                    (quiet + margin).as_secs()
+                ),
+            });
+        }
+        Ok(t)
+    }
+
+    /// The longest a healthy unfinished call goes without a write to its record: waiting for its
+    /// watchdog (at most SQS's 900 s) or for the next enrichment attempt, plus a worker's lease.
+    pub fn longest_quiet_gap(&self) -> Duration {
+        let longest_delay = self.enrichment_delays.iter().max().copied();
+        self.watchdog_delay
+            .min(crate::ports::MAX_QUEUE_DELAY)
+            .max(longest_delay.unwrap_or_default())
+            + self.claim_lease
     }
 }
 
@@ -287,6 +321,37 @@ mod tests {
             ApiAuth::Off
         );
         assert!(!format!("{:?}", ApiAuth::Token("tok".into())).contains("tok"));
+    }
+
+    #[test]
+    fn a_ttl_too_short_for_the_deadlines_stops_start_up() {
+        // 600 s - 420 s margin leaves the cleanup 180 s: a pending call waits 900 s for its
+        // watchdog, so every healthy call would be re-driven, then settled fetch_failed.
+        let err = Timing::from_env(&Env::from_pairs([("RESULT_TTL_SECONDS", "600")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("RESULT_TTL_SECONDS"), "{msg}");
+        assert!(msg.contains("at least 1380"), "{msg}");
+        // Shorter waits make a shorter TTL valid.
+        let short = Env::from_pairs([
+            ("RESULT_TTL_SECONDS", "600"),
+            ("WATCHDOG_DELAY_SECONDS", "60"),
+        ]);
+        assert!(Timing::from_env(&short).is_ok());
+        // A margin the TTL cannot hold, or a delay past the TTL, is refused too.
+        for (name, pairs) in [
+            ("RESULT_TTL_SECONDS", vec![("RESULT_TTL_SECONDS", "300")]),
+            (
+                "RESULT_TTL_SECONDS",
+                vec![
+                    ("RESULT_TTL_SECONDS", "1000"),
+                    ("WATCHDOG_DELAY_SECONDS", "60"),
+                    ("ENRICHMENT_DELAYS", "3,900"),
+                ],
+            ),
+        ] {
+            let err = Timing::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

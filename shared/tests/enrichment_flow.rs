@@ -130,6 +130,7 @@ fn timing() -> Timing {
         max_call: Duration::from_secs(3600),
         stuck_grace: Duration::from_secs(1200),
         deadline_cap: Duration::from_secs(1380),
+        claim_lease: Duration::from_secs(60),
     }
 }
 

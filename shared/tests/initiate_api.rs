@@ -101,6 +101,7 @@ fn timing(watchdog: Duration) -> Timing {
         max_call: Duration::from_secs(600),
         stuck_grace: Duration::from_secs(30),
         deadline_cap: Duration::from_secs(1380),
+        claim_lease: Duration::from_secs(60),
     }
 }
 

@@ -39,6 +39,7 @@ mod tests {
             max_call: Duration::from_secs(3600),
             stuck_grace: Duration::from_secs(100),
             deadline_cap: Duration::from_secs(3000),
+            claim_lease: Duration::from_secs(60),
         };
         let now = DateTime::<Utc>::from_timestamp(1_000_000, 0).unwrap();
         let at = |ds, cs| {
