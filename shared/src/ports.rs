@@ -174,8 +174,28 @@ pub struct Persisted {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("persistence unavailable: {0}")]
-pub struct SinkError(pub String);
+#[error("{}: {message}", if *.permanent { "persistence refused the call" } else { "persistence unavailable" })]
+pub struct SinkError {
+    pub message: String,
+    /// Retrying the same save cannot succeed (the tables refuse it), as opposed to an outage.
+    pub permanent: bool,
+}
+
+impl SinkError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
 
 #[async_trait]
 pub trait ResultSink: Send + Sync {

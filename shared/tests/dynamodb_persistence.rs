@@ -266,7 +266,8 @@ async fn an_older_save_never_overwrites_a_newer_one() {
         ("success", "Available Monday.")
     );
 
-    // A later call for the same provider replaces the row, whatever its timestamps.
+    // Another call for the same provider, started no earlier (here: at the same time, so the call
+    // ids decide), replaces the row.
     let next_call = finished("call-2", "2026-03-02T14:00:00.000Z");
     f.sink.save(&next_call).await.unwrap();
     assert_eq!(s(&f.provider(PROVIDER).await.unwrap(), "call_id"), "call-2");
@@ -371,4 +372,164 @@ async fn log_status_and_detail_follow_outcome_and_data() {
     assert_eq!(s(&log, "step_name"), "Call to Unknown Provider");
     assert_eq!(s(&log, "detail"), "Call to Unknown Provider: no_answer");
     assert_eq!(log["transcript"], AttributeValue::Null(true));
+}
+
+/// A long call's transcript: `bytes` of turns built from everyday words (compresses as speech does).
+fn long_transcript(bytes: usize) -> String {
+    let words = [
+        "plumber",
+        "Tuesday",
+        "licensed",
+        "estimate",
+        "pipe",
+        "leak",
+        "insured",
+        "quote",
+        "the",
+        "morning",
+        "kitchen",
+        "sink",
+        "available",
+        "price",
+        "hundred",
+        "dollars",
+        "yes",
+        "no",
+    ];
+    let mut t = String::new();
+    let mut i = 0usize;
+    while t.len() < bytes {
+        t.push_str(if i % 2 == 0 { "AI: " } else { "User: " });
+        for j in 0..(8 + i % 9) {
+            t.push_str(words[(i * 7 + j * 3 + i / 5) % words.len()]);
+            t.push(' ');
+        }
+        t.push_str(&format!("({i})\n"));
+        i += 1;
+    }
+    t
+}
+
+#[tokio::test]
+async fn any_call_fits_the_durable_tables_and_reads_back_whole() {
+    use ringback::adapters::dynamodb::{stored_json, stored_text};
+    use ringback::domain::parse_transcript;
+    let f = setup().await;
+    let mut deep = json!("leaf");
+    for _ in 0..40 {
+        deep = json!({"d": deep});
+    }
+    let awkward = [
+        // A long call: far past 400 KB as plain text and as the log's list of lines.
+        (long_transcript(450_000), json!({"available": true})),
+        // Structured data DynamoDB cannot hold natively: an empty key, nesting past 32 levels.
+        (
+            "AI: Hi\nUser: Hello".to_owned(),
+            json!({"": "empty key", "deep": deep}),
+        ),
+        // Both at once, with a number past DynamoDB's range.
+        (
+            long_transcript(600_000),
+            json!({"": {"huge": 1e200}, "deep": deep}),
+        ),
+    ];
+    for (i, (transcript, data)) in awkward.into_iter().enumerate() {
+        let mut r = finished(&format!("call-{i}"), &format!("2026-03-02T15:0{i}:00.000Z"));
+        r.transcript = Some(transcript.clone());
+        r.analysis.structured_data = Some(data.as_object().unwrap().clone());
+        f.sink
+            .save(&r)
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+
+        let row = f.provider(PROVIDER).await.expect("provider row");
+        assert_eq!(s(&row, "call_id"), format!("call-{i}"));
+        assert_eq!(
+            stored_text(&row, "call_transcript", "call_transcript_gz").as_deref(),
+            Some(transcript.as_str()),
+            "call {i}: the whole transcript"
+        );
+        assert_eq!(
+            stored_json(&row, "call_result", "call_result_gz"),
+            Some(data.clone()),
+            "call {i}: the structured data as sent"
+        );
+        assert_eq!(row["data_truncated"], AttributeValue::Bool(false));
+        // The plain attribute stays readable: the transcript's opening lines at least.
+        assert!(transcript.starts_with(s(&row, "call_transcript").trim_end_matches('…')));
+
+        let logs = f.logs(REQUEST).await;
+        let log = logs
+            .iter()
+            .find(|l| s(l, "callId") == format!("call-{i}"))
+            .expect("one log per call");
+        let lines: Vec<ringback::domain::TranscriptLine> = match &log["transcript"] {
+            AttributeValue::L(_) => {
+                serde_json::from_value(ringback::adapters::dynamodb::to_json(&log["transcript"]))
+                    .unwrap()
+            }
+            _ => serde_json::from_str(&stored_text(log, "transcript", "transcript_gz").unwrap())
+                .unwrap(),
+        };
+        assert_eq!(lines, parse_transcript(&transcript), "call {i}: every line");
+    }
+    assert_eq!(f.count(&f.t.logs).await, 3);
+}
+
+#[tokio::test]
+async fn an_outage_is_transient() {
+    let f = setup().await;
+    // A table that does not exist is an outage of the deployment, worth retrying.
+    let missing = ProvidersAndLogs::new(
+        f.client.clone(),
+        "no-such-table".into(),
+        f.t.logs.clone(),
+        f.clock.clone(),
+    );
+    let err = missing
+        .save(&finished("call-1", "2026-03-02T15:05:00.000Z"))
+        .await
+        .unwrap_err();
+    assert!(!err.permanent, "{err}");
+}
+
+#[tokio::test]
+async fn the_provider_row_holds_the_most_recently_started_call() {
+    let f = setup().await;
+    let started = |id: &str, start: &str, updated: &str| {
+        let mut r = finished(id, updated);
+        r.started_at = Some(start.into());
+        r
+    };
+    let newer = started(
+        "call-new",
+        "2026-03-02T15:10:00.000Z",
+        "2026-03-02T15:15:00.000Z",
+    );
+    // Started first, finished last (a long call, or a late enrichment).
+    let older = started(
+        "call-old",
+        "2026-03-02T15:00:00.000Z",
+        "2026-03-02T15:20:00.000Z",
+    );
+    f.sink.save(&newer).await.unwrap();
+    f.sink.save(&older).await.unwrap();
+    assert_eq!(
+        s(&f.provider(PROVIDER).await.unwrap(), "call_id"),
+        "call-new"
+    );
+
+    // The newer call's own later data still lands.
+    let mut newer_later = newer.clone();
+    newer_later.updated_at = "2026-03-02T15:25:00.000Z".into();
+    newer_later.analysis.summary = Some("Booked for Friday.".into());
+    f.sink.save(&newer_later).await.unwrap();
+    let row = f.provider(PROVIDER).await.unwrap();
+    assert_eq!(s(&row, "call_summary"), "Booked for Friday.");
+
+    // A call started later still takes the row; without startedAt its creation time counts.
+    let mut unanswered = finished("call-x", "2026-03-02T15:40:00.000Z");
+    unanswered.created_at = "2026-03-02T15:30:00.000Z".into();
+    f.sink.save(&unanswered).await.unwrap();
+    assert_eq!(s(&f.provider(PROVIDER).await.unwrap(), "call_id"), "call-x");
 }

@@ -75,7 +75,7 @@ struct CountingSink {
 impl ResultSink for CountingSink {
     async fn save(&self, result: &ringback::domain::CallResult) -> Result<Persisted, SinkError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(SinkError("UpdateItem: throttled".into()));
+            return Err(SinkError::transient("UpdateItem: throttled"));
         }
         self.saves.fetch_add(1, Ordering::SeqCst);
         self.inner.save(result).await

@@ -37,11 +37,6 @@ pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-/// `Some` as a string, `None` as DynamoDB's NULL (the old backend's SQL `null`).
-pub(crate) fn s_or_null(v: Option<&str>) -> AttributeValue {
-    v.map_or(AttributeValue::Null(true), s)
-}
-
 /// A finite float as a number, anything else as NULL.
 pub(crate) fn f64_or_null(v: Option<f64>) -> AttributeValue {
     match v {
@@ -127,6 +122,5 @@ mod tests {
         assert_eq!(f64_or_null(Some(0.0)), AttributeValue::N("0.0".into()));
         assert_eq!(f64_or_null(None), AttributeValue::Null(true));
         assert_eq!(f64_or_null(Some(f64::NAN)), AttributeValue::Null(true));
-        assert_eq!(s_or_null(None), AttributeValue::Null(true));
     }
 }

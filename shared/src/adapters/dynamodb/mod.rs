@@ -31,11 +31,13 @@ mod attrs;
 mod calls;
 mod codec;
 mod cursor;
+mod fit;
 mod idempotency;
 mod persistence;
 mod tables;
 
 pub use calls::CallsTable;
+pub use fit::{stored_json, stored_text, to_json};
 pub use idempotency::IDEMPOTENCY_TTL;
 pub use persistence::{log_status, ProvidersAndLogs};
 pub use tables::{ensure_tables, UNFINISHED_INDEX};

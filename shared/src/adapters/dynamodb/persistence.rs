@@ -2,14 +2,24 @@
 //! table (SPEC §5), idempotently and never letting an older save overwrite a newer one.
 //!
 //! Provider row (key `providerId`), one UpdateItem that creates the row if needed:
-//! `call_status` (outcome or `unknown`), `call_result` (structured data as a native map, M),
-//! `call_transcript`, `call_summary`, `call_duration_minutes` (N), `call_cost` (N), `call_method`,
-//! `call_id`, `called_at` (save time), `call_data_status`, `call_updated_at` (the record's
-//! `updatedAt`, the ordering guard). Unknown values are NULL.
+//! `call_status` (outcome or `unknown`), `call_result` (structured data), `call_transcript`,
+//! `call_summary`, `call_duration_minutes` (N), `call_cost` (N), `call_method`, `call_id`,
+//! `called_at` (save time), `call_data_status`, `call_started_ms` (N: Vapi's `startedAt`, else
+//! the record's `createdAt`, in epoch ms) and `call_updated_at` (the record's `updatedAt`).
+//! The row holds the most recently *started* call to the provider, whatever order calls finish
+//! in; the same call replaces it only with data at least as new. Unknown values are NULL.
 //!
 //! Interaction log (key `requestId` + `callId`): `step_name`, `status`, `detail`, `transcript`
 //! (L of M `{speaker, text}`, NULL when there are no lines), `created_at` (first save only),
 //! `call_updated_at` (the ordering guard).
+//!
+//! Any call fits ([`super::fit`]): structured data DynamoDB cannot hold natively (an empty key,
+//! nesting past 32 levels) is stored as JSON text; when an item would pass 400 KB, its large
+//! texts go gzip-compressed into `*_gz` binary attributes (`call_transcript_gz`,
+//! `call_summary_gz`, `call_result_gz`, `transcript_gz`, `detail_gz`) beside a readable preview.
+//! [`super::stored_text`] and [`super::stored_json`] read every form back whole. Only a call whose
+//! *compressed* texts still pass the limit loses them (previews kept, `data_truncated = true`,
+//! logged at error level). A refusal DynamoDB would repeat for ever is a permanent [`SinkError`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,11 +31,13 @@ use aws_sdk_dynamodb::operation::update_item::{
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use tracing::info;
+use tracing::{error, info};
 
-use super::attrs::{f64_or_null, from_json, s, s_or_null};
+use super::attrs::{f64_or_null, n, s};
+use super::fit::{self, Form};
 use crate::domain::{
-    is_uuid, parse_transcript, to_iso, CallMethod, CallResult, DataStatus, Outcome,
+    is_uuid, parse_timestamp, parse_transcript, to_iso, CallMethod, CallResult, DataStatus,
+    Outcome, TranscriptLine,
 };
 use crate::ports::{Clock, Persisted, ResultSink, SinkError};
 
@@ -83,14 +95,6 @@ fn detail(r: &CallResult) -> String {
     }
 }
 
-/// Structured data as a native map, so operators can query into it.
-fn structured(r: &CallResult) -> AttributeValue {
-    match &r.analysis.structured_data {
-        Some(m) => AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()),
-        None => AttributeValue::Null(true),
-    }
-}
-
 fn method(m: CallMethod) -> &'static str {
     match m {
         CallMethod::DirectVapi => "direct_vapi",
@@ -98,7 +102,9 @@ fn method(m: CallMethod) -> &'static str {
     }
 }
 
-/// `true` when the write landed or lost its condition to a newer save of the same call.
+/// `Ok(true)` when the write landed or lost its condition to newer data; a refusal DynamoDB
+/// would repeat (a ValidationException: the item is too large or holds what it cannot store)
+/// is permanent, anything else (throttling, the network, 5xx) transient.
 fn landed(
     sent: Result<impl Sized, SdkError<UpdateItemError, impl std::fmt::Debug>>,
     what: &str,
@@ -111,8 +117,29 @@ fn landed(
         {
             Ok(true)
         }
-        Err(e) => Err(SinkError(format!("{what}: {}", DisplayErrorContext(&e)))),
+        Err(e) => {
+            let message = format!("{what}: {}", DisplayErrorContext(&e));
+            let refused = e
+                .as_service_error()
+                .and_then(|s| s.meta().code())
+                .is_some_and(|c| c == "ValidationException");
+            Err(if refused {
+                SinkError::permanent(message)
+            } else {
+                SinkError::transient(message)
+            })
+        }
     }
+}
+
+/// When the call started, for ordering provider rows: Vapi's `startedAt`, else the record's
+/// `createdAt`, in epoch milliseconds (0 when neither reads as a time).
+fn started_ms(r: &CallResult) -> i64 {
+    [r.started_at.as_deref(), Some(r.created_at.as_str())]
+        .into_iter()
+        .flatten()
+        .find_map(|t| parse_timestamp(&serde_json::Value::String(t.to_owned())))
+        .map_or(0, |t| t.timestamp_millis())
 }
 
 /// `SET a = :a, ...` over `fields`, with a `#name`/`:name` pair per field.
@@ -145,41 +172,135 @@ impl ProvidersAndLogs {
         }
     }
 
-    async fn save_provider(
-        &self,
+    /// Saves in the plainest form that fits (see [`fit::Form`]), moving to the next form when an
+    /// item would be too large or DynamoDB refuses it.
+    async fn save_fitted<F, Fut>(save: F) -> Result<bool, SinkError>
+    where
+        F: Fn(Form) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, SinkError>>,
+    {
+        let mut form = Form::Plain;
+        loop {
+            match save(form).await {
+                Err(e) if e.permanent => match form.next() {
+                    Some(next) => form = next,
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    fn provider_fields(
         r: &CallResult,
-        provider_id: &str,
         now: &str,
-    ) -> Result<bool, SinkError> {
-        let fields = vec![
+        form: Form,
+    ) -> Option<Vec<(&'static str, AttributeValue)>> {
+        let mut fields = vec![
             ("call_status", s(outcome(r))),
-            ("call_result", structured(r)),
-            ("call_transcript", s_or_null(r.transcript.as_deref())),
-            ("call_summary", s_or_null(r.analysis.summary.as_deref())),
             ("call_duration_minutes", f64_or_null(r.duration)),
             ("call_cost", f64_or_null(r.cost)),
             ("call_method", s(method(r.call_method))),
             ("call_id", s(&r.call_id)),
             ("called_at", s(now)),
             ("call_data_status", s(r.data_status.as_str())),
+            ("call_started_ms", n(started_ms(r))),
             ("call_updated_at", s(&r.updated_at)),
         ];
+        fields.extend(fit::json_fields(
+            "call_result",
+            "call_result_gz",
+            r.analysis.structured_data.as_ref(),
+            form,
+        ));
+        fields.extend(fit::text_fields(
+            "call_transcript",
+            "call_transcript_gz",
+            r.transcript.as_deref(),
+            form,
+        ));
+        fields.extend(fit::text_fields(
+            "call_summary",
+            "call_summary_gz",
+            r.analysis.summary.as_deref(),
+            form,
+        ));
+        finish_fields(fields, form, &r.call_id, "provider row")
+    }
+
+    async fn save_provider(
+        &self,
+        r: &CallResult,
+        provider_id: &str,
+        now: &str,
+        form: Form,
+    ) -> Result<bool, SinkError> {
+        let Some(fields) = Self::provider_fields(r, now, form) else {
+            return Err(SinkError::permanent("provider row too large"));
+        };
         let req = self
             .client
             .update_item()
             .table_name(&self.providers)
             .key("providerId", s(provider_id));
         let (req, update) = set_all(req, fields);
-        // Another call for this provider replaces the row; the same call only with newer data.
+        // The same call: only newer data. Another call: only one started later (ties by call id).
         let sent = req
             .update_expression(update)
             .condition_expression(
-                "attribute_not_exists(#call_id) OR #call_id <> :call_id \
-                 OR attribute_not_exists(#call_updated_at) OR #call_updated_at <= :call_updated_at",
+                "attribute_not_exists(#call_id) \
+                 OR (#call_id = :call_id AND (attribute_not_exists(#call_updated_at) \
+                     OR #call_updated_at <= :call_updated_at)) \
+                 OR (#call_id <> :call_id AND (attribute_not_exists(#call_started_ms) \
+                     OR #call_started_ms < :call_started_ms \
+                     OR (#call_started_ms = :call_started_ms AND #call_id < :call_id)))",
             )
             .send()
             .await;
         landed(sent, "UpdateItem on the providers table")
+    }
+
+    fn log_fields(r: &CallResult, form: Form) -> Option<Vec<(&'static str, AttributeValue)>> {
+        let lines = parse_transcript(r.transcript.as_deref().unwrap_or_default());
+        let mut fields = vec![
+            ("step_name", s(format!("Call to {}", provider_name(r)))),
+            ("status", s(log_status(r))),
+            ("call_updated_at", s(&r.updated_at)),
+        ];
+        let transcript = if lines.is_empty() {
+            [
+                ("transcript", AttributeValue::Null(true)),
+                ("transcript_gz", AttributeValue::Null(true)),
+            ]
+        } else if form == Form::Plain {
+            let line = |l: TranscriptLine| {
+                AttributeValue::M(HashMap::from([
+                    ("speaker".to_owned(), s(l.speaker)),
+                    ("text".to_owned(), s(l.text)),
+                ]))
+            };
+            [
+                (
+                    "transcript",
+                    AttributeValue::L(lines.into_iter().map(line).collect()),
+                ),
+                ("transcript_gz", AttributeValue::Null(true)),
+            ]
+        } else {
+            let json = serde_json::to_vec(&lines).expect("lines serialise");
+            [
+                ("transcript", AttributeValue::Null(true)),
+                ("transcript_gz", AttributeValue::B(fit::gzip(&json).into())),
+            ]
+        };
+        fields.extend(transcript);
+        fields.extend(fit::text_fields(
+            "detail",
+            "detail_gz",
+            Some(&detail(r)),
+            form,
+        ));
+        finish_fields(fields, form, &r.call_id, "interaction log")
     }
 
     async fn save_log(
@@ -187,26 +308,11 @@ impl ProvidersAndLogs {
         r: &CallResult,
         request_id: &str,
         now: &str,
+        form: Form,
     ) -> Result<bool, SinkError> {
-        let lines = parse_transcript(r.transcript.as_deref().unwrap_or_default());
-        let transcript = if lines.is_empty() {
-            AttributeValue::Null(true)
-        } else {
-            let line = |l: crate::domain::TranscriptLine| {
-                AttributeValue::M(HashMap::from([
-                    ("speaker".to_owned(), s(l.speaker)),
-                    ("text".to_owned(), s(l.text)),
-                ]))
-            };
-            AttributeValue::L(lines.into_iter().map(line).collect())
+        let Some(fields) = Self::log_fields(r, form) else {
+            return Err(SinkError::permanent("interaction log too large"));
         };
-        let fields = vec![
-            ("step_name", s(format!("Call to {}", provider_name(r)))),
-            ("status", s(log_status(r))),
-            ("detail", s(detail(r))),
-            ("transcript", transcript),
-            ("call_updated_at", s(&r.updated_at)),
-        ];
         let req = self
             .client
             .update_item()
@@ -229,6 +335,25 @@ impl ProvidersAndLogs {
     }
 }
 
+/// The fields as they will be written in `form`, flagged `data_truncated`; `None` when they are
+/// over the budget and a further form remains to try.
+fn finish_fields(
+    mut fields: Vec<(&'static str, AttributeValue)>,
+    form: Form,
+    call_id: &str,
+    what: &str,
+) -> Option<Vec<(&'static str, AttributeValue)>> {
+    let truncated = form == Form::Truncated && fit::drop_until_fits(&mut fields);
+    if truncated {
+        error!(
+            call_id,
+            what, "call data too large even compressed: stored truncated, previews kept"
+        );
+    }
+    fields.push(("data_truncated", AttributeValue::Bool(truncated)));
+    (form == Form::Truncated || fit::fields_size(&fields) <= fit::ITEM_BUDGET).then_some(fields)
+}
+
 #[async_trait]
 impl ResultSink for ProvidersAndLogs {
     /// `provider_row` / `interaction_log` are `false` only when the id is not a UUID and the write
@@ -238,7 +363,9 @@ impl ResultSink for ProvidersAndLogs {
         let now = to_iso(self.clock.now());
         let call_id = result.call_id.as_str();
         let provider_row = match usable_id(result.provider_id.as_deref(), "providerId", call_id) {
-            Some(id) => self.save_provider(result, id, &now).await?,
+            Some(id) => {
+                Self::save_fitted(|form| self.save_provider(result, id, &now, form)).await?
+            }
             None => false,
         };
         let interaction_log = match usable_id(
@@ -246,7 +373,7 @@ impl ResultSink for ProvidersAndLogs {
             "serviceRequestId",
             call_id,
         ) {
-            Some(id) => self.save_log(result, id, &now).await?,
+            Some(id) => Self::save_fitted(|form| self.save_log(result, id, &now, form)).await?,
             None => false,
         };
         Ok(Persisted {
