@@ -12,7 +12,7 @@ async fn system() -> System {
         ("RINGBACK_IN_MEMORY", "1"),
         ("ENRICHMENT_DELAYS", "1,1,1"),
         ("RINGBACK_SIM_TIME_SCALE", "0.05"),
-        ("CLEANUP_INTERVAL_SECONDS", "3600"),
+        ("CLEANUP_INTERVAL_SECONDS", "0"),
     ]);
     System::start(LocalOptions::from_env(env).unwrap())
         .await

@@ -24,8 +24,8 @@ pub struct LocalOptions {
     pub in_memory: bool,
     /// `ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS`: how soon a failed enrichment message is retried.
     pub visibility_timeout: Duration,
-    /// `CLEANUP_INTERVAL_SECONDS`.
-    pub cleanup_interval: Duration,
+    /// `CLEANUP_INTERVAL_SECONDS`; `None` (0) runs no scheduled cleanup (tests run it by hand).
+    pub cleanup_interval: Option<Duration>,
     /// `RINGBACK_SIM_TIME_SCALE`: <1 makes simulated calls faster (tests), >1 slower.
     pub simulator_time_scale: f64,
     /// The environment the services are configured from, with local defaults filled in.
@@ -55,11 +55,12 @@ impl LocalOptions {
             "ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS",
             DEFAULT_LOCAL_VISIBILITY.as_secs(),
         )?;
-        let cleanup_interval = seconds("CLEANUP_INTERVAL_SECONDS", 300)?;
+        let cleanup_interval =
+            Some(seconds("CLEANUP_INTERVAL_SECONDS", 300)?).filter(|d| !d.is_zero());
         // Deadlines leave CLEANUP_MARGIN_SECONDS before a record expires: a longer interval could
         // let a stuck record expire between two cleanups.
         let margin = seconds("CLEANUP_MARGIN_SECONDS", 420)?;
-        if cleanup_interval > margin {
+        if let Some(cleanup_interval) = cleanup_interval.filter(|i| *i > margin) {
             return Err(format!(
                 "CLEANUP_INTERVAL_SECONDS ({} s) must not exceed CLEANUP_MARGIN_SECONDS ({} s): \
                  a stuck call could expire between two cleanups",
@@ -127,5 +128,7 @@ mod tests {
         assert!(
             LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "60")])).is_ok()
         );
+        let off = LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "0")]));
+        assert_eq!(off.unwrap().cleanup_interval, None);
     }
 }

@@ -134,8 +134,9 @@ impl System {
             stop.subscribe(),
         );
         let cleanup = Arc::new(core.cleanup(sink));
-        let cleaner =
-            workers::start_cleanup(cleanup.clone(), opts.cleanup_interval, stop.subscribe());
+        let cleaner = opts
+            .cleanup_interval
+            .map(|every| workers::start_cleanup(cleanup.clone(), every, stop.subscribe()));
         let app = router(routes);
         let server = tokio::spawn(async move {
             let shutdown = async move {
@@ -160,7 +161,7 @@ impl System {
             cleanup,
             stop,
             server,
-            workers: vec![consumer, cleaner],
+            workers: [Some(consumer), cleaner].into_iter().flatten().collect(),
             embedded,
         })
     }

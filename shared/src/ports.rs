@@ -108,6 +108,8 @@ pub enum JobKind {
     Enrich,
     /// No webhook yet for a call we started: ask Vapi whether it ended.
     Watchdog,
+    /// A settled call received new data: save its provider row and interaction log again.
+    Persist,
 }
 
 /// What an enrichment message carries: ids, never payloads.

@@ -114,6 +114,7 @@ struct Harness {
     sim: SimulatorHandle,
     client: Client,
     t: Tables,
+    clock: Arc<ManualClock>,
     next_message: AtomicU32,
     _db: support::DynamoGuard,
 }
@@ -174,7 +175,7 @@ async fn harness_with(parking: Parking) -> Harness {
             "test-key",
         ))),
         sink: sink.clone(),
-        clock,
+        clock: clock.clone(),
         timing: timing(),
         poison: Some(parking.clone()),
         metrics: ringback::metrics::Metrics::off(),
@@ -188,6 +189,7 @@ async fn harness_with(parking: Parking) -> Harness {
         sim,
         client,
         t,
+        clock,
         next_message: AtomicU32::new(1),
         _db: db,
     }
@@ -955,4 +957,129 @@ async fn a_webhook_after_a_watchdog_check_still_gets_its_chain() {
         DataStatus::Complete
     );
     h.assert_persisted_once(&id, "success", "complete").await;
+}
+
+// ---- claims that expire: a redriven or re-driven job takes over a dead worker's call ----
+
+#[tokio::test]
+async fn a_job_redriven_from_the_dead_letter_queue_asks_vapi_again() {
+    let h = harness().await;
+    let id = h.sim.seed_call(
+        ended_call("call-dlq"),
+        FetchScript::FailTimes {
+            status: 500,
+            times: 5,
+        },
+    );
+    h.webhook_record(&id, |_| {}).await;
+    // SQS delivers the first job five times (maxReceiveCount); Vapi fails each time.
+    for _ in 0..5 {
+        let err = h
+            .deliver_as("msg-original", &enrich(&id, 1))
+            .await
+            .unwrap_err();
+        assert!(err.is_retry());
+    }
+    assert_eq!(h.gets(&id), 5);
+    // While a claim's lease runs, another message for the attempt backs off.
+    h.clock.advance(Duration::from_secs(10));
+    let p = h.deliver(&enrich(&id, 1)).await;
+    assert_eq!(
+        p.outcome,
+        EnrichmentOutcome::Skipped(Skip::ClaimedElsewhere)
+    );
+    assert_eq!(h.gets(&id), 5);
+    // The operator redrives the dead-letter queue later: the job comes back under a new message
+    // id, takes over the dead claim, and asks Vapi again.
+    h.clock.advance(Duration::from_secs(300));
+    let p = h.deliver_as("msg-redriven", &enrich(&id, 1)).await.unwrap();
+    assert_eq!(p.outcome, EnrichmentOutcome::Complete);
+    assert_eq!(h.gets(&id), 6);
+    h.assert_persisted_once(&id, "success", "complete").await;
+}
+
+#[tokio::test]
+async fn the_cleanups_redrive_takes_over_a_watchdog_check_that_died() {
+    let h = harness().await;
+    let id = h.sim.seed_call(
+        ended_call("call-wd"),
+        FetchScript::FailTimes {
+            status: 503,
+            times: 1,
+        },
+    );
+    h.initiated_record(&id).await;
+    // The watchdog's worker claimed the call, Vapi failed, and the worker died for good.
+    let err = h
+        .deliver_as("msg-watchdog", &watchdog(&id, 1))
+        .await
+        .unwrap_err();
+    assert!(err.is_retry());
+    assert_eq!(
+        h.record(&id).await.unwrap().result.data_status,
+        DataStatus::Fetching
+    );
+    // Past its deadline the cleanup re-drives the same check under a new message id.
+    h.clock.advance(Duration::from_secs(600));
+    let p = h
+        .deliver_as("msg-cleanup", &watchdog(&id, 1))
+        .await
+        .unwrap();
+    assert_eq!(p.outcome, EnrichmentOutcome::Complete);
+    assert_eq!(h.gets(&id), 2, "Vapi was asked again");
+}
+
+// ---- late data: a report that arrives after the chain settled the call ----
+
+#[tokio::test]
+async fn a_report_after_the_chain_settled_reaches_the_provider_row_and_the_log() {
+    use ringback::service::webhook::WebhookService;
+    let h = harness().await;
+    // Vapi's analysis outlasts the chain: every GET answers without it.
+    let id = h.sim.seed_call(ended_call("call-late"), FetchScript::Never);
+    // The chain started from the `status-update` (ended); the report is still to come.
+    h.webhook_record(&id, |r| {
+        r.book.seen_events = ["status-update:ended".to_owned()].into();
+    })
+    .await;
+    h.run_chain(enrich(&id, 1)).await;
+    assert_eq!(
+        h.record(&id).await.unwrap().result.data_status,
+        DataStatus::FetchFailed
+    );
+    let row = h.provider_row().await.unwrap();
+    assert_eq!(row["call_summary"], AttributeValue::Null(true));
+
+    // Then the end-of-call-report arrives, with the analysis, through the real webhook.
+    let webhook = WebhookService {
+        store: h.store.clone(),
+        queue: h.queue.clone(),
+        clock: h.clock.clone(),
+        auth: ringback::vapi::WebhookAuth::disabled(),
+        max_bytes: 1 << 20,
+        timing: timing(),
+        metrics: ringback::metrics::Metrics::off(),
+    };
+    h.clock.advance(Duration::from_secs(120));
+    let report = json!({"message": {"type": "end-of-call-report", "call": ended_call(&id),
+        "analysis": {"summary": "Available Monday at 9."}}});
+    webhook
+        .ingest(&http::HeaderMap::new(), report.to_string().as_bytes())
+        .await
+        .unwrap();
+    let jobs = h.queue.take();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].0.kind, JobKind::Persist);
+    let p = h.deliver(&jobs[0].0).await;
+    assert_eq!(p.outcome, EnrichmentOutcome::Persisted);
+
+    let row = h.provider_row().await.unwrap();
+    assert_eq!(s(&row, "call_summary"), "Available Monday at 9.");
+    let logs = h.logs().await;
+    assert_eq!(logs.len(), 1, "still one interaction log");
+    assert_eq!(s(&logs[0], "detail"), "Available Monday at 9.");
+    assert!(!h.record(&id).await.unwrap().book.rows_stale);
+    // A duplicate persist job (SQS delivers at least once) finds nothing owed.
+    let again = h.deliver(&jobs[0].0).await;
+    assert_eq!(again.outcome, EnrichmentOutcome::Skipped(Skip::Stale));
 }

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use ringback::adapters::dynamodb::CallsTable;
 use ringback::api::{self, Response};
 use ringback::config::{parse_delays, ApiAuth, Timing};
-use ringback::ports::{EnrichmentJob, EnrichmentQueue, JobKind, QueueError};
+use ringback::ports::{EnrichmentJob, EnrichmentQueue, JobKind, QueueError, StoreError};
 use ringback::service::status::StatusService;
 use ringback::service::webhook::WebhookService;
 use ringback::vapi::{sign, WebhookAuth};
@@ -165,7 +165,7 @@ async fn end_of_call_report_is_stored_partial_and_enrichment_scheduled() {
 }
 
 #[tokio::test]
-async fn a_duplicate_delivery_changes_nothing_and_schedules_nothing() {
+async fn a_duplicate_delivery_changes_nothing_and_starts_no_second_chain() {
     let app = app().await;
     app.post(&sample("end-of-call-report.json")).await;
     let before = app.get(CALL, &[]).await;
@@ -181,7 +181,12 @@ async fn a_duplicate_delivery_changes_nothing_and_schedules_nothing() {
         after.headers()["etag"],
         "the record was rewritten"
     );
-    assert_eq!(app.jobs().len(), 1);
+    // Until an attempt claims the chain, a redelivery repeats its first job (the first send may
+    // have been lost after the write): the same job, which the consumer runs once.
+    let jobs = app.jobs();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0], jobs[1]);
+    assert_eq!((jobs[0].0.attempt, jobs[0].0.kind), (1, JobKind::Enrich));
 }
 
 #[tokio::test]
@@ -452,4 +457,81 @@ async fn polling_with_etags_and_errors() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+// ---- a write that landed, whose answer was lost ----
+
+/// The calls table, except that the next write lands and then answers as if it had not: with the
+/// conditional failure the SDK's retry of a landed write gets, or with an outage.
+struct LosingAnswers {
+    inner: CallsTable,
+    lose_next: Mutex<Option<ringback::ports::StoreError>>,
+}
+
+#[async_trait]
+impl ringback::ports::CallStore for LosingAnswers {
+    async fn get(&self, id: &str) -> Result<Option<ringback::ports::Versioned>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn put(
+        &self,
+        record: &ringback::domain::CallRecord,
+        expected: Option<u64>,
+        deadline: ringback::ports::Deadline,
+    ) -> Result<u64, StoreError> {
+        let landed = self.inner.put(record, expected, deadline).await?;
+        match self.lose_next.lock().unwrap().take() {
+            Some(lost) => Err(lost),
+            None => Ok(landed),
+        }
+    }
+    async fn delete(&self, id: &str, expected: u64) -> Result<(), StoreError> {
+        self.inner.delete(id, expected).await
+    }
+    async fn overdue(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        page: Option<String>,
+        limit: u32,
+    ) -> Result<ringback::ports::OverduePage, StoreError> {
+        self.inner.overdue(now, page, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_landed_write_whose_answer_was_lost_still_starts_the_chain() {
+    for lost in [
+        StoreError::Conflict,
+        StoreError::Unavailable("connection reset after the request was sent".into()),
+    ] {
+        let (client, _db) = support::dynamo().await;
+        let t = support::tables(&client).await;
+        let clock = Arc::new(ringback::ports::SystemClock);
+        let store = Arc::new(LosingAnswers {
+            inner: CallsTable::new(client, t.calls, Duration::from_secs(1800), clock.clone()),
+            lose_next: Mutex::new(Some(lost)),
+        });
+        let queue = Arc::new(RecordingQueue::default());
+        let svc = WebhookService {
+            store,
+            queue: queue.clone(),
+            clock,
+            auth: WebhookAuth::new([SECRET.to_string()], "x-vapi-signature"),
+            max_bytes: 1 << 20,
+            timing: Timing::default(),
+            metrics: ringback::metrics::Metrics::off(),
+        };
+        let (headers, report) = (secret_headers(), sample("end-of-call-report.json"));
+        let first = api::post_webhook(&svc, &headers, &report).await;
+        if first.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // An outage answer: Vapi's backoff plan delivers the report again.
+            let retry = api::post_webhook(&svc, &headers, &report).await;
+            assert_eq!(retry.status(), StatusCode::OK);
+        } else {
+            assert_eq!(first.status(), StatusCode::OK);
+        }
+        let jobs = queue.sent.lock().unwrap().clone();
+        assert_eq!(jobs.len(), 1, "the chain's first job: {jobs:?}");
+        assert_eq!((jobs[0].0.attempt, jobs[0].0.kind), (1, JobKind::Enrich));
+    }
 }

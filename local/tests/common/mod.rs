@@ -35,7 +35,7 @@ pub fn options(overrides: &[(&str, &str)]) -> LocalOptions {
         ("ENRICHMENT_DELAYS", "1,1,1"),
         ("RINGBACK_SIM_TIME_SCALE", "0.05"),
         ("ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS", "1"),
-        ("CLEANUP_INTERVAL_SECONDS", "3600"),
+        ("CLEANUP_INTERVAL_SECONDS", "0"),
         ("WATCHDOG_DELAY_SECONDS", "2"),
     ];
     for (k, v) in overrides {

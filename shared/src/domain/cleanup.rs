@@ -26,7 +26,16 @@ pub enum CleanupAction {
 pub fn plan_cleanup(rec: &CallRecord) -> CleanupAction {
     let r = &rec.result;
     if r.data_status.is_terminal() {
-        return CleanupAction::Leave;
+        // Settled: only rows still missing late data are the cleanup's business (never settled
+        // again; the re-drive repeats until the rows are saved or the record expires).
+        return if rec.book.rows_stale {
+            CleanupAction::Redrive {
+                kind: JobKind::Persist,
+                attempt: 1,
+            }
+        } else {
+            CleanupAction::Leave
+        };
     }
     if rec.book.redrives >= MAX_REDRIVES {
         return CleanupAction::Settle {
@@ -119,6 +128,15 @@ mod tests {
                 },
             ),
         ];
+        let mut stale = rec(DataStatus::FetchFailed, CallStatus::Ended, 3, 9);
+        stale.book.rows_stale = true;
+        let cases = cases.into_iter().chain([(
+            stale,
+            Redrive {
+                kind: JobKind::Persist,
+                attempt: 1,
+            },
+        )]);
         for (r, want) in cases {
             assert_eq!(plan_cleanup(&r), want, "{:?}", r.result.data_status);
         }

@@ -21,8 +21,12 @@
 //!   touches `fetchAttempts`: if it finds the call ended with incomplete data it starts the normal
 //!   enrichment chain at attempt `fetchAttempts + 1` with the first delay, exactly as a webhook would.
 //! - A redelivery of the *same* message id may always re-claim (the worker that held it died, or
-//!   a step after the Vapi call failed); any other message id for an attempt already claimed is a
-//!   duplicate.
+//!   a step after the Vapi call failed). Another message id for an attempt already claimed is a
+//!   duplicate while the claim is live, or once the attempt has settled. A claim lives for the
+//!   policy's lease (longer than a worker runs): a `fetching` record whose lease has lapsed was
+//!   left by a dead worker, and any message for its attempt (a dead-letter redrive, under a new
+//!   message id) or a later one (the cleanup's re-drive) takes it over.
+//! - `Persist` jobs are not claimed: the service saves a settled record's rows again.
 
 use std::time::Duration;
 
@@ -39,6 +43,8 @@ pub struct EnrichmentPolicy {
     pub watchdog_delay: Duration,
     /// The last watchdog check; a call still running then is settled as `fetch_failed`.
     pub max_watchdog_checks: u32,
+    /// How long a claim holds off other messages (see the module documentation).
+    pub claim_lease: Duration,
 }
 
 impl EnrichmentPolicy {
@@ -57,7 +63,13 @@ impl EnrichmentPolicy {
             delays,
             watchdog_delay,
             max_watchdog_checks: u32::try_from(checks).unwrap_or(u32::MAX),
+            claim_lease: Duration::from_secs(60),
         }
+    }
+
+    pub fn with_claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = lease;
+        self
     }
 
     /// Enrichment attempts per chain.
@@ -84,6 +96,8 @@ pub enum Skip {
     /// A watchdog job for a call whose enrichment chain already exists (a webhook, or an earlier
     /// check that found the call ended, started it): that chain owns the call.
     ChainOwnsCall,
+    /// Not a job the claim protocol handles (`persist`).
+    NotClaimable,
 }
 
 impl Skip {
@@ -93,6 +107,7 @@ impl Skip {
             Self::Stale => "stale",
             Self::ClaimedElsewhere => "claimed_elsewhere",
             Self::ChainOwnsCall => "chain_owns_call",
+            Self::NotClaimable => "not_claimable",
         }
     }
 }
@@ -143,6 +158,8 @@ pub enum EnrichmentOutcome {
     Retry {
         reason: String,
     },
+    /// A `persist` job saved a settled call's rows again.
+    Persisted,
 }
 
 impl EnrichmentOutcome {
@@ -154,6 +171,7 @@ impl EnrichmentOutcome {
             Self::FetchFailed { .. } => "fetch_failed",
             Self::UnknownCall { .. } => "unknown_call",
             Self::Retry { .. } => "retry",
+            Self::Persisted => "persisted",
         }
     }
 }
@@ -187,28 +205,34 @@ pub fn admit(
     existing: Option<&CallRecord>,
     job: &EnrichmentJob,
     message_id: &str,
+    policy: &EnrichmentPolicy,
     now: &str,
 ) -> Admission {
     let Some(rec) = existing else {
         return Admission::Fresh;
     };
-    if let Some(skip) = skip_reason(rec, job, message_id) {
+    if let Some(skip) = skip_reason(rec, job, message_id, now) {
         return Admission::Skip(skip);
     }
-    Admission::Claim(Box::new(claim(rec.clone(), job, message_id, now)))
+    Admission::Claim(Box::new(claim(rec.clone(), job, message_id, policy, now)))
 }
 
-fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str) -> Option<Skip> {
+fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str, now: &str) -> Option<Skip> {
     let r = &rec.result;
     let ours = rec.book.claimed_by.as_deref() == Some(message_id);
     if r.data_status.is_terminal() {
         return Some(Skip::Finished);
     }
+    // Another message is asking Vapi about this call right now (its lease has not lapsed).
+    let held_elsewhere = !ours && r.data_status == DataStatus::Fetching && claim_live(rec, now);
+    // A dead worker left the call `fetching`: its claim may be taken over.
+    let abandoned = r.data_status == DataStatus::Fetching && !claim_live(rec, now);
     match job.kind {
         JobKind::Enrich => {
             if job.attempt < r.fetch_attempts {
                 Some(Skip::Stale)
-            } else if job.attempt == r.fetch_attempts && !ours {
+            } else if job.attempt == r.fetch_attempts && !ours && !abandoned {
+                // Claimed and still running elsewhere, or this attempt already settled.
                 Some(Skip::ClaimedElsewhere)
             } else {
                 None
@@ -220,20 +244,40 @@ fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str) -> Optio
                 Some(Skip::ChainOwnsCall)
             } else if job.attempt < checks {
                 Some(Skip::Stale)
-            } else if (job.attempt == checks || r.data_status == DataStatus::Fetching) && !ours {
-                // Either this check already ran under another message, or someone is asking
-                // Vapi about this call right now.
+            } else if held_elsewhere || (job.attempt == checks && !ours && !abandoned) {
+                // Someone is asking Vapi now, or this check already ran under another message.
                 Some(Skip::ClaimedElsewhere)
             } else {
                 None
             }
         }
+        JobKind::Persist => Some(Skip::NotClaimable),
     }
 }
 
-fn claim(mut rec: CallRecord, job: &EnrichmentJob, message_id: &str, now: &str) -> CallRecord {
+/// The record's claim holds until its lease lapses; a claim without a time (written before
+/// leases existed) or with an unreadable one counts as lapsed, so no call can stay stuck on it.
+fn claim_live(rec: &CallRecord, now: &str) -> bool {
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (rec.book.claim_until.as_deref().and_then(at), at(now)) {
+        (Some(until), Some(now)) => now < until,
+        _ => false,
+    }
+}
+
+fn claim(
+    mut rec: CallRecord,
+    job: &EnrichmentJob,
+    message_id: &str,
+    policy: &EnrichmentPolicy,
+    now: &str,
+) -> CallRecord {
     rec.result.data_status = DataStatus::Fetching;
     rec.book.claimed_by = Some(message_id.to_owned());
+    rec.book.claim_until = chrono::DateTime::parse_from_rfc3339(now)
+        .ok()
+        .and_then(|t| t.checked_add_signed(chrono::Duration::from_std(policy.claim_lease).ok()?))
+        .map(|t| super::to_iso(t.with_timezone(&chrono::Utc)));
     if job.kind == JobKind::Enrich {
         rec.result.fetch_attempts = rec.result.fetch_attempts.max(job.attempt);
         rec.book.enrichment_scheduled = true;
@@ -253,11 +297,20 @@ pub fn settle(
     policy: &EnrichmentPolicy,
     now: &str,
 ) -> Settlement {
-    let rec = match admit(current.as_ref(), job, message_id, now) {
+    if job.kind == JobKind::Persist {
+        return Settlement::only(EnrichmentOutcome::Skipped(Skip::NotClaimable));
+    }
+    let rec = match admit(current.as_ref(), job, message_id, policy, now) {
         Admission::Skip(skip) => return Settlement::only(EnrichmentOutcome::Skipped(skip)),
         Admission::Claim(rec) => *rec,
         Admission::Fresh => match answer {
-            VapiAnswer::Call(_) => claim(CallRecord::new(&job.call_id, now), job, message_id, now),
+            VapiAnswer::Call(_) => claim(
+                CallRecord::new(&job.call_id, now),
+                job,
+                message_id,
+                policy,
+                now,
+            ),
             VapiAnswer::NotFound => {
                 let reason = format!("Vapi has no call {}", job.call_id);
                 return Settlement::only(EnrichmentOutcome::UnknownCall { reason });
@@ -283,6 +336,11 @@ fn decide(
     policy: &EnrichmentPolicy,
     now: &str,
 ) -> Settlement {
+    // The attempt settles here: its claim no longer holds anyone off (the message id stays, so
+    // that its own redelivery may finish what a failure after this write left undone).
+    if !matches!(answer, VapiAnswer::Unavailable(_)) {
+        rec.book.claim_until = None;
+    }
     let snap = match answer {
         VapiAnswer::Unavailable(why) => {
             return Settlement::only(EnrichmentOutcome::Retry {
@@ -342,6 +400,7 @@ fn decide(
             let delay = policy.delay_before(attempt);
             reschedule(rec, next, delay)
         }
+        (_, JobKind::Persist) => Settlement::only(EnrichmentOutcome::Skipped(Skip::NotClaimable)),
         (Completeness::Incomplete | Completeness::Running, JobKind::Enrich) => {
             if job.attempt < policy.attempts() {
                 rec.result.data_status = DataStatus::Partial;

@@ -21,6 +21,17 @@ pub struct Bookkeeping {
     /// The queue message that holds the current fetch attempt, so a concurrent duplicate backs off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<String>,
+    /// Until when (ISO-8601) the claim of a `fetching` record holds off other messages. Only a dead
+    /// worker's claim outlives it: a redriven or re-driven message may then take the call over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_until: Option<String>,
+    /// A settled record received data its provider row and interaction log do not hold yet: a
+    /// `persist` job saves them again (the cleanup re-drives it if that job is lost).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rows_stale: bool,
+    /// Why the tables refused the call's rows (never expected: every call is fitted to them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_error: Option<String>,
     /// Watchdog checks of a call that was still running.
     #[serde(default)]
     pub watchdog_checks: u32,
@@ -68,8 +79,12 @@ pub struct WebhookOutcome {
     pub record: CallRecord,
     /// The record must be written (false for a duplicate delivery).
     pub write: bool,
-    /// This delivery starts the call's one enrichment chain.
+    /// Send the first job of the call's one enrichment chain: this delivery starts the chain, or
+    /// it repeats the delivery that did while the chain has not begun (that delivery's send may
+    /// have been lost with its answer; the consumer drops a second first job).
     pub schedule_enrichment: bool,
+    /// Send a `persist` job: the call is settled and its rows miss data the record now holds.
+    pub schedule_persist: bool,
 }
 
 /// Applies one accepted webhook event to the record (or to a new one).
@@ -81,14 +96,18 @@ pub fn apply_webhook(
 ) -> WebhookOutcome {
     let mut record = existing.unwrap_or_else(|| CallRecord::new(&snap.call_id, now));
     if record.book.seen_events.contains(key.as_str()) {
+        // A redelivery changes nothing, but what its first delivery set off is sent again while
+        // nothing shows it ran: the first send may have failed after the write landed.
+        let (schedule_enrichment, schedule_persist) = owed_sends(&record);
         return WebhookOutcome {
             record,
             write: false,
-            schedule_enrichment: false,
+            schedule_enrichment,
+            schedule_persist,
         };
     }
     record.book.seen_events.insert(key.as_str().to_owned());
-    merge_snapshot(&mut record.result, snap);
+    let new_data = merge_snapshot(&mut record.result, snap);
 
     let r = &mut record.result;
     if r.webhook_received_at.is_none() {
@@ -103,11 +122,28 @@ pub fn apply_webhook(
         && r.call_status == CallStatus::Ended
         && !record.book.enrichment_scheduled;
     record.book.enrichment_scheduled |= schedule;
+    // Late data for a settled call (Vapi's analysis outlasted the chain): its rows must get it too.
+    record.book.rows_stale |= r.data_status.is_terminal() && new_data;
+    let (_, schedule_persist) = owed_sends(&record);
     WebhookOutcome {
         record,
         write: true,
         schedule_enrichment: schedule,
+        schedule_persist,
     }
+}
+
+/// The sends a record still waits for: the first enrichment job of a chain no attempt has
+/// claimed yet, and the `persist` job of a settled record whose rows are stale.
+fn owed_sends(rec: &CallRecord) -> (bool, bool) {
+    let r = &rec.result;
+    let chain_unstarted = !r.data_status.is_terminal()
+        && r.call_status == CallStatus::Ended
+        && rec.book.enrichment_scheduled
+        && r.fetch_attempts == 0
+        && r.data_status != DataStatus::Fetching;
+    let rows_owed = r.data_status.is_terminal() && rec.book.rows_stale;
+    (chain_unstarted, rows_owed)
 }
 
 #[cfg(test)]
@@ -133,14 +169,20 @@ mod tests {
             Some("t1")
         );
 
+        // Its redelivery writes nothing, but sends the first job again while no attempt has
+        // claimed it: the first delivery's send may have been lost after its write landed.
         let again = apply_webhook(
             Some(first.record.clone()),
             &snap(Some(CallStatus::Ended)),
             &eocr,
             "t2",
         );
-        assert!(!again.write && !again.schedule_enrichment);
+        assert!(!again.write && again.schedule_enrichment);
         assert_eq!(again.record, first.record);
+        let mut started = first.record.clone();
+        started.result.fetch_attempts = 1;
+        let later = apply_webhook(Some(started), &snap(Some(CallStatus::Ended)), &eocr, "t2");
+        assert!(!later.write && !later.schedule_enrichment);
 
         // status-update(ended) after the report: recorded, but no second chain.
         let su = apply_webhook(
@@ -180,6 +222,48 @@ mod tests {
             assert_eq!(out.record.result.call_status, CallStatus::Ended);
             assert!(!out.schedule_enrichment);
         }
+    }
+
+    #[test]
+    fn late_data_for_a_settled_call_is_persisted_again() {
+        let mut rec = CallRecord::new("c1", "t0");
+        rec.result.data_status = DataStatus::FetchFailed;
+        rec.result.call_status = CallStatus::Ended;
+        let mut report = snap(Some(CallStatus::Ended));
+        report.analysis.summary = Some("Available Monday".into());
+        let late = apply_webhook(
+            Some(rec.clone()),
+            &report,
+            &EventKey::end_of_call_report(),
+            "t1",
+        );
+        assert!(late.write && late.schedule_persist && !late.schedule_enrichment);
+        assert!(late.record.book.rows_stale);
+        assert_eq!(late.record.result.data_status, DataStatus::FetchFailed);
+        assert_eq!(
+            late.record.result.analysis.summary.as_deref(),
+            Some("Available Monday")
+        );
+        // Its redelivery sends the persist job again until the rows are saved.
+        let again = apply_webhook(
+            Some(late.record.clone()),
+            &report,
+            &EventKey::end_of_call_report(),
+            "t2",
+        );
+        assert!(!again.write && again.schedule_persist);
+        let mut saved = late.record;
+        saved.book.rows_stale = false;
+        let after = apply_webhook(Some(saved), &report, &EventKey::end_of_call_report(), "t3");
+        assert!(!after.schedule_persist);
+        // An event that adds nothing new asks for no save.
+        let nothing = apply_webhook(
+            Some(rec),
+            &snap(Some(CallStatus::Ended)),
+            &EventKey::status_update("ended"),
+            "t1",
+        );
+        assert!(nothing.write && !nothing.schedule_persist);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::deadline_for;
+use super::{deadline_for, persist};
 use crate::config::Timing;
 use crate::domain::{parse_timestamp, plan_cleanup, to_iso, CleanupAction, DataStatus};
 use crate::metrics::Metrics;
@@ -135,8 +135,7 @@ impl CleanupService {
                 record.result.data_status = DataStatus::FetchFailed;
                 record.result.fetch_error = Some(reason.clone());
                 // Persist first: a record marked finished is never looked at again.
-                self.sink
-                    .save(&record.result)
+                persist(self.sink.as_ref(), &mut record, &self.metrics)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 match self.store.put(&record, Some(version), None).await {

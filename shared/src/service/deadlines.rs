@@ -1,6 +1,8 @@
 //! When an unfinished record becomes the cleanup's business: the time by which it should have
 //! moved on, plus grace. Terminal records have no deadline (they leave the unfinished index).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use crate::config::Timing;
@@ -9,7 +11,10 @@ use crate::domain::{CallRecord, CallStatus, DataStatus};
 pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<DateTime<Utc>> {
     let r = &rec.result;
     let expected = match r.data_status {
-        DataStatus::Complete | DataStatus::FetchFailed => return None,
+        // A settled record leaves the cleanup's sight, unless its rows still wait for late data.
+        DataStatus::Complete | DataStatus::FetchFailed if !rec.book.rows_stale => return None,
+        // The `persist` job runs at once; the grace covers its redeliveries.
+        DataStatus::Complete | DataStatus::FetchFailed => Duration::ZERO,
         // The watchdog should have asked Vapi by then.
         DataStatus::Pending => t.watchdog_delay,
         // The call may still be running: wait for its longest duration.
@@ -29,7 +34,6 @@ pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn deadlines_by_state() {
@@ -54,6 +58,14 @@ mod tests {
         assert_eq!(at(DataStatus::Fetching, CallStatus::Ended), Some(108));
         assert_eq!(at(DataStatus::Complete, CallStatus::Ended), None);
         assert_eq!(at(DataStatus::FetchFailed, CallStatus::Ended), None);
+        // Late data its rows do not hold yet keeps a settled record in the cleanup's sight.
+        let mut stale = CallRecord::new("c", "t");
+        stale.result.data_status = DataStatus::FetchFailed;
+        stale.book.rows_stale = true;
+        assert_eq!(
+            deadline_for(&stale, now, &t).map(|d| d.timestamp() - now.timestamp()),
+            Some(100)
+        );
         // Past the cap, the cap: the cleanup must see the record before it expires.
         let capped = Timing {
             deadline_cap: Duration::from_secs(500),

@@ -17,6 +17,10 @@
 //! visibility timeout (the same message id re-claims), and after `maxReceiveCount` it lands in the
 //! dead-letter queue while the record, left unfinished with a deadline, is the cleanup's business.
 //!
+//! A `persist` job (a settled call received new data) is not claimed: the record is read, its
+//! rows are saved again, and `rowsStale` is cleared with one conditional write; if newer data
+//! landed meanwhile, the save is repeated on the record as it is then.
+//!
 //! A body that is not a job ([`ProcessError::Poison`]) can never succeed. The event source mapping
 //! offers no way to send one message to the dead-letter queue at once, and reporting it failed
 //! would spend `maxReceiveCount` deliveries (and alarms) on it. So it is logged at error level with
@@ -32,16 +36,16 @@ use std::task::Poll;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn, Instrument};
 
-use super::{deadline_for, WRITE_RETRIES};
+use super::{deadline_for, persist, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::{
     admit, parse_timestamp, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome,
-    EnrichmentPolicy, VapiAnswer,
+    EnrichmentPolicy, Skip, VapiAnswer,
 };
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, PoisonSink, ResultSink, StoreError, VapiApi,
-    VapiError,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, PoisonSink, ResultSink, StoreError,
+    VapiApi, VapiError,
 };
 use crate::vapi::snapshot_from_call;
 
@@ -110,6 +114,7 @@ impl EnrichmentService {
             self.timing.watchdog_delay,
             self.timing.max_call,
         )
+        .with_claim_lease(self.timing.claim_lease)
     }
 
     /// Handles one queue message. `Ok`: acknowledge it; `Err(Retry)`: report it failed.
@@ -167,6 +172,10 @@ impl EnrichmentService {
                 vapi_calls,
             })
         };
+        if job.kind == JobKind::Persist {
+            return done(self.repersist(&job.call_id).await?, 0);
+        }
+        let policy = self.policy();
 
         // 1. Claim (or find there is nothing to do).
         let mut current = None;
@@ -182,6 +191,7 @@ impl EnrichmentService {
                 found.as_ref().map(|v| &v.record),
                 job,
                 message_id,
+                &policy,
                 &to_iso(now),
             ) {
                 Admission::Skip(skip) => return done(EnrichmentOutcome::Skipped(skip), 0),
@@ -220,7 +230,6 @@ impl EnrichmentService {
         };
 
         // 3-5. Settle: persist, write, queue.
-        let policy = self.policy();
         for _ in 0..WRITE_RETRIES {
             let now = self.clock.now();
             let (record, expected) = match current.take() {
@@ -231,17 +240,16 @@ impl EnrichmentService {
             if let EnrichmentOutcome::Retry { reason } = &s.outcome {
                 return Err(ProcessError::retry(reason, 1));
             }
-            if let Some(record) = &s.record {
+            if let Some(mut record) = s.record {
                 if s.persist {
-                    self.sink
-                        .save(&record.result)
+                    persist(self.sink.as_ref(), &mut record, &self.metrics)
                         .await
                         .map_err(|e| ProcessError::retry(e, 1))?;
                 }
-                let deadline = deadline_for(record, now, &self.timing);
-                match self.store.put(record, expected, deadline).await {
+                let deadline = deadline_for(&record, now, &self.timing);
+                match self.store.put(&record, expected, deadline).await {
                     Ok(_) if s.outcome == EnrichmentOutcome::Complete => {
-                        self.time_to_complete(record, now)
+                        self.time_to_complete(&record, now)
                     }
                     Ok(_) => {}
                     Err(StoreError::Conflict) => {
@@ -262,6 +270,34 @@ impl EnrichmentService {
         Err(ProcessError::retry(
             "the record kept changing under concurrent writes",
             1,
+        ))
+    }
+
+    /// A `persist` job: saves a settled record's rows again while they are stale.
+    async fn repersist(&self, call_id: &str) -> Result<EnrichmentOutcome, ProcessError> {
+        for _ in 0..WRITE_RETRIES {
+            let Some((mut record, version)) = self.reread(call_id).await? else {
+                return Ok(EnrichmentOutcome::Skipped(Skip::Finished));
+            };
+            if !record.result.data_status.is_terminal() || !record.book.rows_stale {
+                // Nothing owed: saved already, or the chain will save the rows when it settles.
+                return Ok(EnrichmentOutcome::Skipped(Skip::Stale));
+            }
+            persist(self.sink.as_ref(), &mut record, &self.metrics)
+                .await
+                .map_err(|e| ProcessError::retry(e, 0))?;
+            let now = self.clock.now();
+            let deadline = deadline_for(&record, now, &self.timing);
+            match self.store.put(&record, Some(version), deadline).await {
+                Ok(_) => return Ok(EnrichmentOutcome::Persisted),
+                // Newer data landed while we saved: save the record as it is now.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(ProcessError::retry(e, 0)),
+            }
+        }
+        Err(ProcessError::retry(
+            "the record kept changing under concurrent writes",
+            0,
         ))
     }
 
@@ -301,6 +337,7 @@ fn log_outcome(p: &Processed) {
         EnrichmentOutcome::Complete => {
             info!(outcome, vapi_calls = p.vapi_calls, "call data complete")
         }
+        EnrichmentOutcome::Persisted => info!(outcome, "late data saved to the call's rows"),
         EnrichmentOutcome::Rescheduled { next, delay } => info!(
             outcome,
             next_attempt = next.attempt,

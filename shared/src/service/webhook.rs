@@ -2,13 +2,14 @@
 //! with one conditional write, and start the call's enrichment chain the first time it ends.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderMap;
 use tracing::{info, warn};
 
 use super::{deadline_for, WRITE_RETRIES};
 use crate::config::Timing;
-use crate::domain::{apply_webhook, to_iso, DataStatus, EventKey};
+use crate::domain::{apply_webhook, to_iso, DataStatus, WebhookOutcome};
 use crate::metrics::Metrics;
 use crate::ports::{CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, StoreError};
 use crate::vapi::{parse_webhook, AuthError, PayloadError, WebhookAuth, WebhookMessage};
@@ -113,29 +114,26 @@ impl WebhookService {
             let now_iso = to_iso(now);
             let out = apply_webhook(current.map(|v| v.record), &snap, &key, &now_iso);
             let data_status = out.record.result.data_status;
-            if !out.write {
-                info!(call_id = %snap.call_id, event = key.as_str(), "duplicate webhook ignored");
-                return Ok(Ingested::Accepted {
-                    call_id: snap.call_id,
-                    data_status,
-                    duplicate: true,
-                    enrichment_scheduled: false,
-                });
+            if out.write {
+                let deadline = deadline_for(&out.record, now, &self.timing);
+                match self.store.put(&out.record, expected, deadline).await {
+                    Ok(_) => {}
+                    // Someone wrote first, or our own write landed and its answer was lost (the
+                    // SDK's retry then fails the condition): either way, read and apply again.
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                info!(call_id = %snap.call_id, event = key.as_str(), ?kind, data_status = data_status.as_str(), "webhook applied");
+            } else {
+                info!(call_id = %snap.call_id, event = key.as_str(), "duplicate webhook: nothing to change");
             }
-            let deadline = deadline_for(&out.record, now, &self.timing);
-            let version = match self.store.put(&out.record, expected, deadline).await {
-                Ok(v) => v,
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            info!(call_id = %snap.call_id, event = key.as_str(), ?kind, data_status = data_status.as_str(), "webhook applied");
-            if out.schedule_enrichment {
-                self.schedule(&snap.call_id, &key, version).await?;
-            }
+            // A failed send answers 503: Vapi's retry finds the event applied, and sends what is
+            // still owed (`apply_webhook` asks again until the consumer shows it ran).
+            self.send_jobs(&snap.call_id, &out).await?;
             return Ok(Ingested::Accepted {
                 call_id: snap.call_id,
                 data_status,
-                duplicate: false,
+                duplicate: !out.write,
                 enrichment_scheduled: out.schedule_enrichment,
             });
         }
@@ -144,34 +142,27 @@ impl WebhookService {
         ))
     }
 
-    async fn schedule(
-        &self,
-        call_id: &str,
-        key: &EventKey,
-        version: u64,
-    ) -> Result<(), IngestError> {
-        let job = EnrichmentJob {
-            call_id: call_id.to_owned(),
-            attempt: 1,
-            kind: JobKind::Enrich,
-        };
-        let delay = self.timing.enrichment_delays[0];
-        let Err(e) = self.queue.schedule(&job, delay).await else {
-            return Ok(());
-        };
-        warn!(call_id, error = %e, "enrichment could not be scheduled; undoing so a redelivery retries");
-        // Forget this delivery so Vapi's retry is not taken for a duplicate. If this write fails too,
-        // the record stays in the unfinished index and the cleanup re-drives it at its deadline.
-        if let Ok(Some(mut cur)) = self.store.get(call_id).await {
-            if cur.version == version {
-                cur.record.book.seen_events.remove(key.as_str());
-                cur.record.book.enrichment_scheduled = false;
-                let deadline = deadline_for(&cur.record, self.clock.now(), &self.timing);
-                if let Err(undo) = self.store.put(&cur.record, Some(version), deadline).await {
-                    warn!(call_id, error = %undo, "undo failed; the cleanup will re-drive this call");
-                }
+    /// The first enrichment job and the `persist` job the delivery set off (ids only).
+    async fn send_jobs(&self, call_id: &str, out: &WebhookOutcome) -> Result<(), IngestError> {
+        let jobs = [
+            (
+                out.schedule_enrichment,
+                JobKind::Enrich,
+                self.timing.enrichment_delays[0],
+            ),
+            (out.schedule_persist, JobKind::Persist, Duration::ZERO),
+        ];
+        for (kind, delay) in jobs.into_iter().filter(|j| j.0).map(|j| (j.1, j.2)) {
+            let job = EnrichmentJob {
+                call_id: call_id.to_owned(),
+                attempt: 1,
+                kind,
+            };
+            if let Err(e) = self.queue.schedule(&job, delay).await {
+                warn!(call_id, error = %e, ?kind, "job not queued; Vapi's retry will send it again");
+                return Err(IngestError::Unavailable(e.to_string()));
             }
         }
-        Err(IngestError::Unavailable(e.to_string()))
+        Ok(())
     }
 }

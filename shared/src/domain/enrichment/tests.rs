@@ -6,6 +6,9 @@ const NOW: &str = "2026-03-02T15:05:00.000Z";
 const LONG: &str = "AI: Hello, is this Acme Plumbing?\nUser: Yes, how can I help you today?";
 const M1: &str = "msg-1";
 const M2: &str = "msg-2";
+/// A claim taken at NOW holds until then; a claim holding until `LAPSED` belonged to a dead worker.
+const LIVE: &str = "2026-03-02T15:06:00.000Z";
+const LAPSED: &str = "2026-03-02T15:04:59.000Z";
 
 fn policy() -> EnrichmentPolicy {
     EnrichmentPolicy::new(
@@ -45,6 +48,7 @@ fn rec(ds: DataStatus, attempts: u32, by: Option<&str>) -> CallRecord {
     r.result.transcript = Some("AI: Hello".into());
     r.book.enrichment_scheduled = true;
     r.book.claimed_by = by.map(Into::into);
+    r.book.claim_until = by.map(|_| LIVE.into());
     r
 }
 
@@ -54,6 +58,13 @@ fn pending(checks: u32, by: Option<&str>) -> CallRecord {
     r.result.provider.name = Some("Acme Plumbing".into());
     r.book.watchdog_checks = checks;
     r.book.claimed_by = by.map(Into::into);
+    r.book.claim_until = by.map(|_| LIVE.into());
+    r
+}
+
+/// The record with its claim's lease lapsed: its worker died.
+fn lapsed(mut r: CallRecord) -> CallRecord {
+    r.book.claim_until = Some(LAPSED.into());
     r
 }
 
@@ -173,6 +184,34 @@ fn admission_table() {
             Ok(()),
         ),
         (
+            "same attempt, a dead worker's claim: a redriven message takes over",
+            Some(lapsed(rec(DataStatus::Fetching, 1, Some(M1)))),
+            enrich(1),
+            M2,
+            Ok(()),
+        ),
+        (
+            "same attempt settled, lease long gone: still a duplicate",
+            Some(lapsed(rec(DataStatus::Partial, 1, Some(M1)))),
+            enrich(1),
+            M2,
+            Err(Skip::ClaimedElsewhere),
+        ),
+        (
+            "watchdog check of a dead worker: the cleanup's re-drive takes over",
+            Some(lapsed(with(pending(0, Some(M1)), DataStatus::Fetching))),
+            watchdog(1),
+            M2,
+            Ok(()),
+        ),
+        (
+            "watchdog, same check of a dead worker, redriven",
+            Some(lapsed(with(pending(1, Some(M1)), DataStatus::Fetching))),
+            watchdog(1),
+            M2,
+            Ok(()),
+        ),
+        (
             "cleanup re-drive past a dead claim",
             Some(rec(DataStatus::Fetching, 2, Some(M1))),
             enrich(3),
@@ -251,13 +290,18 @@ fn admission_table() {
         ),
     ];
     for (name, existing, job, msg, want) in cases {
-        let got = admit(existing.as_ref(), &job, msg, NOW);
+        let got = admit(existing.as_ref(), &job, msg, &policy(), NOW);
         match (want, got) {
             (Err(s), A::Skip(g)) => assert_eq!(s, g, "{name}"),
             (Ok(()), A::Fresh) => assert!(existing.is_none(), "{name}"),
             (Ok(()), A::Claim(c)) => {
                 assert_eq!(c.result.data_status, DataStatus::Fetching, "{name}");
                 assert_eq!(c.book.claimed_by.as_deref(), Some(msg), "{name}");
+                assert_eq!(
+                    c.book.claim_until.as_deref(),
+                    Some("2026-03-02T15:06:00.000Z"),
+                    "{name}: the lease"
+                );
                 assert_eq!(c.result.updated_at, NOW, "{name}");
                 let before = existing.unwrap();
                 match job.kind {
@@ -279,6 +323,7 @@ fn admission_table() {
                             "{name}"
                         );
                     }
+                    JobKind::Persist => unreachable!("{name}: persist jobs are never claimed"),
                 }
             }
             (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
@@ -287,7 +332,7 @@ fn admission_table() {
 }
 
 fn claimed(job: &EnrichmentJob, before: CallRecord) -> CallRecord {
-    match admit(Some(&before), job, M1, NOW) {
+    match admit(Some(&before), job, M1, &policy(), NOW) {
         Admission::Claim(c) => *c,
         other => panic!("not admitted: {other:?}"),
     }
