@@ -70,12 +70,32 @@ pub struct OverduePage {
 
 // ---- idempotency records (call creation) ----
 
+/// One try at placing the call for an idempotency key. Its id travels in the call's metadata
+/// (`ringbackAttemptId`), so a call whose `POST /call` answer was lost can be found in Vapi again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Attempt {
+    pub fn new(started_at: DateTime<Utc>) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            started_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IdempotencyRecord {
     /// SHA-256 of the request body: the same key with another body is a conflict.
     pub request_hash: String,
-    /// `None` while the first request is still placing the call.
+    /// The attempt that holds the key; `None` only for keys taken before attempts were recorded.
+    pub attempt: Option<Attempt>,
+    /// `None` while the call is being placed, or while it is in doubt.
     pub response: Option<SavedResponse>,
 }
 
@@ -86,17 +106,26 @@ pub struct SavedResponse {
     pub headers: Vec<(String, String)>,
 }
 
+/// The key is never released while a call may exist for it: only a certain refusal releases it,
+/// and only [`IdempotencyStore::reattempt`] hands it to a new attempt once the old one is known
+/// to have placed nothing.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Takes the key for this request; `Err(existing)` when the key is already held.
+    /// Takes the key for `attempt`; `Err(holder)` when the key is already held.
     async fn begin(
         &self,
         key: &str,
         request_hash: &str,
+        attempt: &Attempt,
     ) -> Result<Result<(), IdempotencyRecord>, StoreError>;
+    /// The live record of `key`, if any.
+    async fn lookup(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     async fn complete(&self, key: &str, response: &SavedResponse) -> Result<(), StoreError>;
-    /// Frees the key after a failure, so a retry can run.
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// Frees the key held by `attempt_id` (Vapi certainly refused it), so a retry can run.
+    async fn release(&self, key: &str, attempt_id: &str) -> Result<(), StoreError>;
+    /// Hands the key from attempt `from` to `to`; [`StoreError::Conflict`] when another request
+    /// took it over first (or it was completed meanwhile).
+    async fn reattempt(&self, key: &str, from: &str, to: &Attempt) -> Result<(), StoreError>;
 }
 
 // ---- enrichment queue ----
@@ -154,6 +183,10 @@ pub enum VapiError {
         retry_after: Option<Duration>,
         message: String,
     },
+    /// No connection could be made: the request never reached Vapi, so nothing happened there.
+    /// Worth retrying; unlike [`VapiError::Transient`], never leaves a `POST /call` in doubt.
+    #[error("Vapi is unreachable: {message}")]
+    Unreachable { message: String },
     #[error("Vapi has no such call")]
     NotFound,
     /// Other 4xx: retrying the same request will not help.
@@ -161,10 +194,21 @@ pub enum VapiError {
     Rejected { status: u16, message: String },
 }
 
+/// `GET /call` filters (VAPI.md §1.3): calls from one phone number created in a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFilter {
+    pub phone_number_id: String,
+    pub created_at_ge: DateTime<Utc>,
+    pub created_at_le: DateTime<Utc>,
+    pub limit: u32,
+}
+
 #[async_trait]
 pub trait VapiApi: Send + Sync {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError>;
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError>;
+    /// `GET /call`: the calls matching `filter`, newest first, at most `limit`.
+    async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<Value>, VapiError>;
 }
 
 // ---- persistence of finished calls ----

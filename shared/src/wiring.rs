@@ -19,6 +19,9 @@ use crate::vapi::{CallSettings, VapiClient, VapiClientConfig};
 
 /// How long a repeated call request waits for the first one with its `Idempotency-Key`.
 const IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// When an attempt's `POST /call` can no longer create a call: the Vapi client's 10 s timeout,
+/// with ample slack for a request Vapi received and processes late.
+const IN_DOUBT_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 /// Overdue records the cleanup reads per page of the unfinished index.
 const CLEANUP_PAGE: u32 = 100;
 
@@ -66,6 +69,7 @@ impl Core {
             settings: call_settings(env)?,
             timing: self.timing.clone(),
             idempotency_wait: IDEMPOTENCY_WAIT,
+            in_doubt_after: IN_DOUBT_AFTER,
             metrics: self.metrics.clone(),
         })
     }

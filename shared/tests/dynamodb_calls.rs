@@ -390,7 +390,11 @@ async fn parts_and_idempotency_keys_are_not_calls() {
         .put(&big_record("x", 3, 1024 * 1024), None, None)
         .await
         .unwrap();
-    store.begin("k1", "hash").await.unwrap().unwrap();
+    store
+        .begin("k1", "hash", &attempt("a-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(store.get("x").await.unwrap().is_some());
     for key in ["x#part1", "x#part2", "idem#k1", "k1", ""] {
         assert_eq!(store.get(key).await.unwrap(), None, "{key:?}");
@@ -430,7 +434,11 @@ async fn overdue_lists_unfinished_records_past_their_deadline_once_each() {
         .unwrap();
     let item = raw_item(&client, &table, "finished").await.unwrap();
     assert!(!item.contains_key("unfinishedShard") && !item.contains_key("deadline"));
-    store.begin("idem", "h").await.unwrap().unwrap();
+    store
+        .begin("idem", "h", &attempt("a-2"))
+        .await
+        .unwrap()
+        .unwrap();
     store
         .put(&big_record("big", 5, 1024 * 1024), None, None)
         .await
@@ -583,4 +591,11 @@ async fn latency_of_normal_and_one_mib_records() {
     }
     let big_get = t.elapsed() / 3;
     eprintln!("dynoxide latency (this build profile): normal put {put:?} get {get:?}; 1 MiB put {big_put:?} get {big_get:?}");
+}
+
+fn attempt(id: &str) -> ringback::ports::Attempt {
+    ringback::ports::Attempt {
+        id: id.into(),
+        started_at: chrono::Utc::now(),
+    }
 }

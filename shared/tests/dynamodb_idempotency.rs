@@ -4,8 +4,11 @@ mod support;
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use ringback::adapters::dynamodb::{CallsTable, IDEMPOTENCY_TTL};
-use ringback::ports::{IdempotencyRecord, IdempotencyStore, SavedResponse, StoreError};
+use ringback::ports::{
+    Attempt, Clock, IdempotencyRecord, IdempotencyStore, SavedResponse, StoreError,
+};
 use serde_json::json;
 use support::ManualClock;
 
@@ -32,44 +35,78 @@ fn accepted() -> SavedResponse {
     }
 }
 
-#[tokio::test]
-async fn first_request_holds_the_key_and_repeats_see_its_answer() {
-    let (store, _clock, _db) = setup().await;
-    assert_eq!(store.begin("key-1", "h1").await.unwrap(), Ok(()));
+fn attempt(id: &str, at: DateTime<Utc>) -> Attempt {
+    Attempt {
+        id: id.into(),
+        started_at: at,
+    }
+}
 
-    // A repeat while the first is still placing the call: held, no response yet.
-    let held = store.begin("key-1", "h1").await.unwrap();
+fn held(hash: &str, a: &Attempt, response: Option<SavedResponse>) -> IdempotencyRecord {
+    IdempotencyRecord {
+        request_hash: hash.into(),
+        attempt: Some(a.clone()),
+        response,
+    }
+}
+
+#[tokio::test]
+async fn first_request_holds_the_key_and_repeats_see_its_attempt_then_its_answer() {
+    let (store, clock, _db) = setup().await;
+    let a1 = attempt("a-1", clock.now());
+    assert_eq!(store.begin("key-1", "h1", &a1).await.unwrap(), Ok(()));
+
+    // A repeat while the first is still placing the call: held by the first attempt.
+    let a2 = attempt("a-2", clock.now());
+    let repeat = store.begin("key-1", "h1", &a2).await.unwrap();
+    assert_eq!(repeat, Err(held("h1", &a1, None)));
     assert_eq!(
-        held,
-        Err(IdempotencyRecord {
-            request_hash: "h1".into(),
-            response: None
-        })
+        store.lookup("key-1").await.unwrap(),
+        Some(held("h1", &a1, None))
     );
 
     store.complete("key-1", &accepted()).await.unwrap();
     // A repeat after: the first answer, and the hash to tell a different body apart.
-    let again = store.begin("key-1", "h2").await.unwrap();
-    assert_eq!(
-        again,
-        Err(IdempotencyRecord {
-            request_hash: "h1".into(),
-            response: Some(accepted())
-        })
-    );
+    let again = store.begin("key-1", "h2", &a2).await.unwrap();
+    assert_eq!(again, Err(held("h1", &a1, Some(accepted()))));
 
     // Other keys are independent.
-    assert_eq!(store.begin("key-2", "h1").await.unwrap(), Ok(()));
+    assert_eq!(store.begin("key-2", "h1", &a2).await.unwrap(), Ok(()));
 }
 
 #[tokio::test]
-async fn release_frees_the_key_for_a_retry() {
-    let (store, _clock, _db) = setup().await;
-    store.begin("key-r", "h1").await.unwrap().unwrap();
-    store.release("key-r").await.unwrap();
-    assert_eq!(store.begin("key-r", "h1").await.unwrap(), Ok(()));
+async fn the_put_of_a_begin_that_landed_is_recognised_on_its_retry() {
+    // The SDK retries a PutItem whose answer was lost; the retry fails its condition against
+    // the item it wrote itself. The same attempt holds the key: that is ours, not a repeat.
+    let (store, clock, _db) = setup().await;
+    let a1 = attempt("a-1", clock.now());
+    store.begin("key-1", "h1", &a1).await.unwrap().unwrap();
+    assert_eq!(store.begin("key-1", "h1", &a1).await.unwrap(), Ok(()));
+}
+
+#[tokio::test]
+async fn only_the_holding_attempt_releases_the_key() {
+    let (store, clock, _db) = setup().await;
+    let a1 = attempt("a-1", clock.now());
+    store.begin("key-r", "h1", &a1).await.unwrap().unwrap();
+    // Another attempt cannot free it (a late failure of a request that lost the key).
+    store.release("key-r", "someone-else").await.unwrap();
+    assert!(store.lookup("key-r").await.unwrap().is_some());
+    store.release("key-r", "a-1").await.unwrap();
+    assert_eq!(store.lookup("key-r").await.unwrap(), None);
+    assert_eq!(store.begin("key-r", "h1", &a1).await.unwrap(), Ok(()));
+    // A completed key is never released.
+    store.complete("key-r", &accepted()).await.unwrap();
+    store.release("key-r", "a-1").await.unwrap();
+    assert!(store
+        .lookup("key-r")
+        .await
+        .unwrap()
+        .unwrap()
+        .response
+        .is_some());
     // Releasing a key nobody holds is fine.
-    store.release("never-taken").await.unwrap();
+    store.release("never-taken", "a-1").await.unwrap();
     // Completing a key nobody holds is a conflict, not a silent half-record.
     assert!(matches!(
         store.complete("never-taken", &accepted()).await,
@@ -78,40 +115,67 @@ async fn release_frees_the_key_for_a_retry() {
 }
 
 #[tokio::test]
+async fn a_key_passes_to_one_new_attempt_only() {
+    let (store, clock, _db) = setup().await;
+    let a1 = attempt("a-1", clock.now());
+    store.begin("key-d", "h1", &a1).await.unwrap().unwrap();
+    clock.advance(Duration::from_secs(60));
+    let b = attempt("b", clock.now());
+    let c = attempt("c", clock.now());
+    store.reattempt("key-d", "a-1", &b).await.unwrap();
+    // A second request resolving the same doubt loses: the key moved on.
+    assert!(matches!(
+        store.reattempt("key-d", "a-1", &c).await,
+        Err(StoreError::Conflict)
+    ));
+    // The SDK's retry of the hand-over that landed is recognised as ours.
+    store.reattempt("key-d", "a-1", &b).await.unwrap();
+    assert_eq!(
+        store.lookup("key-d").await.unwrap(),
+        Some(held("h1", &b, None))
+    );
+    // A completed key is not handed over.
+    store.complete("key-d", &accepted()).await.unwrap();
+    assert!(matches!(
+        store.reattempt("key-d", "b", &c).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+#[tokio::test]
 async fn a_key_is_forgotten_after_24_hours() {
     let (store, clock, _db) = setup().await;
-    store.begin("key-old", "h1").await.unwrap().unwrap();
+    let a1 = attempt("a-1", clock.now());
+    store.begin("key-old", "h1", &a1).await.unwrap().unwrap();
     store.complete("key-old", &accepted()).await.unwrap();
     clock.advance(IDEMPOTENCY_TTL - Duration::from_secs(1));
+    let a2 = attempt("a-2", clock.now());
     assert!(
-        store.begin("key-old", "h2").await.unwrap().is_err(),
+        store.begin("key-old", "h2", &a2).await.unwrap().is_err(),
         "still remembered"
     );
     clock.advance(Duration::from_secs(1));
+    assert_eq!(store.lookup("key-old").await.unwrap(), None);
     assert_eq!(
-        store.begin("key-old", "h2").await.unwrap(),
+        store.begin("key-old", "h2", &a2).await.unwrap(),
         Ok(()),
         "expired: taken anew"
     );
-    let held = store.begin("key-old", "h3").await.unwrap();
-    assert_eq!(
-        held,
-        Err(IdempotencyRecord {
-            request_hash: "h2".into(),
-            response: None
-        })
-    );
+    let a3 = attempt("a-3", clock.now());
+    let repeat = store.begin("key-old", "h3", &a3).await.unwrap();
+    assert_eq!(repeat, Err(held("h2", &a2, None)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_requests_only_one_wins() {
-    let (store, _clock, _db) = setup().await;
+    let (store, clock, _db) = setup().await;
     let store = std::sync::Arc::new(store);
     let mut tasks = Vec::new();
-    for _ in 0..8 {
+    for i in 0..8 {
         let store = store.clone();
+        let a = attempt(&format!("a-{i}"), clock.now());
         tasks.push(tokio::spawn(async move {
-            store.begin("race", "h").await.unwrap().is_ok()
+            store.begin("race", "h", &a).await.unwrap().is_ok()
         }));
     }
     let mut winners = 0;

@@ -40,6 +40,8 @@ const WEBHOOK_URL: &str = "https://ringback.example.com/api/v1/vapi/webhook";
 const PROVIDER: &str = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f";
 const REQUEST: &str = "1f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f";
 const NOW: &str = "2026-03-02T15:00:00Z";
+/// How long after an attempt began its call is no longer in doubt (the deployed value).
+const IN_DOUBT_AFTER: Duration = Duration::from_secs(30);
 
 // ---- the queue: the real in-process queue, with a tap on the delay each send asked for ----
 
@@ -154,6 +156,7 @@ async fn app_with(watchdog: Duration, vapi: impl FnOnce(String) -> Arc<dyn VapiA
         settings: settings(),
         timing: timing(watchdog),
         idempotency_wait: Duration::from_secs(10),
+        in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
     };
     App {
@@ -623,6 +626,9 @@ impl VapiApi for WebhookFirst {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError> {
         self.inner.get_call(call_id).await
     }
+    async fn list_calls(&self, f: &ringback::ports::CallFilter) -> Result<Vec<Value>, VapiError> {
+        self.inner.list_calls(f).await
+    }
 
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError> {
         let created = self.inner.create_call(body).await?;
@@ -669,6 +675,7 @@ async fn a_webhook_that_arrived_first_keeps_its_state_and_gains_the_request_deta
         settings: settings(),
         timing: timing(Duration::from_secs(60)),
         idempotency_wait: Duration::from_secs(10),
+        in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
     };
     let h = headers(&[("authorization", &format!("Bearer {TOKEN}"))]);
@@ -743,6 +750,12 @@ async fn a_record_already_present_is_completed_not_replaced() {
         async fn get_call(&self, call_id: &str) -> Result<Value, VapiError> {
             self.inner.get_call(call_id).await
         }
+        async fn list_calls(
+            &self,
+            f: &ringback::ports::CallFilter,
+        ) -> Result<Vec<Value>, VapiError> {
+            self.inner.list_calls(f).await
+        }
         async fn create_call(&self, body: &Value) -> Result<Value, VapiError> {
             let created = self.inner.create_call(body).await?;
             let id = created["id"].as_str().unwrap();
@@ -771,6 +784,7 @@ async fn a_record_already_present_is_completed_not_replaced() {
         settings: settings(),
         timing: timing(Duration::from_secs(60)),
         idempotency_wait: Duration::from_secs(10),
+        in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
     };
     let h = headers(&[("authorization", &format!("Bearer {TOKEN}"))]);
@@ -842,6 +856,9 @@ impl VapiApi for RecordingVapi {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError> {
         self.inner.get_call(call_id).await
     }
+    async fn list_calls(&self, f: &ringback::ports::CallFilter) -> Result<Vec<Value>, VapiError> {
+        self.inner.list_calls(f).await
+    }
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError> {
         let created = self.inner.create_call(body).await?;
         let id = created["id"].as_str().expect("a call id").to_owned();
@@ -873,6 +890,7 @@ async fn placed_then_storage_failed(
         settings: settings(),
         timing: timing(Duration::from_secs(60)),
         idempotency_wait: Duration::from_secs(10),
+        in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
     };
     let h = headers(&[
@@ -1021,4 +1039,181 @@ async fn vapi_retries_a_webhook_answered_503() {
         assert!(excluded.contains(&code), "{plan}");
     }
     assert!(!excluded.contains(&503), "{plan}");
+}
+
+// ---- an answer lost after Vapi acted; a process that died mid-request ----
+
+/// What the next `POST /call` does besides (or instead of) reaching Vapi.
+#[derive(Clone, Copy, PartialEq)]
+enum PostFault {
+    None,
+    /// The process dies before the request leaves: it never reaches Vapi.
+    DieBeforeSending,
+    /// Vapi places the call, then the process dies before the answer is read.
+    DieAfterPlacing,
+    /// Vapi places the call; the answer is lost on the way back (a timeout, a 502 from its edge).
+    LoseAnswer,
+}
+
+/// The real client, with the faults above and a `GET /call` listing that can be down.
+struct Faulty {
+    inner: VapiClient,
+    post: Mutex<PostFault>,
+    listing_down: AtomicBool,
+}
+
+#[async_trait]
+impl VapiApi for Faulty {
+    async fn get_call(&self, call_id: &str) -> Result<Value, VapiError> {
+        self.inner.get_call(call_id).await
+    }
+    async fn create_call(&self, body: &Value) -> Result<Value, VapiError> {
+        let fault = std::mem::replace(&mut *self.post.lock().unwrap(), PostFault::None);
+        if fault == PostFault::DieBeforeSending {
+            std::future::pending::<()>().await;
+        }
+        let created = self.inner.create_call(body).await?;
+        match fault {
+            PostFault::DieAfterPlacing => std::future::pending().await,
+            PostFault::LoseAnswer => Err(VapiError::Transient {
+                status: Some(504),
+                retry_after: None,
+                message: "Gateway Timeout".into(),
+            }),
+            _ => Ok(created),
+        }
+    }
+    async fn list_calls(&self, f: &ringback::ports::CallFilter) -> Result<Vec<Value>, VapiError> {
+        if self.listing_down.load(Ordering::SeqCst) {
+            return Err(VapiError::Transient {
+                status: Some(503),
+                retry_after: None,
+                message: "Service Unavailable".into(),
+            });
+        }
+        self.inner.list_calls(f).await
+    }
+}
+
+/// An app whose Vapi is [`Faulty`]; repeats do not wait for the holder (they answer at once).
+async fn faulty_app(post: PostFault) -> (App, Arc<Faulty>) {
+    let faulty: Arc<Mutex<Option<Arc<Faulty>>>> = Arc::default();
+    let slot = faulty.clone();
+    let mut app = app_with(Duration::from_secs(60), move |sim| {
+        let f = Arc::new(Faulty {
+            inner: VapiClient::new(VapiClientConfig::new(sim, "vapi-key")),
+            post: Mutex::new(post),
+            listing_down: AtomicBool::new(false),
+        });
+        *slot.lock().unwrap() = Some(f.clone());
+        f
+    })
+    .await;
+    app.svc.idempotency_wait = Duration::ZERO;
+    // The simulator stamps calls with the real time; ringback looks for them in a window around
+    // the attempt's start, so the test clock starts at the real time here.
+    app.clock.set(Utc::now());
+    let f = faulty.lock().unwrap().clone().unwrap();
+    (app, f)
+}
+
+/// The request the dying process was serving: dropped at its await point, as a Lambda timeout
+/// or crash drops it.
+async fn dies(app: &App, key: &str) {
+    let req = request();
+    let died = tokio::time::timeout(Duration::from_millis(500), app.post(&req, Some(key))).await;
+    assert!(died.is_err(), "the request was expected to hang");
+}
+
+fn retry_after(r: &Response) -> u64 {
+    r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_answer_lost_after_vapi_placed_the_call_never_dials_twice() {
+    // The simulator's lost-answer scenario: the call is placed, POST /call answers 504.
+    let app = app().await;
+    app.clock.set(Utc::now());
+    let req = with(
+        request(),
+        "providerName",
+        json!("Acme Plumbing [lost-answer]"),
+    );
+    let first = app.post(&req, Some("key-lost")).await;
+    // ringback found the call by its attempt id: the client gets it at once.
+    let id = accepted_id(&first);
+    let retry = app.post(&req, Some("key-lost")).await;
+    assert_eq!(accepted_id(&retry), id);
+    assert_eq!(app.post_calls(), 1, "the provider's phone rang twice");
+    assert_eq!(
+        app.record(&id).await.expect("recorded").result.data_status,
+        DataStatus::Pending
+    );
+    assert_eq!(
+        app.queue
+            .messages()
+            .into_iter()
+            .filter(|(j, _)| *j == App::watchdog(&id))
+            .count(),
+        1,
+        "one watchdog for the call"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_that_cannot_be_resolved_yet_holds_the_key_until_it_is() {
+    let (app, vapi) = faulty_app(PostFault::LoseAnswer).await;
+    vapi.listing_down.store(true, Ordering::SeqCst);
+    let first = app.post(&request(), Some("key-doubt")).await;
+    let m = assert_error(&first, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(m.contains("Idempotency-Key"), "{m}");
+    assert!((1..=30).contains(&retry_after(&first)));
+    assert_eq!(app.post_calls(), 1);
+    // Vapi answers again; the client retries as told and learns the call placed for it.
+    vapi.listing_down.store(false, Ordering::SeqCst);
+    let id = accepted_id(&app.post(&request(), Some("key-doubt")).await);
+    assert_eq!(app.sim.stats().post_call, 1, "no second call");
+    assert!(app.sim.call(&id).is_some());
+    assert_eq!(
+        accepted_id(&app.post(&request(), Some("key-doubt")).await),
+        id
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_died_after_vapi_placed_the_call_is_answered_on_retry() {
+    let (app, _vapi) = faulty_app(PostFault::DieAfterPlacing).await;
+    dies(&app, "key-died").await;
+    assert_eq!(app.post_calls(), 1);
+    // The retry does not wait out a day of 409s: it finds the running call and records it.
+    let id = accepted_id(&app.post(&request(), Some("key-died")).await);
+    assert!(app.sim.call(&id).is_some());
+    assert_eq!(app.post_calls(), 1, "no second call");
+    assert!(app.record(&id).await.is_some(), "the call is recorded");
+}
+
+#[tokio::test]
+async fn a_request_that_died_before_reaching_vapi_places_the_call_once_the_doubt_has_passed() {
+    let (app, _vapi) = faulty_app(PostFault::DieBeforeSending).await;
+    dies(&app, "key-early").await;
+    assert_eq!(app.post_calls(), 0);
+    // Within the doubt window the first request may still be placing it: 409, retry later.
+    app.clock.advance(Duration::from_secs(10));
+    let early = app.post(&request(), Some("key-early")).await;
+    assert_error(&early, StatusCode::CONFLICT, "conflict");
+    assert_eq!(retry_after(&early), 20);
+    assert_eq!(app.post_calls(), 0);
+    // Past it, Vapi has no call for that attempt: certainly never placed, so it is placed now.
+    app.clock.advance(Duration::from_secs(21));
+    let id = accepted_id(&app.post(&request(), Some("key-early")).await);
+    assert_eq!(app.post_calls(), 1);
+    assert_eq!(
+        accepted_id(&app.post(&request(), Some("key-early")).await),
+        id
+    );
+    assert_eq!(app.post_calls(), 1);
 }

@@ -133,6 +133,7 @@ impl World {
             },
             timing: Timing::default(),
             idempotency_wait: Duration::from_secs(1),
+            in_doubt_after: Duration::from_secs(30),
             metrics: self.metrics.clone(),
         }
     }

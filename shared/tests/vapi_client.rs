@@ -143,13 +143,90 @@ async fn a_slow_answer_times_out_as_transient() {
 }
 
 #[tokio::test]
-async fn an_unreachable_server_is_transient() {
+async fn an_unreachable_server_is_told_apart_from_a_lost_answer() {
+    // No connection: the request never left, so a POST /call cannot be in doubt.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let c = client(&format!("http://{addr}"), Duration::from_secs(2));
     assert!(matches!(
         c.get_call("x").await,
-        Err(VapiError::Transient { status: None, .. })
+        Err(VapiError::Unreachable { .. })
     ));
+    // A call created whose answer is lost on the way back (a 504 from Vapi's edge) is transient.
+    let sim = sim().await;
+    let c = client(&sim.base_url(), Duration::from_secs(5));
+    let body = json!({"phoneNumberId": "pn-1", "assistantId": "a",
+        "customer": {"number": "+14155550123", "name": "Acme [lost-answer]"}});
+    assert!(matches!(
+        c.create_call(&body).await,
+        Err(VapiError::Transient {
+            status: Some(504),
+            ..
+        })
+    ));
+    assert_eq!(sim.stats().post_call, 1);
+}
+
+#[tokio::test]
+async fn calls_are_listed_with_vapis_filters() {
+    use ringback::ports::CallFilter;
+    let sim = sim().await;
+    let c = client(&sim.base_url(), Duration::from_secs(5));
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let mut ids = Vec::new();
+    for (i, phone) in ["pn-a", "pn-b", "pn-a"].into_iter().enumerate() {
+        let body = json!({"phoneNumberId": phone, "assistantId": "a",
+            "customer": {"number": "+14155550123", "name": format!("Caller {i}")},
+            "assistantOverrides": {"metadata": {"ringbackAttemptId": format!("att-{i}")}}});
+        ids.push(
+            c.create_call(&body).await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let after = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let filter = |phone: &str, ge, le, limit| CallFilter {
+        phone_number_id: phone.into(),
+        created_at_ge: ge,
+        created_at_le: le,
+        limit,
+    };
+    let listed = |calls: Vec<Value>| -> Vec<String> {
+        calls
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // One phone number, newest first, with the metadata as placed.
+    let a = c
+        .list_calls(&filter("pn-a", before, after, 100))
+        .await
+        .unwrap();
+    assert_eq!(listed(a.clone()), vec![ids[2].clone(), ids[0].clone()]);
+    assert_eq!(
+        a[1]["assistantOverrides"]["metadata"]["ringbackAttemptId"],
+        "att-0"
+    );
+    assert_eq!(
+        listed(
+            c.list_calls(&filter("pn-a", before, after, 1))
+                .await
+                .unwrap()
+        ),
+        vec![ids[2].clone()]
+    );
+    // A window that holds none of them.
+    let later = after + chrono::Duration::seconds(60);
+    assert!(c
+        .list_calls(&filter("pn-a", after, later, 100))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(c
+        .list_calls(&filter("pn-c", before, after, 100))
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -91,6 +91,10 @@ fn place(st: &SimulatorState, headers: &HeaderMap, body: &[u8]) -> Response {
     st.store().insert(&id, call.clone(), script, false);
     lifecycle::start(st, id.clone(), scenario);
     tracing::info!(call_id = %id, %scenario, "call queued");
+    if scenario == Scenario::LostAnswer {
+        // The call exists and runs; only its answer is lost on the way back.
+        return nest(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+    }
     (StatusCode::CREATED, Json(call)).into_response()
 }
 
@@ -126,8 +130,9 @@ async fn get_call(
     }
 }
 
-/// `GET /call`: a plain array, newest first, filtered like Vapi (`id`, `limit`, `createdAtGt`,
-/// `updatedAtGt`). Calls show as stored; fetch scripts apply to `GET /call/{id}` only.
+/// `GET /call`: a plain array, newest first, filtered like Vapi: `id`, `assistantId`,
+/// `phoneNumberId`, `limit` (default 100), and `createdAt`/`updatedAt` with `Gt`, `Ge`, `Lt`, `Le`.
+/// Calls show as stored; fetch scripts apply to `GET /call/{id}` only.
 async fn list_calls(
     State(st): State<SimulatorState>,
     headers: HeaderMap,
@@ -136,27 +141,62 @@ async fn list_calls(
     if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
-    let after = |k: &str| q.get(k).and_then(|s| s.parse::<DateTime<Utc>>().ok());
-    let (created_gt, updated_gt) = (after("createdAtGt"), after("updatedAtGt"));
-    let newer = |c: &Value, k: &str, min: Option<DateTime<Utc>>| {
-        min.is_none_or(|m| {
-            c[k].as_str()
+    let mut bounds = Vec::new();
+    for field in ["createdAt", "updatedAt"] {
+        for op in ["Gt", "Ge", "Lt", "Le"] {
+            let name = format!("{field}{op}");
+            if let Some(raw) = q.get(&name) {
+                match raw.parse::<DateTime<Utc>>() {
+                    Ok(t) => bounds.push((field, op, t)),
+                    Err(_) => {
+                        return nest(
+                            StatusCode::BAD_REQUEST,
+                            json!([format!("{name} must be a valid ISO 8601 date string")]),
+                        )
+                    }
+                }
+            }
+        }
+    }
+    let within = |c: &Value| {
+        bounds.iter().all(|(field, op, bound)| {
+            let Some(t) = c[*field]
+                .as_str()
                 .and_then(|s| s.parse::<DateTime<Utc>>().ok())
-                .is_some_and(|t| t > m)
+            else {
+                return false;
+            };
+            match *op {
+                "Gt" => t > *bound,
+                "Ge" => t >= *bound,
+                "Lt" => t < *bound,
+                _ => t <= *bound,
+            }
         })
     };
-    let limit = q
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(100usize);
+    let equal = |c: &Value, k: &str| q.get(k).is_none_or(|want| c[k].as_str() == Some(want));
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(l)) if (1..=1000).contains(&l) => l,
+        Some(_) => {
+            return nest(
+                StatusCode::BAD_REQUEST,
+                json!([
+                    "limit must not be greater than 1000",
+                    "limit must not be less than 0"
+                ]),
+            )
+        }
+    };
     let g = st.store().lock();
     let calls: Vec<Value> = g
         .order
         .iter()
         .rev()
-        .filter(|id| q.get("id").is_none_or(|want| want == *id))
         .filter_map(|id| g.calls.get(id).map(|e| e.call.clone()))
-        .filter(|c| newer(c, "createdAt", created_gt) && newer(c, "updatedAt", updated_gt))
+        .filter(|c| {
+            within(c) && equal(c, "id") && equal(c, "assistantId") && equal(c, "phoneNumberId")
+        })
         .take(limit)
         .collect();
     Json(calls).into_response()

@@ -27,16 +27,19 @@ pub enum Scenario {
     Refused,
     /// `GET /call/{id}` never becomes complete (short transcript, no analysis).
     NeverComplete,
+    /// `POST /call` creates the call (it runs as `Answered`), then answers 504 as Vapi's edge does
+    /// when the answer is lost: the caller cannot tell that the call exists.
+    LostAnswer,
 }
 
 /// A scenario name that is not in the list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario {0:?} (known: answered, no-answer, busy, voicemail, no-webhook, duplicate-webhooks, out-of-order, api-flaky, refused, never-complete)")]
+#[error("unknown scenario {0:?} (known: answered, no-answer, busy, voicemail, no-webhook, duplicate-webhooks, out-of-order, api-flaky, refused, never-complete, lost-answer)")]
 pub struct UnknownScenario(pub String);
 
 impl Scenario {
     /// Every scenario, in documentation order.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Answered,
         Scenario::NoAnswer,
         Scenario::Busy,
@@ -47,6 +50,7 @@ impl Scenario {
         Scenario::ApiFlaky,
         Scenario::Refused,
         Scenario::NeverComplete,
+        Scenario::LostAnswer,
     ];
 
     /// The kebab-case word that selects this scenario.
@@ -62,6 +66,7 @@ impl Scenario {
             Scenario::ApiFlaky => "api-flaky",
             Scenario::Refused => "refused",
             Scenario::NeverComplete => "never-complete",
+            Scenario::LostAnswer => "lost-answer",
         }
     }
 
@@ -92,8 +97,8 @@ impl Scenario {
         all.into_iter().find(|s| norm.contains(s.as_str()))
     }
 
-    /// The fallback table on the number's last four digits: `0001`..`0009` select the scenarios
-    /// after `answered` in [`Scenario::ALL`] order; anything else selects nothing.
+    /// The fallback table on the number's last four digits: `0001`..`0009` select the nine
+    /// scenarios after `answered` in [`Scenario::ALL`] order; anything else selects nothing.
     pub fn from_number(number: &str) -> Option<Scenario> {
         let digits: Vec<u8> = number.bytes().filter(u8::is_ascii_digit).collect();
         match digits.len().checked_sub(4).map(|i| &digits[i..]) {

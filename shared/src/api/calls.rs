@@ -117,6 +117,21 @@ pub async fn post_call(
             )
         }
         Err(InitiateError::Conflict(m)) => error(Code::Conflict, m),
+        Err(InitiateError::InProgress { retry_after }) => with_retry_after(
+            error(
+                Code::Conflict,
+                "a request with this Idempotency-Key is still placing the call; retry after the \
+                 Retry-After seconds to get its answer",
+            ),
+            retry_after,
+        ),
+        Err(InitiateError::InDoubt {
+            retry_after,
+            message,
+        }) => {
+            warn!(reason = %message, "call start in doubt");
+            with_retry_after(error(Code::Unavailable, message), retry_after)
+        }
         Err(InitiateError::Upstream(m)) => {
             warn!(reason = %m, "Vapi did not start the call");
             error(
@@ -132,4 +147,12 @@ pub async fn post_call(
             )
         }
     }
+}
+
+/// Adds `Retry-After` in whole seconds (at least 1).
+fn with_retry_after(mut r: Response, after: std::time::Duration) -> Response {
+    let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }

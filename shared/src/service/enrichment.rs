@@ -226,7 +226,9 @@ impl EnrichmentService {
             Ok(call) => VapiAnswer::Call(Box::new(snapshot_from_call(&call))),
             Err(VapiError::NotFound) => VapiAnswer::NotFound,
             Err(e @ VapiError::Rejected { .. }) => VapiAnswer::Rejected(e.to_string()),
-            Err(e @ VapiError::Transient { .. }) => VapiAnswer::Unavailable(e.to_string()),
+            Err(e @ (VapiError::Transient { .. } | VapiError::Unreachable { .. })) => {
+                VapiAnswer::Unavailable(e.to_string())
+            }
         };
 
         // 3-5. Settle: persist, write, queue.

@@ -1,9 +1,29 @@
-//! Starting a call: validate the request strictly, place it with Vapi once per idempotency key,
-//! write the `pending` record and schedule the watchdog that notices a call whose webhooks never come.
+//! Starting a call: validate the request strictly, place it with Vapi at most once per
+//! idempotency key, write the `pending` record and schedule the watchdog that notices a call
+//! whose webhooks never come.
+//!
+//! ## A key never places two calls (SPEC §8, "idempotency in doubt")
+//! The key is taken before Vapi is asked, by an [`Attempt`] whose id travels in the call's
+//! metadata (`ringbackAttemptId`). Then:
+//! - Vapi answers with the call: it is recorded, and the answer saved under the key;
+//! - Vapi refuses (a 4xx): nothing was placed, the key is released, the client gets 502;
+//! - no answer to trust (a timeout, a 5xx, a reset after sending, or the process died): the call
+//!   may exist, so the key stays held. ringback looks for the call (`GET /call` by phone number
+//!   and creation window, matching the attempt id) and adopts it when found; otherwise the client
+//!   gets 503 with `Retry-After`.
+//!
+//! A repeat with the key gets the saved answer; else it looks for the holder's call in Vapi
+//! (found: adopted, 202). Once [`InitiatorService::in_doubt_after`] has passed since the holder's
+//! attempt began, its `POST /call` can no longer land: a call not found then certainly does not
+//! exist, and the key passes to a new attempt that places it. Before that, the repeat waits up to
+//! `idempotency_wait` for the holder to finish, then gets 409 with `Retry-After`. So a client that
+//! retries learns the call id at most `in_doubt_after` after the first attempt began (while Vapi
+//! answers the listing), even when the first request's process died.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -13,10 +33,17 @@ use crate::config::Timing;
 use crate::domain::{parse_call_request, to_iso, CallRecord, CallRequest, CallStatus, FieldError};
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, IdempotencyStore, JobKind, SavedResponse,
-    StoreError, VapiApi, VapiError, MAX_QUEUE_DELAY,
+    Attempt, CallFilter, CallStore, Clock, EnrichmentJob, EnrichmentQueue, IdempotencyRecord,
+    IdempotencyStore, JobKind, SavedResponse, StoreError, VapiApi, VapiError, MAX_QUEUE_DELAY,
 };
-use crate::vapi::{create_call_body, CallSettings};
+use crate::vapi::{create_call_body, CallSettings, ATTEMPT_ID_KEY};
+
+/// Calls a `GET /call` page holds when looking for an attempt's call.
+const LIST_PAGE: u32 = 100;
+/// Pages looked at before the search gives up (as a transient failure).
+const LIST_PAGES: usize = 10;
+/// Slack on each side of an attempt's creation window, for clock skew between us and Vapi.
+const CLOCK_SKEW: Duration = Duration::from_secs(120);
 
 pub struct InitiatorService {
     pub store: Arc<dyn CallStore>,
@@ -26,8 +53,11 @@ pub struct InitiatorService {
     pub clock: Arc<dyn Clock>,
     pub settings: CallSettings,
     pub timing: Timing,
-    /// How long a repeat waits for the first request with its key to finish.
+    /// How long a repeat waits for the request holding its key before answering 409.
     pub idempotency_wait: Duration,
+    /// After this long, an attempt's `POST /call` can no longer create a call (longer than the
+    /// Vapi client's own timeout, with slack): a call not found then was never placed.
+    pub in_doubt_after: Duration,
     pub metrics: Metrics,
 }
 
@@ -37,9 +67,18 @@ pub enum InitiateError {
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
-    /// Vapi refused or failed; nothing was written.
+    /// Another request with this key may still be placing the call.
+    #[error("a request with this Idempotency-Key is still placing the call")]
+    InProgress { retry_after: Duration },
+    /// Vapi refused or failed before placing anything; nothing was written.
     #[error("Vapi could not start the call: {0}")]
     Upstream(String),
+    /// The call may have been placed: the client should retry with the same key.
+    #[error("{message}")]
+    InDoubt {
+        retry_after: Duration,
+        message: String,
+    },
     #[error("{0}")]
     Unavailable(String),
 }
@@ -53,6 +92,16 @@ impl From<StoreError> for InitiateError {
 /// The 202 answer, kept whole so a repeat returns exactly the first answer.
 pub type Started = SavedResponse;
 
+/// The idempotency key a request holds, with its attempt.
+type Held<'a> = Option<(&'a str, Attempt)>;
+
+/// The attempt id a listed call carries in its metadata, if any.
+fn attempt_of(call: &Value) -> Option<&str> {
+    [&call["assistantOverrides"]["metadata"], &call["metadata"]]
+        .into_iter()
+        .find_map(|m| m[ATTEMPT_ID_KEY].as_str())
+}
+
 impl InitiatorService {
     pub async fn start(
         &self,
@@ -63,8 +112,9 @@ impl InitiatorService {
         if let Err(e) = &result {
             let reason = match e {
                 InitiateError::Upstream(_) => "upstream",
-                InitiateError::Conflict(_) => "conflict",
+                InitiateError::Conflict(_) | InitiateError::InProgress { .. } => "conflict",
                 InitiateError::Invalid(_) => "invalid",
+                InitiateError::InDoubt { .. } => "in_doubt",
                 InitiateError::Unavailable(_) => "unavailable",
             };
             self.metrics
@@ -85,8 +135,9 @@ impl InitiatorService {
             }])
         })?;
         let request = parse_call_request(&value).map_err(InitiateError::Invalid)?;
+        let attempt = Attempt::new(self.clock.now());
         let Some(key) = idempotency_key else {
-            return self.place(&request).await;
+            return self.place(&request, attempt, None).await;
         };
         if key.is_empty() || key.len() > 200 {
             return Err(InitiateError::Invalid(vec![FieldError {
@@ -96,76 +147,221 @@ impl InitiatorService {
         }
         // Keys of serde_json's map are sorted, so the same JSON in another key order hashes the same.
         let hash = hex::encode(Sha256::digest(value.to_string().as_bytes()));
-        let deadline = tokio::time::Instant::now() + self.idempotency_wait;
-        loop {
-            match self.idempotency.begin(key, &hash).await? {
-                Ok(()) => break,
-                Err(held) if held.request_hash != hash => {
-                    return Err(InitiateError::Conflict(
-                        "this Idempotency-Key was used with a different body".into(),
-                    ))
-                }
-                Err(held) => {
-                    if let Some(saved) = held.response {
-                        info!("repeated request answered from its idempotency record");
-                        return Ok(saved);
-                    }
-                    // The first request is still placing the call: wait for its answer rather than place another.
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(InitiateError::Conflict(
-                            "a request with this Idempotency-Key is still in progress; retry shortly".into(),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+        match self.idempotency.begin(key, &hash, &attempt).await? {
+            Ok(()) => {
+                self.place(&request, attempt.clone(), Some((key, attempt)))
+                    .await
             }
-        }
-        match self.place(&request).await {
-            Ok(started) => {
-                if let Err(e) = self.idempotency.complete(key, &started).await {
-                    // The call is placed; a repeat would wait, then get 409 rather than a second call.
-                    warn!(error = %e, "idempotency record not completed");
-                }
-                Ok(started)
-            }
-            Err(e) => {
-                if let Err(release) = self.idempotency.release(key).await {
-                    warn!(error = %release, "idempotency key not released; it expires with its record");
-                }
-                Err(e)
-            }
+            Err(held) if held.request_hash != hash => Err(InitiateError::Conflict(
+                "this Idempotency-Key was used with a different body".into(),
+            )),
+            Err(held) => self.follow(key, &request, held).await,
         }
     }
 
-    async fn place(&self, request: &CallRequest) -> Result<Started, InitiateError> {
-        let body = create_call_body(request, &self.settings);
-        let created = self.vapi.create_call(&body).await.map_err(|e| match e {
-            VapiError::Rejected { message, .. } => InitiateError::Upstream(message),
-            VapiError::NotFound => {
-                InitiateError::Upstream("Vapi answered 404 to POST /call".into())
+    /// A repeat: the saved answer, the holder's call once found, or a new attempt once the
+    /// holder's can no longer have placed one.
+    async fn follow(
+        &self,
+        key: &str,
+        request: &CallRequest,
+        mut held: IdempotencyRecord,
+    ) -> Result<Started, InitiateError> {
+        let give_up = tokio::time::Instant::now() + self.idempotency_wait;
+        let mut looked = false;
+        loop {
+            if let Some(saved) = held.response {
+                info!("repeated request answered from its idempotency record");
+                return Ok(saved);
             }
-            VapiError::Transient { message, .. } => InitiateError::Upstream(message),
-        })?;
-        let Some(call_id) = created
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        else {
-            return Err(InitiateError::Upstream(
-                "Vapi's answer has no call id".into(),
-            ));
+            let Some(attempt) = held.attempt else {
+                // A key taken before attempts were recorded: nothing to look for; it expires.
+                return Err(InitiateError::InProgress {
+                    retry_after: Duration::from_secs(60),
+                });
+            };
+            let certain = self.past_doubt(&attempt);
+            if !looked || certain {
+                looked = true;
+                match self.find(&attempt).await {
+                    Ok(Some(call)) => {
+                        info!("the call of an earlier attempt found in Vapi; adopting it");
+                        return self.adopt(request, &call, Some(key)).await;
+                    }
+                    Ok(None) if certain => {
+                        let next = Attempt::new(self.clock.now());
+                        match self.idempotency.reattempt(key, &attempt.id, &next).await {
+                            Ok(()) => {
+                                info!("the earlier attempt placed no call; placing it now");
+                                return self.place(request, next.clone(), Some((key, next))).await;
+                            }
+                            // Another request took over, or completed: look at the key again.
+                            Err(StoreError::Conflict) => looked = false,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) if certain => {
+                        return Err(InitiateError::InDoubt {
+                            retry_after: Duration::from_secs(5),
+                            message: format!(
+                                "Vapi cannot tell yet whether the call was placed ({e}); retry with the same Idempotency-Key"
+                            ),
+                        })
+                    }
+                    Err(_) => {}
+                }
+            }
+            if looked && tokio::time::Instant::now() >= give_up {
+                return Err(InitiateError::InProgress {
+                    retry_after: self.left(&attempt),
+                });
+            }
+            if looked {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            held = match self.idempotency.lookup(key).await? {
+                Some(h) => h,
+                // Released (Vapi refused the first request) or expired: start afresh next time.
+                None => {
+                    return Err(InitiateError::InProgress {
+                        retry_after: Duration::from_secs(1),
+                    })
+                }
+            };
+        }
+    }
+
+    /// Asks Vapi to place the call under `attempt`; `held` is the key this request holds.
+    async fn place(
+        &self,
+        request: &CallRequest,
+        attempt: Attempt,
+        held: Held<'_>,
+    ) -> Result<Started, InitiateError> {
+        let key = held.as_ref().map(|(k, _)| *k);
+        let body = create_call_body(request, &self.settings, &attempt.id);
+        let lost = match self.vapi.create_call(&body).await {
+            Ok(created)
+                if created
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty()) =>
+            {
+                // Counted here, not in `adopt`: a repeat that finds the call placed none.
+                self.metrics.count("CallsStarted", 1, &[]);
+                return self.adopt(request, &created, key).await;
+            }
+            Ok(_) => "Vapi's answer has no call id".to_owned(),
+            Err(VapiError::Transient { message, .. }) => message,
+            Err(
+                e @ (VapiError::Rejected { .. }
+                | VapiError::NotFound
+                | VapiError::Unreachable { .. }),
+            ) => {
+                // Vapi placed nothing: free the key so a retry can run.
+                if let Some(k) = key {
+                    if let Err(release) = self.idempotency.release(k, &attempt.id).await {
+                        warn!(error = %release, "idempotency key not released; it expires with its record");
+                    }
+                }
+                return Err(InitiateError::Upstream(match e {
+                    VapiError::Rejected { message, .. } => message,
+                    VapiError::NotFound => "Vapi answered 404 to POST /call".into(),
+                    other => other.to_string(),
+                }));
+            }
         };
-        let call_id = call_id.to_owned();
+        // The call may exist: look for it before answering.
+        warn!(reason = %lost, "Vapi's answer to POST /call was lost; looking for the call");
+        self.metrics.count("CallStartsInDoubt", 1, &[]);
+        if let Ok(Some(call)) = self.find(&attempt).await {
+            self.metrics.count("CallsStarted", 1, &[]);
+            return self.adopt(request, &call, key).await;
+        }
+        Err(InitiateError::InDoubt {
+            retry_after: self.left(&attempt),
+            message: match key {
+                Some(_) => format!(
+                    "Vapi's answer was lost ({lost}): the call may have been placed. \
+                     Retry with the same Idempotency-Key to learn its callId; no second call is placed"
+                ),
+                None => format!(
+                    "Vapi's answer was lost ({lost}): the call may have been placed. \
+                     Send an Idempotency-Key so that a retry cannot place a second call"
+                ),
+            },
+        })
+    }
+
+    /// The call Vapi placed for an attempt, looked for in `GET /call` by phone number and
+    /// creation window; `None` when the whole window holds no call of this attempt.
+    async fn find(&self, attempt: &Attempt) -> Result<Option<Value>, VapiError> {
+        let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
+        let doubt = chrono::Duration::from_std(self.in_doubt_after).unwrap_or_default();
+        let mut filter = CallFilter {
+            phone_number_id: self.settings.phone_number_id.clone(),
+            created_at_ge: attempt.started_at - skew,
+            created_at_le: attempt.started_at + doubt + skew,
+            limit: LIST_PAGE,
+        };
+        for _ in 0..LIST_PAGES {
+            let page = self.vapi.list_calls(&filter).await?;
+            if let Some(call) = page.iter().find(|c| attempt_of(c) == Some(&attempt.id)) {
+                return Ok(Some(call.clone()));
+            }
+            if page.len() < LIST_PAGE as usize {
+                return Ok(None);
+            }
+            // Newest first: the next page ends just before the oldest call of this one.
+            let oldest = page
+                .iter()
+                .filter_map(|c| c["createdAt"].as_str()?.parse::<DateTime<Utc>>().ok())
+                .min();
+            match oldest {
+                Some(t) if t > filter.created_at_ge => {
+                    filter.created_at_le = t - chrono::Duration::milliseconds(1)
+                }
+                _ => break,
+            }
+        }
+        Err(VapiError::Transient {
+            status: None,
+            retry_after: None,
+            message: "too many calls in the attempt's creation window to be sure".into(),
+        })
+    }
+
+    /// An attempt's `POST /call` can no longer create a call.
+    fn past_doubt(&self, attempt: &Attempt) -> bool {
+        let doubt = chrono::Duration::from_std(self.in_doubt_after).unwrap_or_default();
+        self.clock.now() >= attempt.started_at + doubt
+    }
+
+    /// Until the attempt is no longer in doubt (at least a second).
+    fn left(&self, attempt: &Attempt) -> Duration {
+        let doubt = chrono::Duration::from_std(self.in_doubt_after).unwrap_or_default();
+        (attempt.started_at + doubt - self.clock.now())
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_secs(1))
+    }
+
+    /// A call Vapi placed, made ours: its record, its watchdog, and the answer saved under `key`.
+    async fn adopt(
+        &self,
+        request: &CallRequest,
+        call: &Value,
+        key: Option<&str>,
+    ) -> Result<Started, InitiateError> {
+        let call_id = call["id"].as_str().unwrap_or_default().to_owned();
         tracing::Span::current().record("call_id", call_id.as_str());
         info!(call_id, "call placed with Vapi");
-        // Counted here, not in `start`: a repeat answered from its idempotency record places no call.
-        self.metrics.count("CallsStarted", 1, &[]);
 
-        // From here on the phone is ringing: nothing may fail the request, or the client's retry
-        // (with its key released) would dial the provider again. Without a record, the webhooks or
-        // the watchdog build one from Vapi's data, the correlation ids included (they travel in
-        // the call's metadata).
-        if let Err(e) = self.write_pending(&call_id, request, &created).await {
+        // From here on the phone is ringing: nothing may fail the request. Without a record, the
+        // webhooks or the watchdog build one from Vapi's data (the correlation ids travel in the
+        // call's metadata).
+        if let Err(e) = self.write_pending(&call_id, request, call).await {
             warn!(call_id, error = %e, "call record not written; its webhooks or the watchdog will create it");
         }
 
@@ -179,18 +375,24 @@ impl InitiatorService {
             .schedule(&job, self.timing.watchdog_delay.min(MAX_QUEUE_DELAY))
             .await
         {
-            // The record's deadline keeps it in the cleanup's sight, so the call is not lost (unless
-            // the record could not be written either: then only its webhooks remain).
+            // The record's deadline keeps it in the cleanup's sight, so the call is not lost.
             warn!(call_id, error = %e, "watchdog not scheduled; the cleanup will check this call");
         }
         let poll = format!("{}/{}", crate::api::CALLS_PATH, call_id);
-        Ok(SavedResponse {
+        let started = SavedResponse {
             status: 202,
             body: json!({"success": true, "data": {
                 "callId": call_id, "status": "queued", "dataStatus": "pending", "pollUrl": poll,
             }}),
             headers: vec![("location".into(), poll)],
-        })
+        };
+        if let Some(k) = key {
+            if let Err(e) = self.idempotency.complete(k, &started).await {
+                // A repeat finds the call in Vapi by its attempt and answers the same.
+                warn!(error = %e, "idempotency record not completed");
+            }
+        }
+        Ok(started)
     }
 
     /// The record for a call we started. A webhook may have beaten us to it: then the request's

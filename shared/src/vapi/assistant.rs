@@ -45,8 +45,13 @@ pub fn webhook_backoff_plan() -> Value {
     })
 }
 
-pub fn create_call_body(req: &CallRequest, s: &CallSettings) -> Value {
+/// The metadata key that carries the placing attempt's id (see [`crate::ports::Attempt`]).
+pub const ATTEMPT_ID_KEY: &str = "ringbackAttemptId";
+
+/// The body for placing `req`, tagged with the placing attempt's id.
+pub fn create_call_body(req: &CallRequest, s: &CallSettings, attempt_id: &str) -> Value {
     let metadata = json!({
+        ATTEMPT_ID_KEY: attempt_id,
         "providerId": req.provider_id.clone().unwrap_or_default(),
         "serviceRequestId": req.service_request_id.clone().unwrap_or_default(),
         "providerName": req.provider_name,
@@ -234,7 +239,7 @@ mod tests {
 
     #[test]
     fn inline_provider_search_call() {
-        let b = create_call_body(&request(json!({})), &settings(None));
+        let b = create_call_body(&request(json!({})), &settings(None), "attempt-1");
         for k in b.as_object().unwrap().keys() {
             assert!(
                 ALLOWED_TOP.contains(&k.as_str()),
@@ -246,6 +251,7 @@ mod tests {
         let o = &b["assistantOverrides"];
         assert_eq!(o["metadata"]["providerId"], "p-1");
         assert_eq!(o["metadata"]["callMethod"], "direct_vapi");
+        assert_eq!(o["metadata"][ATTEMPT_ID_KEY], "attempt-1");
         assert_eq!(o["server"]["url"], "https://x/api/v1/vapi/webhook");
         assert_eq!(o["server"]["headers"]["X-Vapi-Secret"], "s3cret");
         assert_eq!(o["server"]["backoffPlan"], webhook_backoff_plan());
@@ -270,14 +276,14 @@ mod tests {
 
     #[test]
     fn saved_assistant_and_custom_prompt() {
-        let b = create_call_body(&request(json!({})), &settings(Some("asst-1")));
+        let b = create_call_body(&request(json!({})), &settings(Some("asst-1")), "attempt-1");
         assert_eq!(b["assistantId"], "asst-1");
         assert!(b.get("assistant").is_none());
 
         let custom = request(
             json!({"customPrompt": {"systemPrompt": "Do X", "firstMessage": "Hello!", "closingScript": "Bye"}}),
         );
-        let b = create_call_body(&custom, &settings(None));
+        let b = create_call_body(&custom, &settings(None), "attempt-1");
         assert_eq!(b["assistant"]["firstMessage"], "Hello!");
         let sys = b["assistant"]["model"]["messages"][0]["content"]
             .as_str()
@@ -289,7 +295,7 @@ mod tests {
         );
 
         let direct = request(json!({"serviceNeeded": "Direct Task"}));
-        let b = create_call_body(&direct, &settings(None));
+        let b = create_call_body(&direct, &settings(None), "attempt-1");
         assert!(b["assistant"]["name"]
             .as_str()
             .unwrap()

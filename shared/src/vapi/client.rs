@@ -1,4 +1,4 @@
-//! Vapi REST client: `GET /call/{id}` and `POST /call`, with explicit timeouts and errors
+//! Vapi REST client: `GET /call/{id}`, `POST /call` and `GET /call` (a filtered listing), with explicit timeouts and errors
 //! classified by what a caller should do about them. Each request is counted (`VapiApiCalls` by
 //! `operation` and `result`) and timed (`VapiApiLatency` by `operation`).
 
@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::to_iso;
 use crate::metrics::Metrics;
-use crate::ports::{VapiApi, VapiError};
+use crate::ports::{CallFilter, VapiApi, VapiError};
 
 #[derive(Debug, Clone)]
 pub struct VapiClientConfig {
@@ -70,6 +71,7 @@ impl VapiClient {
         let outcome = match &result {
             Ok(_) => "ok",
             Err(VapiError::Transient { .. }) => "transient",
+            Err(VapiError::Unreachable { .. }) => "unreachable",
             Err(VapiError::NotFound) => "not_found",
             Err(VapiError::Rejected { .. }) => "rejected",
         };
@@ -85,19 +87,24 @@ impl VapiClient {
     }
 
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Value, VapiError> {
-        let resp = req
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .map_err(|e| VapiError::Transient {
-                status: None,
-                retry_after: None,
-                message: if e.is_timeout() {
-                    "request timed out".into()
-                } else {
-                    format!("request failed: {e}")
-                },
-            })?;
+        let resp = req.bearer_auth(&self.key).send().await.map_err(|e| {
+            if e.is_connect() {
+                // The connection never opened: the request cannot have reached Vapi.
+                VapiError::Unreachable {
+                    message: format!("connection failed: {e}"),
+                }
+            } else {
+                VapiError::Transient {
+                    status: None,
+                    retry_after: None,
+                    message: if e.is_timeout() {
+                        "request timed out".into()
+                    } else {
+                        format!("request failed: {e}")
+                    },
+                }
+            }
+        })?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -175,6 +182,30 @@ impl VapiApi for VapiClient {
             self.http.post(format!("{}/call", self.base)).json(body),
         )
         .await
+    }
+
+    async fn list_calls(&self, f: &CallFilter) -> Result<Vec<Value>, VapiError> {
+        let iso = |t: &chrono::DateTime<chrono::Utc>| to_iso(*t);
+        let query = [
+            ("phoneNumberId", f.phone_number_id.clone()),
+            ("createdAtGe", iso(&f.created_at_ge)),
+            ("createdAtLe", iso(&f.created_at_le)),
+            ("limit", f.limit.to_string()),
+        ];
+        let answer = self
+            .send(
+                "list_calls",
+                self.http.get(format!("{}/call", self.base)).query(&query),
+            )
+            .await?;
+        match answer {
+            Value::Array(calls) => Ok(calls),
+            _ => Err(VapiError::Transient {
+                status: Some(200),
+                retry_after: None,
+                message: "GET /call did not answer a list".into(),
+            }),
+        }
     }
 }
 
