@@ -126,14 +126,21 @@ impl System {
             api_auth,
         });
         let (stop, mut stopped) = watch::channel(false);
-        let enrichment = Arc::new(core.enrichment(vapi, sink.clone(), None));
+        let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None));
         let consumer = workers::start_consumer(
             &queue,
             enrichment,
             opts.visibility_timeout,
             stop.subscribe(),
         );
-        let cleanup = Arc::new(core.cleanup(sink));
+        let reconcile = ringback::service::cleanup::Reconcile {
+            vapi,
+            phone_number_id: env
+                .get("VAPI_PHONE_NUMBER_ID")
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let cleanup = Arc::new(core.cleanup(sink, Some(reconcile)));
         let cleaner = opts
             .cleanup_interval
             .map(|every| workers::start_cleanup(cleanup.clone(), every, stop.subscribe()));

@@ -10,7 +10,7 @@ use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, Timing, VapiConfig};
 use crate::metrics::Metrics;
 use crate::ports::{Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi};
-use crate::service::cleanup::CleanupService;
+use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::InitiatorService;
 use crate::service::status::StatusService;
@@ -92,8 +92,13 @@ impl Core {
         }
     }
 
-    pub fn cleanup(&self, sink: Arc<dyn ResultSink>) -> CleanupService {
+    pub fn cleanup(
+        &self,
+        sink: Arc<dyn ResultSink>,
+        reconcile: Option<Reconcile>,
+    ) -> CleanupService {
         CleanupService {
+            reconcile,
             store: self.calls.clone(),
             queue: self.queue.clone(),
             sink,
@@ -219,7 +224,11 @@ pub async fn enrichment_service(env: &Env) -> Result<EnrichmentService, ConfigEr
 }
 
 pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
+    let reconcile = Reconcile {
+        vapi: Arc::new(vapi_client(env)?),
+        phone_number_id: env.required("VAPI_PHONE_NUMBER_ID")?,
+    };
     let (aws, core) = aws_core(env).await?;
     let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
-    Ok(core.cleanup(sink))
+    Ok(core.cleanup(sink, Some(reconcile)))
 }

@@ -59,6 +59,7 @@ fn report(examined: u32, redriven: u32, settled: u32, left: u32) -> CleanupRepor
         redriven,
         settled,
         left,
+        adopted: 0,
     }
 }
 
@@ -152,6 +153,7 @@ impl Flow {
     /// A cleanup over the shared store and queue, with its own persistence adapter.
     fn cleanup(&self, page_size: u32) -> CleanupService {
         CleanupService {
+            reconcile: None,
             store: self.store.clone(),
             queue: self.queue.clone(),
             sink: Arc::new(ProvidersAndLogs::new(
@@ -506,6 +508,7 @@ async fn a_run_behind_a_lagging_index_leaves_records_another_run_just_handled() 
     }
     let cleanup = f.cleanup(100);
     let lagging = |entries: Vec<String>| CleanupService {
+        reconcile: None,
         store: Arc::new(LaggingIndex {
             inner: f.store.clone(),
             entries,
@@ -613,6 +616,7 @@ async fn with_the_default_settings_a_lost_watchdog_is_still_redriven() {
         "the harness's store uses the default TTL"
     );
     let cleanup = CleanupService {
+        reconcile: None,
         timing: defaults.clone(),
         ..f.cleanup(100)
     };

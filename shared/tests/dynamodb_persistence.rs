@@ -533,3 +533,43 @@ async fn the_provider_row_holds_the_most_recently_started_call() {
     f.sink.save(&unanswered).await.unwrap();
     assert_eq!(s(&f.provider(PROVIDER).await.unwrap(), "call_id"), "call-x");
 }
+
+#[tokio::test]
+async fn a_save_never_takes_data_away_from_the_rows() {
+    use ringback::adapters::dynamodb::stored_text;
+    let f = setup().await;
+    let full = finished("call-1", "2026-03-02T15:05:00.000Z");
+    f.sink.save(&full).await.unwrap();
+    // A dead letter redriven after the record expired: the record rebuilt from Vapi alone knows
+    // less (a cut transcript, no analysis yet), and it is newer.
+    let mut rebuilt = CallResult::new("call-1", "2026-03-02T15:00:00.000Z");
+    rebuilt.updated_at = "2026-03-02T16:00:00.000Z".into();
+    rebuilt.data_status = DataStatus::FetchFailed;
+    rebuilt.transcript = Some("AI: Hello".into());
+    rebuilt.provider_id = Some(PROVIDER.into());
+    rebuilt.service_request_id = Some(REQUEST.into());
+    f.sink.save(&rebuilt).await.unwrap();
+
+    let row = f.provider(PROVIDER).await.unwrap();
+    assert_eq!(
+        s(&row, "call_data_status"),
+        "fetch_failed",
+        "the newer state"
+    );
+    assert_eq!(
+        stored_text(&row, "call_transcript", "call_transcript_gz"),
+        full.transcript,
+        "the longer transcript stays"
+    );
+    assert_eq!(s(&row, "call_summary"), "Available Monday.");
+    assert_eq!(row["call_duration_minutes"].as_n().unwrap(), "2.5");
+    assert!(row["call_result"].as_m().unwrap().contains_key("available"));
+    let logs = f.logs(REQUEST).await;
+    assert_eq!(logs.len(), 1);
+    assert_eq!(s(&logs[0], "detail"), "Available Monday.");
+    assert_eq!(
+        logs[0]["transcript"].as_l().unwrap().len(),
+        3,
+        "every line stays"
+    );
+}

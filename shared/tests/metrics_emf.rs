@@ -107,6 +107,7 @@ impl World {
 
     fn cleanup(&self) -> CleanupService {
         CleanupService {
+            reconcile: None,
             store: self.store.clone(),
             queue: Arc::new(AcceptingQueue),
             sink: self.sink.clone(),

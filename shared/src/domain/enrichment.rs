@@ -304,8 +304,8 @@ pub fn settle(
         Admission::Skip(skip) => return Settlement::only(EnrichmentOutcome::Skipped(skip)),
         Admission::Claim(rec) => *rec,
         Admission::Fresh => match answer {
-            VapiAnswer::Call(_) => claim(
-                CallRecord::new(&job.call_id, now),
+            VapiAnswer::Call(snap) => claim(
+                CallRecord::new(&job.call_id, &created_at(snap, now)),
                 job,
                 message_id,
                 policy,
@@ -417,6 +417,12 @@ fn decide(
             }
         }
     }
+}
+
+/// A new record's `createdAt`: when Vapi created the call, else `now`.
+pub(crate) fn created_at(snap: &CallSnapshot, now: &str) -> String {
+    snap.created_at
+        .map_or_else(|| now.to_owned(), super::to_iso)
 }
 
 /// Where a record waits between watchdog checks: `partial` once any webhook arrived, else `pending`.

@@ -126,6 +126,38 @@ fn fill(slot: &mut Option<String>, value: &Option<String>) {
     }
 }
 
+/// What a call's durable rows (provider row, interaction log) already hold, read back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prior {
+    pub transcript: Option<String>,
+    pub summary: Option<String>,
+    pub structured_data: Option<Map<String, Value>>,
+    pub duration: Option<f64>,
+    pub cost: Option<f64>,
+}
+
+/// Folds what the rows already hold under the record being saved, so that a save never takes
+/// data away from them (a record rebuilt from Vapi after the first one expired may know less):
+/// the record wins wherever it has a value; the longer transcript, every structured-data key, a
+/// summary, the duration and the cost the rows had are kept.
+pub fn keep_prior(r: &mut CallResult, prior: &Prior) {
+    take_longer(&mut r.transcript, &prior.transcript);
+    if non_empty(&r.analysis.summary).is_none() {
+        if let Some(s) = non_empty(&prior.summary) {
+            r.analysis.summary = Some(s.to_owned());
+        }
+    }
+    if let Some(old) = &prior.structured_data {
+        let mut merged = old.clone();
+        if let Some(new) = &r.analysis.structured_data {
+            merge_map(&mut merged, new);
+        }
+        r.analysis.structured_data = Some(merged);
+    }
+    r.duration = r.duration.or(prior.duration);
+    r.cost = r.cost.or(prior.cost);
+}
+
 fn take_longer(slot: &mut Option<String>, value: &Option<String>) {
     if let Some(v) = non_empty(value) {
         let current = slot.as_deref().map_or(0, |s| s.chars().count());
@@ -336,5 +368,46 @@ mod tests {
         let s = ended(LONG, Some("sum"), Some(json!({"k": "v"})));
         assert!(merge_snapshot(&mut rec, &s));
         assert!(!merge_snapshot(&mut rec, &s));
+    }
+}
+
+#[cfg(test)]
+mod prior_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_save_never_takes_data_away_from_the_rows() {
+        let prior = Prior {
+            transcript: Some("AI: Hello there, is this Acme?\nUser: It is.".into()),
+            summary: Some("Available Monday.".into()),
+            structured_data: json!({"available": true, "price": 120})
+                .as_object()
+                .cloned(),
+            duration: Some(2.5),
+            cost: Some(0.0),
+        };
+        // A record rebuilt from Vapi alone: a cut transcript, no analysis.
+        let mut rebuilt = CallResult::new("c1", "t");
+        rebuilt.transcript = Some("AI: Hello".into());
+        rebuilt.analysis.structured_data = json!({"price": 130}).as_object().cloned();
+        keep_prior(&mut rebuilt, &prior);
+        assert_eq!(rebuilt.transcript, prior.transcript);
+        assert_eq!(rebuilt.analysis.summary, prior.summary);
+        assert_eq!(
+            rebuilt.analysis.structured_data,
+            json!({"available": true, "price": 130})
+                .as_object()
+                .cloned(),
+            "every key kept, the newer value wins"
+        );
+        assert_eq!((rebuilt.duration, rebuilt.cost), (Some(2.5), Some(0.0)));
+        // The record's own values win where it has them.
+        let mut fuller = CallResult::new("c1", "t");
+        fuller.analysis.summary = Some("Booked Friday.".into());
+        fuller.cost = Some(0.3);
+        keep_prior(&mut fuller, &prior);
+        assert_eq!(fuller.analysis.summary.as_deref(), Some("Booked Friday."));
+        assert_eq!(fuller.cost, Some(0.3));
     }
 }

@@ -21,7 +21,7 @@ pub use call_request::{parse_call_request, CallRequest, CustomPrompt, FieldError
 pub use cleanup::{plan_cleanup, CleanupAction, MAX_REDRIVES};
 pub use enrichment::*;
 pub use ids::{is_uuid, CallId, InvalidCallId, MAX_CALL_ID_CHARS};
-pub use merge::{is_complete, merge_snapshot, Completeness};
+pub use merge::{is_complete, keep_prior, merge_snapshot, Completeness, Prior};
 pub use outcome::outcome_from_ended_reason;
 pub use snapshot::{CallMetadata, CallSnapshot};
 pub use state::{apply_webhook, Bookkeeping, CallRecord, EventKey, WebhookOutcome};

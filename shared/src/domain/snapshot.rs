@@ -23,6 +23,9 @@ pub struct CallMetadata {
 pub struct CallSnapshot {
     pub call_id: String,
     pub call_status: Option<CallStatus>,
+    /// When Vapi created the call: the record's `createdAt` when a record is built from a source
+    /// (it stays stable if an expired record is rebuilt, unlike the time of the rebuild).
+    pub created_at: Option<DateTime<Utc>>,
     pub ended_reason: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,

@@ -94,7 +94,9 @@ pub fn apply_webhook(
     key: &EventKey,
     now: &str,
 ) -> WebhookOutcome {
-    let mut record = existing.unwrap_or_else(|| CallRecord::new(&snap.call_id, now));
+    let mut record = existing.unwrap_or_else(|| {
+        CallRecord::new(&snap.call_id, &super::enrichment::created_at(snap, now))
+    });
     if record.book.seen_events.contains(key.as_str()) {
         // A redelivery changes nothing, but what its first delivery set off is sent again while
         // nothing shows it ran: the first send may have failed after the write landed.

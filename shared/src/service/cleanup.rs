@@ -1,21 +1,41 @@
 //! The scheduled cleanup: pages through the unfinished-records index (never a table scan) and
 //! re-drives or settles every record past its deadline. Each change is one conditional write, so
 //! two runs at once cannot both act on a record: the loser's write fails and it moves on.
+//!
+//! It also reconciles with Vapi ([`Reconcile`]): a call ringback placed whose record and watchdog
+//! were both lost (two stores failing right after Vapi accepted it) and whose webhooks never came
+//! would otherwise be known to nobody. The calls our number placed in the last
+//! `deadline_cap` (any record written then still lives), older than a minute (the initiator's own
+//! writes are done), that carry our attempt id and have no record get a watchdog job: the consumer
+//! builds their record from Vapi.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::placed::{attempt_of, search_window};
 use super::{deadline_for, persist};
 use crate::config::Timing;
 use crate::domain::{parse_timestamp, plan_cleanup, to_iso, CleanupAction, DataStatus};
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, Versioned,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, ResultSink, StoreError, VapiApi,
+    Versioned,
 };
 
+/// Where the cleanup looks for calls ringback placed (see the module documentation).
+pub struct Reconcile {
+    pub vapi: Arc<dyn VapiApi>,
+    pub phone_number_id: String,
+}
+
+/// How old a placed call must be before a missing record counts as lost.
+const RECONCILE_MIN_AGE: chrono::Duration = chrono::Duration::seconds(60);
+
 pub struct CleanupService {
+    /// `None`: no reconciliation with Vapi (a deployment without its credentials, or a test).
+    pub reconcile: Option<Reconcile>,
     pub store: Arc<dyn CallStore>,
     pub queue: Arc<dyn EnrichmentQueue>,
     pub sink: Arc<dyn ResultSink>,
@@ -33,6 +53,8 @@ pub struct CleanupReport {
     pub settled: u32,
     /// Finished meanwhile, moved on, or taken by a concurrent run.
     pub left: u32,
+    /// Calls placed in Vapi that had no record, handed to a watchdog job.
+    pub adopted: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,10 +97,66 @@ impl CleanupService {
                 None => break,
             }
         }
-        if report.examined > 0 {
+        if let Some(r) = &self.reconcile {
+            match self.adopt_unrecorded(r, now).await {
+                Ok(n) => report.adopted = n,
+                Err(e) => {
+                    warn!(error = %e, "reconciliation with Vapi failed; the next run retries")
+                }
+            }
+        }
+        if report.examined > 0 || report.adopted > 0 {
             info!(?report, "cleanup run");
         }
         Ok(report)
+    }
+
+    /// Gives a watchdog job to each call our number placed recently that has no record.
+    async fn adopt_unrecorded(&self, r: &Reconcile, now: DateTime<Utc>) -> Result<u32, String> {
+        let window = chrono::Duration::from_std(self.timing.deadline_cap).unwrap_or_default();
+        let mut ours = Vec::new();
+        search_window(
+            r.vapi.as_ref(),
+            &r.phone_number_id,
+            now - window,
+            now - RECONCILE_MIN_AGE,
+            |call| {
+                if let (Some(_), Some(id)) = (attempt_of(call), call["id"].as_str()) {
+                    ours.push(id.to_owned());
+                }
+                false
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut adopted = 0;
+        for call_id in ours {
+            if self
+                .store
+                .get(&call_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                continue;
+            }
+            let job = EnrichmentJob {
+                call_id: call_id.clone(),
+                attempt: 1,
+                kind: JobKind::Watchdog,
+            };
+            self.queue
+                .schedule(&job, std::time::Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string())?;
+            warn!(
+                call_id,
+                "a call placed in Vapi had no record; its watchdog will build it"
+            );
+            self.metrics.count("CallsAdoptedByCleanup", 1, &[]);
+            adopted += 1;
+        }
+        Ok(adopted)
     }
 
     async fn one(

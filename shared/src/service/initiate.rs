@@ -23,25 +23,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use super::placed::{attempt_of, search_window};
 use super::{deadline_for, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::{parse_call_request, to_iso, CallRecord, CallRequest, CallStatus, FieldError};
 use crate::metrics::Metrics;
 use crate::ports::{
-    Attempt, CallFilter, CallStore, Clock, EnrichmentJob, EnrichmentQueue, IdempotencyRecord,
-    IdempotencyStore, JobKind, SavedResponse, StoreError, VapiApi, VapiError, MAX_QUEUE_DELAY,
+    Attempt, CallStore, Clock, EnrichmentJob, EnrichmentQueue, IdempotencyRecord, IdempotencyStore,
+    JobKind, SavedResponse, StoreError, VapiApi, VapiError, MAX_QUEUE_DELAY,
 };
-use crate::vapi::{create_call_body, CallSettings, ATTEMPT_ID_KEY};
+use crate::vapi::{create_call_body, CallSettings};
 
-/// Calls a `GET /call` page holds when looking for an attempt's call.
-const LIST_PAGE: u32 = 100;
-/// Pages looked at before the search gives up (as a transient failure).
-const LIST_PAGES: usize = 10;
 /// Slack on each side of an attempt's creation window, for clock skew between us and Vapi.
 const CLOCK_SKEW: Duration = Duration::from_secs(120);
 
@@ -94,13 +90,6 @@ pub type Started = SavedResponse;
 
 /// The idempotency key a request holds, with its attempt.
 type Held<'a> = Option<(&'a str, Attempt)>;
-
-/// The attempt id a listed call carries in its metadata, if any.
-fn attempt_of(call: &Value) -> Option<&str> {
-    [&call["assistantOverrides"]["metadata"], &call["metadata"]]
-        .into_iter()
-        .find_map(|m| m[ATTEMPT_ID_KEY].as_str())
-}
 
 impl InitiatorService {
     pub async fn start(
@@ -299,37 +288,22 @@ impl InitiatorService {
     async fn find(&self, attempt: &Attempt) -> Result<Option<Value>, VapiError> {
         let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
         let doubt = chrono::Duration::from_std(self.in_doubt_after).unwrap_or_default();
-        let mut filter = CallFilter {
-            phone_number_id: self.settings.phone_number_id.clone(),
-            created_at_ge: attempt.started_at - skew,
-            created_at_le: attempt.started_at + doubt + skew,
-            limit: LIST_PAGE,
-        };
-        for _ in 0..LIST_PAGES {
-            let page = self.vapi.list_calls(&filter).await?;
-            if let Some(call) = page.iter().find(|c| attempt_of(c) == Some(&attempt.id)) {
-                return Ok(Some(call.clone()));
-            }
-            if page.len() < LIST_PAGE as usize {
-                return Ok(None);
-            }
-            // Newest first: the next page ends just before the oldest call of this one.
-            let oldest = page
-                .iter()
-                .filter_map(|c| c["createdAt"].as_str()?.parse::<DateTime<Utc>>().ok())
-                .min();
-            match oldest {
-                Some(t) if t > filter.created_at_ge => {
-                    filter.created_at_le = t - chrono::Duration::milliseconds(1)
+        let mut found = None;
+        search_window(
+            self.vapi.as_ref(),
+            &self.settings.phone_number_id,
+            attempt.started_at - skew,
+            attempt.started_at + doubt + skew,
+            |call| {
+                let ours = attempt_of(call) == Some(attempt.id.as_str());
+                if ours {
+                    found = Some(call.clone());
                 }
-                _ => break,
-            }
-        }
-        Err(VapiError::Transient {
-            status: None,
-            retry_after: None,
-            message: "too many calls in the attempt's creation window to be sure".into(),
-        })
+                ours
+            },
+        )
+        .await?;
+        Ok(found)
     }
 
     /// An attempt's `POST /call` can no longer create a call.

@@ -5,6 +5,7 @@ pub mod cleanup;
 mod deadlines;
 pub mod enrichment;
 pub mod initiate;
+pub mod placed;
 pub mod status;
 pub mod webhook;
 

@@ -7,7 +7,7 @@ mod client;
 mod read;
 mod webhook;
 
-pub use assistant::{create_call_body, CallSettings, ATTEMPT_ID_KEY};
+pub use assistant::{create_call_body, webhook_backoff_plan, CallSettings, ATTEMPT_ID_KEY};
 pub use auth::{sign, AuthError, WebhookAuth};
 pub use client::{VapiClient, VapiClientConfig};
 pub use read::snapshot_from_call;

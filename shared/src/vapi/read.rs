@@ -107,6 +107,7 @@ pub(crate) fn snapshot(call_id: String, roots: &[&Value], legacy: Option<&Value>
             v.as_str().and_then(CallStatus::parse)
         }),
         ended_reason: first(roots, &["endedReason"], text),
+        created_at: first(roots, &["createdAt"], parse_timestamp),
         started_at: first(roots, &["startedAt"], parse_timestamp),
         ended_at: first(roots, &["endedAt"], parse_timestamp),
         duration_seconds,

@@ -20,6 +20,10 @@
 //! [`super::stored_text`] and [`super::stored_json`] read every form back whole. Only a call whose
 //! *compressed* texts still pass the limit loses them (previews kept, `data_truncated = true`,
 //! logged at error level). A refusal DynamoDB would repeat for ever is a permanent [`SinkError`].
+//!
+//! A save never takes data away from a call's rows: what they already hold (read back first) is
+//! folded under the record being saved ([`crate::domain::keep_prior`]), so a record rebuilt from
+//! Vapi after the first one expired (a dead letter redriven late, say) cannot clobber them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,11 +37,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use tracing::{error, info};
 
-use super::attrs::{f64_or_null, n, s};
-use super::fit::{self, Form};
+use super::attrs::{f64_or_null, get_n, n, s, Item};
+use super::fit::{self, stored_json, stored_text, to_json, Form};
 use crate::domain::{
-    is_uuid, parse_timestamp, parse_transcript, to_iso, CallMethod, CallResult, DataStatus,
-    Outcome, TranscriptLine,
+    is_uuid, keep_prior, parse_timestamp, parse_transcript, to_iso, CallMethod, CallResult,
+    DataStatus, Outcome, Prior, TranscriptLine,
 };
 use crate::ports::{Clock, Persisted, ResultSink, SinkError};
 
@@ -335,6 +339,76 @@ impl ProvidersAndLogs {
     }
 }
 
+impl ProvidersAndLogs {
+    async fn read(&self, table: &str, key: Item) -> Result<Option<Item>, SinkError> {
+        self.client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item)
+            .map_err(|e| {
+                SinkError::transient(format!("GetItem on {table}: {}", DisplayErrorContext(&e)))
+            })
+    }
+
+    /// What the call's rows already hold: its provider row (when it holds this call) and its
+    /// interaction log.
+    async fn prior(
+        &self,
+        call_id: &str,
+        provider_id: Option<&str>,
+        request_id: Option<&str>,
+    ) -> Result<Prior, SinkError> {
+        let mut prior = Prior::default();
+        if let Some(id) = provider_id {
+            let key = HashMap::from([("providerId".to_owned(), s(id))]);
+            if let Some(row) = self.read(&self.providers, key).await? {
+                if row
+                    .get("call_id")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(call_id)
+                {
+                    prior.transcript = stored_text(&row, "call_transcript", "call_transcript_gz");
+                    prior.summary = stored_text(&row, "call_summary", "call_summary_gz");
+                    prior.structured_data = stored_json(&row, "call_result", "call_result_gz")
+                        .and_then(|v| v.as_object().cloned());
+                    let num = |name: &str| get_n::<f64>(&row, name);
+                    prior.duration = num("call_duration_minutes");
+                    prior.cost = num("call_cost");
+                }
+            }
+        }
+        if let Some(id) = request_id {
+            let key = HashMap::from([
+                ("requestId".to_owned(), s(id)),
+                ("callId".to_owned(), s(call_id)),
+            ]);
+            if let Some(log) = self.read(&self.logs, key).await? {
+                let lines: Option<Vec<TranscriptLine>> = match log.get("transcript") {
+                    Some(l @ AttributeValue::L(_)) => serde_json::from_value(to_json(l)).ok(),
+                    _ => stored_text(&log, "transcript", "transcript_gz")
+                        .and_then(|t| serde_json::from_str(&t).ok()),
+                };
+                // The provider row's text is the original; the log's lines count only when it
+                // holds more of them (the row may hold another call, or none).
+                let held = parse_transcript(prior.transcript.as_deref().unwrap_or_default()).len();
+                if let Some(ls) = lines.filter(|ls| ls.len() > held) {
+                    let text: Vec<String> = ls
+                        .iter()
+                        .map(|l| format!("{}: {}", l.speaker, l.text))
+                        .collect();
+                    prior.transcript = Some(text.join("\n"));
+                }
+            }
+        }
+        Ok(prior)
+    }
+}
+
 /// The fields as they will be written in `form`, flagged `data_truncated`; `None` when they are
 /// over the budget and a further form remains to try.
 fn finish_fields(
@@ -362,17 +436,26 @@ impl ResultSink for ProvidersAndLogs {
     async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError> {
         let now = to_iso(self.clock.now());
         let call_id = result.call_id.as_str();
-        let provider_row = match usable_id(result.provider_id.as_deref(), "providerId", call_id) {
+        let provider_id = usable_id(result.provider_id.as_deref(), "providerId", call_id);
+        let request_id = usable_id(
+            result.service_request_id.as_deref(),
+            "serviceRequestId",
+            call_id,
+        );
+        // What the rows already hold of this call stays: a save never takes data away.
+        let mut merged = result.clone();
+        keep_prior(
+            &mut merged,
+            &self.prior(call_id, provider_id, request_id).await?,
+        );
+        let result = &merged;
+        let provider_row = match provider_id {
             Some(id) => {
                 Self::save_fitted(|form| self.save_provider(result, id, &now, form)).await?
             }
             None => false,
         };
-        let interaction_log = match usable_id(
-            result.service_request_id.as_deref(),
-            "serviceRequestId",
-            call_id,
-        ) {
+        let interaction_log = match request_id {
             Some(id) => Self::save_fitted(|form| self.save_log(result, id, &now, form)).await?,
             None => false,
         };

@@ -1,0 +1,617 @@
+//! What the events set off: clients placing calls and retrying as the API tells them, a watcher
+//! polling every call ringback must know, Vapi delivering webhooks (and retrying them only as
+//! the call's backoff plan says), the event source mapping running batches, the cleanup's
+//! schedule, an operator's redrive, and bad input.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+use ringback::api;
+use ringback::config::ApiAuth;
+use serde_json::{json, Value};
+
+use crate::clock::{Ms, MINUTE, SECOND};
+use crate::rng::Rng;
+use crate::vapi::Hook;
+use crate::world::{Event, TaskFuture, TaskOut, World, CLEANUP_EVERY, SECRET, TOKEN};
+
+/// Kinds of bad input ([`World::bad_input`]).
+pub const BAD_INPUTS: u64 = 9;
+const POLL_EVERY: Ms = 60 * SECOND;
+/// A client gives up this long past the bound on learning its call (the checker reports it).
+const GIVE_UP_AFTER: Ms = 10 * MINUTE;
+
+/// One client of the API: a call request with its own `Idempotency-Key`, retried until it gets a
+/// definite answer.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub idx: usize,
+    /// The provider name: unique per client, so the model tells its calls apart.
+    pub name: String,
+    pub key: String,
+    pub body: String,
+    pub first_sent: Option<Ms>,
+    /// The call id it was given, and when.
+    pub learned: Option<(String, Ms)>,
+    /// A definite refusal (a second 502): Vapi placed nothing.
+    pub refused: Option<Ms>,
+    pub refusals: u32,
+    pub gave_up: bool,
+    pub requests: u32,
+}
+
+impl Client {
+    pub fn new(idx: usize, rng: &mut Rng, provider_id: String) -> Self {
+        let refused = rng.chance(0.05);
+        let name = format!("Provider {idx}{}", if refused { " [refused]" } else { "" });
+        let request_id = rng.uuid();
+        let body = json!({
+            "providerName": name,
+            "providerPhone": "+14155550123",
+            "serviceNeeded": "plumber",
+            "userCriteria": "licensed, available this week",
+            "location": "Oakland, CA",
+            "urgency": "within_24_hours",
+            "providerId": provider_id,
+            "serviceRequestId": request_id,
+        });
+        Self {
+            idx,
+            name,
+            key: format!("key-{}", rng.uuid()),
+            body: body.to_string(),
+            first_sent: None,
+            learned: None,
+            refused: None,
+            refusals: 0,
+            gave_up: false,
+            requests: 0,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.learned.is_some() || self.refused.is_some() || self.gave_up
+    }
+}
+
+/// What polling saw of a call ringback must know.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// When ringback had to know it (placed, or its first webhook accepted).
+    pub since: Ms,
+    pub created_at: Option<String>,
+    pub terminal: Option<Ms>,
+    pub data_status: Option<String>,
+    /// When the record says it was last written, as the settled record shows it.
+    pub settled_at: Option<String>,
+    /// It answered 404 after it had been readable.
+    pub expired: bool,
+    /// Only perhaps known: a webhook about it was answered with an error, yet its write may have
+    /// landed. Watched until a poll tells (readable: known; absent: never was).
+    pub maybe: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Watch {
+    pub providers: Vec<String>,
+    pub calls: BTreeMap<String, Seen>,
+}
+
+/// What a task is, to act on its outcome.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Request(usize),
+    Poll(String),
+    Hook(Hook),
+    /// One message of batch `batch`.
+    Message {
+        batch: u64,
+        id: String,
+    },
+    Cleanup,
+    Bad(u32),
+}
+
+fn bearer() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("ascii"),
+    );
+    h
+}
+
+fn answer(r: api::Response) -> TaskOut {
+    let body = serde_json::from_slice(r.body()).unwrap_or(Value::Null);
+    TaskOut::Http(r.status(), r.headers().clone(), body)
+}
+
+impl World {
+    /// The tasks an event starts (some events act at once and start none).
+    pub fn start(&mut self, event: Event) -> Vec<(Kind, TaskFuture)> {
+        let svc = self.services.clone();
+        let now = self.clock.ms();
+        match event {
+            Event::Request(i) if self.clients[i].done() => vec![],
+            Event::Request(i)
+                if self.clients[i].first_sent.is_some_and(|first| {
+                    now > first.max(self.storm.storm_end) + crate::LEARN_BOUND + GIVE_UP_AFTER
+                }) =>
+            {
+                self.clients[i].gave_up = true;
+                vec![]
+            }
+            Event::Request(i) => {
+                let c = &mut self.clients[i];
+                c.first_sent.get_or_insert(now);
+                c.requests += 1;
+                let (key, body) = (c.key.clone(), c.body.clone());
+                self.trace
+                    .note(format!("client {i}: POST /calls (try {})", c.requests));
+                vec![(
+                    Kind::Request(i),
+                    Box::pin(async move {
+                        let mut h = bearer();
+                        h.insert(
+                            "idempotency-key",
+                            HeaderValue::from_str(&key).expect("ascii"),
+                        );
+                        let auth = ApiAuth::Token(TOKEN.into());
+                        answer(api::post_call(&svc.initiator, &auth, &h, body.as_bytes()).await)
+                    }),
+                )]
+            }
+            Event::Poll(id) => vec![(
+                Kind::Poll(id.clone()),
+                Box::pin(async move {
+                    let auth = ApiAuth::Token(TOKEN.into());
+                    answer(api::get_call(&svc.status, &auth, &bearer(), &id).await)
+                }),
+            )],
+            Event::Hook(hook) => {
+                let Some(body) = self.vapi.hook_body(&hook) else {
+                    return vec![];
+                };
+                let server = self.vapi.server(&hook.call_id);
+                let mut h = HeaderMap::new();
+                for (k, v) in server["headers"].as_object().into_iter().flatten() {
+                    if let (Ok(k), Some(Ok(v))) = (
+                        http::HeaderName::from_bytes(k.as_bytes()),
+                        v.as_str().map(HeaderValue::from_str),
+                    ) {
+                        h.insert(k, v);
+                    }
+                }
+                self.trace.note(format!(
+                    "vapi: {:?} of {} (delivery {})",
+                    hook.kind,
+                    hook.call_id,
+                    hook.attempt + 1
+                ));
+                let raw = body.to_string().into_bytes();
+                vec![(
+                    Kind::Hook(hook),
+                    Box::pin(
+                        async move { answer(api::post_webhook(&svc.webhook, &h, &raw).await) },
+                    ),
+                )]
+            }
+            Event::Receive => {
+                self.receive_due = None;
+                self.batches()
+            }
+            Event::Cleanup => {
+                self.at(now + CLEANUP_EVERY, Event::Cleanup);
+                // Now and then two runs overlap (a slow run and the next schedule).
+                let runs = if self.storming() && self.rng.chance(0.2) {
+                    2
+                } else {
+                    1
+                };
+                (0..runs)
+                    .map(|_| {
+                        let svc = svc.clone();
+                        let fut: TaskFuture = Box::pin(async move {
+                            let _ = svc.cleanup.run_once().await;
+                            TaskOut::Done
+                        });
+                        (Kind::Cleanup, fut)
+                    })
+                    .collect()
+            }
+            Event::Redrive => {
+                let moved = self.sqs.lock().unwrap().redrive(now);
+                self.trace
+                    .note(format!("operator: redrove {moved} dead letters"));
+                self.at(now + 60 * MINUTE, Event::Redrive);
+                vec![]
+            }
+            Event::Elsewhere => {
+                let provider = self.rng.pick(&self.watch.providers).clone();
+                let request = self.rng.uuid();
+                let metadata = json!({"providerId": provider, "serviceRequestId": request,
+                    "providerName": "Elsewhere Co", "callMethod": "kestra"});
+                let server = json!({"url": "https://ringback.example.com/api/v1/vapi/webhook",
+                    "headers": {"X-Vapi-Secret": SECRET},
+                    "backoffPlan": ringback::vapi::webhook_backoff_plan()});
+                let id = self.vapi.place_elsewhere(now, metadata, server);
+                self.trace.note(format!("vapi: call {id} placed elsewhere"));
+                vec![]
+            }
+            Event::BadInput(kind) => vec![(Kind::Bad(kind), self.bad_input(kind))],
+        }
+    }
+
+    /// Everything visible on the queue, in batches of 10 as the event source mapping takes them;
+    /// during a storm some messages are also delivered a second time at once (SQS delivers at
+    /// least once). Each message is a task of its own (`handle_batch` runs a batch's messages
+    /// concurrently the same way); a batch whose process died deletes none of its messages.
+    fn batches(&mut self) -> Vec<(Kind, TaskFuture)> {
+        let now = self.clock.ms();
+        let mut batches = Vec::new();
+        loop {
+            let got = self.sqs.lock().unwrap().receive(now, 10);
+            if got.is_empty() {
+                break;
+            }
+            let dups: Vec<_> = got
+                .iter()
+                .filter(|_| self.rng.chance(self.storm.duplicate_delivery))
+                .cloned()
+                .collect();
+            batches.push(got);
+            if !dups.is_empty() {
+                batches.push(dups);
+            }
+        }
+        let mut tasks = Vec::new();
+        for msgs in batches {
+            self.next_batch += 1;
+            let batch = self.next_batch;
+            let ids: Vec<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
+            self.trace.note(format!("esm: batch {batch} {ids:?}"));
+            for m in msgs {
+                let svc = self.services.clone();
+                let id = m.id.clone();
+                let fut: TaskFuture = Box::pin(async move {
+                    let failed = match svc.enrichment.process(&m.id, &m.body).await {
+                        Err(e) => e.is_retry(),
+                        Ok(_) => false,
+                    };
+                    TaskOut::Message { failed }
+                });
+                tasks.push((Kind::Message { batch, id }, fut));
+            }
+        }
+        tasks
+    }
+
+    /// Acts on a task's outcome: the next request, poll or redelivery, deletes of what a batch
+    /// handled, and the checks each outcome allows at once.
+    pub fn finish(&mut self, kind: Kind, out: TaskOut, faults: u32) {
+        let now = self.clock.ms();
+        match (kind, out) {
+            (Kind::Request(i), out) => self.answered(i, out),
+            (Kind::Poll(id), TaskOut::Http(status, _, body)) if status == StatusCode::OK => {
+                let data = &body["data"];
+                let ds = data["dataStatus"].as_str().unwrap_or_default().to_owned();
+                let settled = matches!(ds.as_str(), "complete" | "fetch_failed");
+                let seen = self.watch.calls.entry(id.clone()).or_default();
+                seen.maybe = false;
+                seen.created_at
+                    .get_or_insert_with(|| data["createdAt"].as_str().unwrap_or_default().into());
+                seen.data_status = Some(ds.clone());
+                if settled {
+                    seen.terminal = Some(now);
+                    seen.settled_at = data["updatedAt"].as_str().map(str::to_owned);
+                    self.trace.note(format!("watch: {id} is {ds}"));
+                } else {
+                    self.at(now + POLL_EVERY, Event::Poll(id));
+                }
+            }
+            (Kind::Poll(id), TaskOut::Http(status, _, _))
+                if status == StatusCode::NOT_FOUND
+                    && self
+                        .watch
+                        .calls
+                        .get(&id)
+                        .is_some_and(|s| s.maybe && s.created_at.is_none()) =>
+            {
+                self.watch.calls.remove(&id);
+            }
+            (Kind::Poll(id), TaskOut::Http(status, _, _)) if status == StatusCode::NOT_FOUND => {
+                // Gone after it was readable: it expired unfinished (only a store outage longer
+                // than the TTL allows that). It must come back, rebuilt from Vapi, and settle.
+                if let Some(seen) = self.watch.calls.get_mut(&id) {
+                    if seen.created_at.is_some() && !seen.expired {
+                        seen.expired = true;
+                        self.trace
+                            .note(format!("watch: {id} expired before it settled"));
+                    }
+                }
+                self.at(now + POLL_EVERY, Event::Poll(id));
+            }
+            (Kind::Poll(id), _) => self.at(now + POLL_EVERY, Event::Poll(id)),
+            (Kind::Hook(hook), out) => self.hook_answered(hook, out),
+            (Kind::Message { batch, id }, out) => {
+                let outcome = match out {
+                    TaskOut::Message { failed } => Some(failed),
+                    _ => None,
+                };
+                self.batch_results
+                    .entry(batch)
+                    .or_default()
+                    .push((id, outcome));
+            }
+            (Kind::Cleanup, _) => {}
+            (Kind::Bad(k), TaskOut::Http(status, _, body)) => {
+                if status.is_server_error() && faults == 0 {
+                    self.violation(format!(
+                        "bad input {k} got {status} with no fault behind it: {body}"
+                    ));
+                }
+            }
+            (Kind::Bad(_), _) => {}
+        }
+    }
+
+    fn answered(&mut self, i: usize, out: TaskOut) {
+        let now = self.clock.ms();
+        let (status, headers, body) = match out {
+            TaskOut::Http(s, h, b) => (s, h, b),
+            // The connection broke: the client retries, as any HTTP client would.
+            _ => {
+                self.trace.note(format!("client {i}: no answer"));
+                self.at(now + 5 * SECOND, Event::Request(i));
+                return;
+            }
+        };
+        self.trace.note(format!("client {i}: {status} {body}"));
+        let c = &mut self.clients[i];
+        match status.as_u16() {
+            202 => {
+                let id = body["data"]["callId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                match &c.learned {
+                    Some((first, _)) if *first != id => {
+                        let msg = format!(
+                            "client {i} was given two call ids for one key: {first} then {id}"
+                        );
+                        self.violation(msg);
+                    }
+                    Some(_) => {}
+                    None => c.learned = Some((id, now)),
+                }
+            }
+            // Vapi refused. Many clients try a 502 once more: with the same key that must never
+            // place a second call.
+            502 if c.refusals == 0 => {
+                c.refusals += 1;
+                self.at(now + 10 * SECOND, Event::Request(i));
+            }
+            502 => {
+                c.refused.get_or_insert(now);
+            }
+            409 | 503 => {
+                let after = headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<Ms>().ok())
+                    .unwrap_or(5);
+                self.at(now + after.clamp(1, 60) * SECOND, Event::Request(i));
+            }
+            _ => {
+                let msg = format!("client {i}'s valid request got {status}: {body}");
+                self.violation(msg);
+            }
+        }
+    }
+
+    /// Vapi's side of a delivery: accepted, or retried only as the call's backoff plan allows.
+    fn hook_answered(&mut self, hook: Hook, out: TaskOut) {
+        let now = self.clock.ms();
+        let status = match &out {
+            TaskOut::Http(s, _, _) => Some(*s),
+            _ => None,
+        };
+        if status.is_some_and(|s| s.is_success()) {
+            self.vapi.delivered(&hook);
+            if !self.placed_here(&hook.call_id) {
+                self.know(&hook.call_id);
+            }
+            return;
+        }
+        if !self.placed_here(&hook.call_id) {
+            self.know_maybe(&hook.call_id);
+        }
+        if let (Some(s), TaskOut::Http(_, _, body)) = (status, &out) {
+            if s.is_client_error() {
+                let msg = format!(
+                    "Vapi's {:?} of {} was refused with {s}: {body}",
+                    hook.kind, hook.call_id
+                );
+                self.violation(msg);
+            }
+        }
+        let plan = self.vapi.server(&hook.call_id)["backoffPlan"].clone();
+        let retries = plan["maxRetries"].as_u64().unwrap_or(0) as u32;
+        let excluded = status.is_some_and(|s| {
+            plan["excludedStatusCodes"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|c| c.as_u64() == Some(u64::from(s.as_u16()))))
+        });
+        if hook.attempt >= retries || excluded {
+            self.trace.note(format!(
+                "vapi: gives up on {:?} of {} ({status:?})",
+                hook.kind, hook.call_id
+            ));
+            return;
+        }
+        let base = plan["baseDelaySeconds"].as_u64().unwrap_or(1) as Ms * SECOND;
+        let factor = if plan["type"] == "exponential" {
+            1 << hook.attempt
+        } else {
+            1
+        };
+        let next = Hook {
+            attempt: hook.attempt + 1,
+            ..hook
+        };
+        self.at(now + base * factor, Event::Hook(next));
+    }
+
+    /// The event source mapping's side of the batches that ran: a batch deletes the messages
+    /// its handler did not report failed, unless its process died (then none: all come back).
+    pub fn settle_batches(&mut self) {
+        let mut sqs = self.sqs.lock().unwrap();
+        for (batch, results) in std::mem::take(&mut self.batch_results) {
+            if results.iter().any(|(_, r)| r.is_none()) {
+                self.trace.note(format!(
+                    "esm: batch {batch} died; its messages come back later"
+                ));
+                continue;
+            }
+            for (id, failed) in results {
+                if failed == Some(false) {
+                    sqs.delete(&id);
+                }
+            }
+        }
+    }
+
+    fn placed_here(&self, call_id: &str) -> bool {
+        self.vapi
+            .calls
+            .lock()
+            .unwrap()
+            .get(call_id)
+            .is_some_and(|c| c.phone_number_id == crate::world::PHONE_NUMBER_ID)
+    }
+
+    /// A call ringback may know: watched until a poll says whether it does.
+    fn know_maybe(&mut self, call_id: &str) {
+        if !self.watch.calls.contains_key(call_id) {
+            self.know(call_id);
+            if let Some(seen) = self.watch.calls.get_mut(call_id) {
+                seen.maybe = true;
+            }
+        }
+    }
+
+    /// A call ringback must know from now on: the watcher polls it until it is settled.
+    pub fn know(&mut self, call_id: &str) {
+        if let Some(seen) = self.watch.calls.get_mut(call_id) {
+            seen.maybe = false;
+            return;
+        }
+        let now = self.clock.ms();
+        self.watch.calls.insert(
+            call_id.to_owned(),
+            Seen {
+                since: now,
+                ..Seen::default()
+            },
+        );
+        self.at(now + POLL_EVERY, Event::Poll(call_id.to_owned()));
+    }
+
+    /// Webhooks Vapi has queued, and calls placed for clients (ringback must know them).
+    pub fn collect(&mut self) {
+        let due: Vec<(Ms, Hook)> = std::mem::take(&mut *self.vapi.outbox.lock().unwrap());
+        for (at, hook) in due {
+            self.at(at, Event::Hook(hook));
+        }
+        let placed: Vec<String> = self
+            .vapi
+            .placed
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        for id in placed {
+            self.know(&id);
+        }
+        let next = self.sqs.lock().unwrap().next_visible();
+        if let Some(t) = next {
+            if self.receive_due.is_none_or(|due| t < due) {
+                self.receive_due = Some(t);
+                self.at(t, Event::Receive);
+            }
+        }
+    }
+
+    /// Nothing left to happen: every client answered, every call ringback must know settled,
+    /// no webhook or queue message pending.
+    pub fn quiet(&self) -> bool {
+        let sqs = self.sqs.lock().unwrap();
+        self.clients.iter().all(Client::done)
+            && self.watch.calls.values().all(|s| s.terminal.is_some())
+            && sqs.queue.is_empty()
+            && sqs.dead.is_empty()
+            && self.vapi.outbox.lock().unwrap().is_empty()
+            && !self
+                .events
+                .values()
+                .any(|e| matches!(e, Event::Hook(_) | Event::Request(_) | Event::Elsewhere))
+    }
+
+    /// Input no real sender should send; the answer must never be a 5xx (unless a fault hit).
+    fn bad_input(&mut self, kind: u32) -> TaskFuture {
+        let svc = self.services.clone();
+        let mut secret = HeaderMap::new();
+        secret.insert("x-vapi-secret", HeaderValue::from_static(SECRET));
+        let hook = |msg: Value| json!({ "message": msg }).to_string().into_bytes();
+        let webhook = match kind {
+            0 => Some(b"{not json".to_vec()),
+            1 => Some(hook(json!({"type": "status-update", "status": "ringing",
+                "call": {"id": "x".repeat(3000)}}))),
+            2 => Some(hook(
+                json!({"type": "end-of-call-report", "call": {"id": "c#part1"}}),
+            )),
+            3 => Some(vec![b' '; (1 << 20) + 1]),
+            4 => {
+                secret.insert("x-vapi-secret", HeaderValue::from_static("wrong"));
+                Some(hook(
+                    json!({"type": "status-update", "call": {"id": "c-1"}}),
+                ))
+            }
+            5 => Some(hook(
+                json!({"type": "end-of-call-report", "call": {"id": 42},
+                "artifact": {"transcript": ["not", "text"]}}),
+            )),
+            _ => None,
+        };
+        if let Some(body) = webhook {
+            return Box::pin(async move {
+                answer(api::post_webhook(&svc.webhook, &secret, &body).await)
+            });
+        }
+        let (key, body) = match kind {
+            6 => (
+                "k-bad-phone".to_owned(),
+                json!({"providerName": "X", "providerPhone": "555",
+                "serviceNeeded": "s", "userCriteria": "c", "location": "l", "urgency": "now"}),
+            ),
+            7 => ("k-missing".to_owned(), json!({"providerName": ""})),
+            _ => ("k".repeat(300), json!([1, 2])),
+        };
+        Box::pin(async move {
+            let mut h = bearer();
+            h.insert(
+                "idempotency-key",
+                HeaderValue::from_str(&key).expect("ascii"),
+            );
+            let auth = ApiAuth::Token(TOKEN.into());
+            answer(api::post_call(&svc.initiator, &auth, &h, body.to_string().as_bytes()).await)
+        })
+    }
+
+    pub fn violation(&mut self, what: String) {
+        self.trace.note(format!("VIOLATION: {what}"));
+        self.violations.push(what);
+    }
+}

@@ -1,0 +1,171 @@
+//! Fault injectors around the real adapters: each port call passes a gate and meets the fault the
+//! world chose for it. A "landed" fault performs the real call first, so the table really holds
+//! what the caller is told did not happen.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ringback::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
+use ringback::domain::{CallRecord, CallResult};
+use ringback::ports::{
+    Attempt, CallStore, Deadline, IdempotencyRecord, IdempotencyStore, OverduePage, Persisted,
+    ResultSink, SavedResponse, SinkError, StoreError, Versioned,
+};
+
+use crate::sched::{Fault, Gates, Op};
+
+fn outage(op: Op) -> StoreError {
+    StoreError::Unavailable(format!("injected: {op:?} failed"))
+}
+
+fn lost(op: Op) -> StoreError {
+    StoreError::Unavailable(format!("injected: the answer to {op:?} was lost"))
+}
+
+/// Runs a store call through its gate.
+async fn through<T>(
+    gates: &Gates,
+    op: Op,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match gates.gate(op).await {
+        None | Some(Fault::Slow) => call.await,
+        Some(Fault::Crash) => gates.die().await,
+        Some(Fault::FailBefore | Fault::RateLimited | Fault::Unreachable) => Err(outage(op)),
+        Some(fault) => {
+            let result = call.await;
+            match fault {
+                Fault::LandCrash => gates.die().await,
+                // What the SDK's retry of a write that landed sees: its own condition fails.
+                Fault::LandConflict if result.is_ok() => Err(StoreError::Conflict),
+                _ if result.is_ok() => Err(lost(op)),
+                _ => result,
+            }
+        }
+    }
+}
+
+/// The calls table (records and idempotency keys), failing on schedule.
+pub struct FaultyStore {
+    pub inner: Arc<CallsTable>,
+    pub gates: Gates,
+}
+
+#[async_trait]
+impl CallStore for FaultyStore {
+    async fn get(&self, call_id: &str) -> Result<Option<Versioned>, StoreError> {
+        through(
+            &self.gates,
+            Op::StoreGet,
+            CallStore::get(&*self.inner, call_id),
+        )
+        .await
+    }
+    async fn put(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        through(
+            &self.gates,
+            Op::StorePut,
+            self.inner.put(record, expected, deadline),
+        )
+        .await
+    }
+    async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
+        through(
+            &self.gates,
+            Op::StoreDelete,
+            self.inner.delete(call_id, expected),
+        )
+        .await
+    }
+    async fn overdue(
+        &self,
+        now: DateTime<Utc>,
+        page: Option<String>,
+        limit: u32,
+    ) -> Result<OverduePage, StoreError> {
+        through(
+            &self.gates,
+            Op::StoreOverdue,
+            self.inner.overdue(now, page, limit),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for FaultyStore {
+    async fn begin(
+        &self,
+        key: &str,
+        request_hash: &str,
+        attempt: &Attempt,
+    ) -> Result<Result<(), IdempotencyRecord>, StoreError> {
+        through(
+            &self.gates,
+            Op::IdemBegin,
+            self.inner.begin(key, request_hash, attempt),
+        )
+        .await
+    }
+    async fn lookup(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        through(&self.gates, Op::IdemLookup, self.inner.lookup(key)).await
+    }
+    async fn complete(&self, key: &str, response: &SavedResponse) -> Result<(), StoreError> {
+        through(
+            &self.gates,
+            Op::IdemComplete,
+            self.inner.complete(key, response),
+        )
+        .await
+    }
+    async fn release(&self, key: &str, attempt_id: &str) -> Result<(), StoreError> {
+        through(
+            &self.gates,
+            Op::IdemRelease,
+            self.inner.release(key, attempt_id),
+        )
+        .await
+    }
+    async fn reattempt(&self, key: &str, from: &str, to: &Attempt) -> Result<(), StoreError> {
+        through(
+            &self.gates,
+            Op::IdemReattempt,
+            self.inner.reattempt(key, from, to),
+        )
+        .await
+    }
+}
+
+/// The providers and interaction-log tables, failing on schedule.
+pub struct FaultySink {
+    pub inner: ProvidersAndLogs,
+    pub gates: Gates,
+}
+
+#[async_trait]
+impl ResultSink for FaultySink {
+    async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError> {
+        let failed = || SinkError::transient("injected: UpdateItem failed");
+        match self.gates.gate(Op::SinkSave).await {
+            None | Some(Fault::Slow) => self.inner.save(result).await,
+            Some(Fault::Crash) => self.gates.die().await,
+            Some(Fault::FailBefore | Fault::RateLimited | Fault::Unreachable) => Err(failed()),
+            Some(fault) => {
+                let saved = self.inner.save(result).await;
+                match fault {
+                    Fault::LandCrash => self.gates.die().await,
+                    _ if saved.is_ok() => Err(SinkError::transient(
+                        "injected: the answer to UpdateItem was lost",
+                    )),
+                    _ => saved,
+                }
+            }
+        }
+    }
+}

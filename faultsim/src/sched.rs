@@ -1,0 +1,119 @@
+//! The deterministic scheduler's half that lives in the tasks. Every port call of a task passes a
+//! [`Gates::gate`]: the task parks there until the world lets it go on, and learns what fault its
+//! call meets. Only one task runs between gates, so with the seeded generator choosing who goes
+//! next and what fails, the same seed replays the same interleaving and the same faults.
+//! Code outside a task (the checker reading the tables at the end) passes every gate at once.
+
+use tokio::sync::{mpsc, oneshot};
+
+pub type TaskId = u64;
+
+tokio::task_local! {
+    pub static TASK: TaskId;
+}
+
+/// A port call, as the gate sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    StoreGet,
+    StorePut,
+    StoreDelete,
+    StoreOverdue,
+    IdemBegin,
+    IdemLookup,
+    IdemComplete,
+    IdemRelease,
+    IdemReattempt,
+    SinkSave,
+    QueueSend,
+    VapiGet,
+    VapiPost,
+    VapiList,
+    /// Not a call: a task whose process dies after its last call landed parks here to be dropped.
+    Dying,
+}
+
+impl Op {
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Op::StorePut
+                | Op::StoreDelete
+                | Op::IdemBegin
+                | Op::IdemComplete
+                | Op::IdemRelease
+                | Op::IdemReattempt
+                | Op::SinkSave
+                | Op::QueueSend
+                | Op::VapiPost
+        )
+    }
+
+    /// A write guarded by a condition, so that the SDK's retry of it can fail its own condition.
+    pub fn conditional(self) -> bool {
+        matches!(
+            self,
+            Op::StorePut | Op::IdemBegin | Op::IdemComplete | Op::IdemReattempt
+        )
+    }
+
+    pub fn is_vapi(self) -> bool {
+        matches!(self, Op::VapiGet | Op::VapiPost | Op::VapiList)
+    }
+}
+
+/// What a port call meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// It fails before it has any effect: an outage, throttling, a 5xx.
+    FailBefore,
+    /// It takes effect, then its answer is lost: a timeout or reset on the way back.
+    LoseAnswer,
+    /// A conditional write takes effect; the SDK's retry of it then fails its own condition.
+    LandConflict,
+    /// The process dies before the call: the handler's future is dropped at this await point.
+    Crash,
+    /// The call takes effect, then the process dies.
+    LandCrash,
+    /// Vapi answers 429.
+    RateLimited,
+    /// No connection to Vapi could be made.
+    Unreachable,
+    /// The answer comes, slowly: the clock moves on meanwhile (not a failure).
+    Slow,
+}
+
+pub(crate) enum Msg {
+    Parked {
+        task: TaskId,
+        op: Op,
+        reply: oneshot::Sender<Option<Fault>>,
+    },
+    Done,
+}
+
+/// The gates every injector passes; cheap to clone.
+#[derive(Clone)]
+pub struct Gates {
+    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Gates {
+    /// Parks the current task until the world lets it go on; the fault its call meets, if any.
+    pub async fn gate(&self, op: Op) -> Option<Fault> {
+        let Ok(task) = TASK.try_with(|t| *t) else {
+            return None;
+        };
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Msg::Parked { task, op, reply }).is_err() {
+            return None;
+        }
+        answer.await.ok().flatten()
+    }
+
+    /// After a call that landed, the process dies: the task parks for the world to drop it.
+    pub async fn die(&self) -> ! {
+        self.gate(Op::Dying).await;
+        std::future::pending().await
+    }
+}

@@ -1,0 +1,474 @@
+//! One run: ringback's real services over its real DynamoDB adapters (embedded dynoxide, through
+//! the SDK over loopback), every port behind a fault injector, Vapi and SQS as models, all in
+//! virtual time. Events (a client's request, a webhook, a queue message coming due, the cleanup's
+//! schedule) start tasks; tasks due at the same instant run concurrently, interleaved at their
+//! port calls by the seeded generator, which also decides every fault.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ringback::adapters::dynamodb::{ensure_tables, CallsTable, ProvidersAndLogs};
+use ringback::config::Timing;
+use ringback::metrics::Metrics;
+use ringback::service::cleanup::{CleanupService, Reconcile};
+use ringback::service::enrichment::EnrichmentService;
+use ringback::service::initiate::InitiatorService;
+use ringback::service::status::StatusService;
+use ringback::service::webhook::WebhookService;
+use ringback::vapi::{CallSettings, WebhookAuth};
+use tokio::sync::mpsc;
+
+use crate::actors::{Client, Watch};
+use crate::clock::{Ms, SimClock, MINUTE, SECOND};
+use crate::inject::{FaultySink, FaultyStore};
+use crate::rng::Rng;
+use crate::sched::{Fault, Gates, Msg, Op, TaskId, TASK};
+use crate::sqs::{QueuePort, Sqs};
+use crate::trace::Trace;
+use crate::vapi::{Hook, VapiModel, Weather};
+
+pub const SECRET: &str = "sim-webhook-secret";
+pub const TOKEN: &str = "sim-api-token";
+pub const PHONE_NUMBER_ID: &str = "pn-ringback";
+pub const TABLES: (&str, &str, &str) = ("calls", "providers", "logs");
+/// The deployed schedule of the cleanup (template.yaml: rate(5 minutes)).
+pub const CLEANUP_EVERY: Ms = 5 * MINUTE;
+/// `in_doubt_after` as deployed (wiring.rs).
+pub const IN_DOUBT_AFTER: Ms = 30 * SECOND;
+
+/// Something that happens at an instant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    /// Client `n` sends its call request (first time or again).
+    Request(usize),
+    /// The watcher polls a call the way a client does.
+    Poll(String),
+    /// Vapi sends a webhook.
+    Hook(Hook),
+    /// The event source mapping receives what is visible on the queue.
+    Receive,
+    Cleanup,
+    /// An operator redrives the dead-letter queue.
+    Redrive,
+    /// A call is placed outside ringback; only its webhooks tell ringback.
+    Elsewhere,
+    /// Bad input of kind `n`, which must never get a 5xx.
+    BadInput(u32),
+}
+
+pub type TaskFuture = Pin<Box<dyn Future<Output = TaskOut> + Send>>;
+
+/// What a task came to.
+#[derive(Debug)]
+pub enum TaskOut {
+    Http(http::StatusCode, http::HeaderMap, serde_json::Value),
+    /// An enrichment message handled; `failed`: reported as a batch item failure.
+    Message {
+        failed: bool,
+    },
+    Done,
+    /// Its process died (the future was dropped at an await point).
+    Crashed,
+}
+
+/// How unkind a run is: faults at the ports until `storm_end`, and Vapi's weather throughout.
+#[derive(Debug, Clone, Copy)]
+pub struct Storm {
+    pub fault_rate: f64,
+    pub storm_end: Ms,
+    pub duplicate_delivery: f64,
+    pub late_send: Ms,
+    /// A window in which every call to one dependency fails (an outage, not a blip): long
+    /// enough to dead-letter messages and exhaust Vapi's webhook retries.
+    pub outage: Option<(Ms, Ms, Outage)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    Vapi,
+    Store,
+    Queue,
+}
+
+impl Outage {
+    fn hits(self, op: Op) -> bool {
+        match self {
+            Outage::Vapi => op.is_vapi(),
+            Outage::Queue => op == Op::QueueSend,
+            Outage::Store => !op.is_vapi() && op != Op::QueueSend && op != Op::Dying,
+        }
+    }
+}
+
+pub struct Services {
+    pub webhook: WebhookService,
+    pub initiator: InitiatorService,
+    pub status: StatusService,
+    pub enrichment: EnrichmentService,
+    pub cleanup: CleanupService,
+}
+
+pub struct World {
+    pub rng: Rng,
+    pub clock: Arc<SimClock>,
+    pub trace: Trace,
+    pub storm: Storm,
+    pub events: BTreeMap<(Ms, u64), Event>,
+    seq: u64,
+    pub services: Arc<Services>,
+    pub vapi: Arc<VapiModel>,
+    pub sqs: Arc<Mutex<Sqs>>,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub clients: Vec<Client>,
+    pub watch: Watch,
+    /// Faults by port call and kind.
+    pub faults: BTreeMap<(Op, Fault), u32>,
+    /// Tasks started, and of them the ones whose process died.
+    pub tasks: u64,
+    pub crashes: u64,
+    pub violations: Vec<String>,
+    /// When the event source mapping next receives (a `Receive` event is then due).
+    pub receive_due: Option<Ms>,
+    pub next_batch: u64,
+    /// Per batch, each message's outcome (`None`: its process died).
+    pub batch_results: BTreeMap<u64, Vec<(String, Option<bool>)>>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    next_task: TaskId,
+    _db: tokio::task::JoinHandle<()>,
+}
+
+fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_dynamodb::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("sim", "sim", None, None, "faultsim"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+impl World {
+    pub async fn new(seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let clock = Arc::new(SimClock::new());
+        let trace = Trace::new(clock.clone());
+
+        let db = dynoxide::Database::memory().expect("in-memory dynoxide");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("an address"));
+        let server = tokio::spawn(dynoxide::server::serve_on(listener, db));
+        let dynamo = dynamo_client(&endpoint);
+        let (calls, providers, logs) = TABLES;
+        ensure_tables(&dynamo, calls, providers, logs)
+            .await
+            .expect("tables created");
+
+        // A fifth of the runs are calm; the others storm at one of three strengths.
+        let fault_rate = *rng.pick(&[0.0, 0.02, 0.05, 0.10, 0.10]);
+        let stormy = fault_rate > 0.0;
+        let outage = (stormy && rng.chance(0.5)).then(|| {
+            let from = rng.secs(0, 600);
+            let what = *rng.pick(&[Outage::Vapi, Outage::Store, Outage::Queue]);
+            // Shorter than the records' TTL (30 min) less the quiet time before a write: a
+            // longer store outage lets unfinished records expire (they are then rebuilt from Vapi).
+            (from, from + rng.secs(300, 900), what)
+        });
+        let storm = Storm {
+            fault_rate,
+            storm_end: if stormy {
+                outage.map_or(20 * MINUTE, |(_, to, _)| to.max(20 * MINUTE))
+            } else {
+                0
+            },
+            duplicate_delivery: if stormy { 0.1 } else { 0.0 },
+            late_send: if stormy { rng.secs(0, 60) } else { 0 },
+            outage,
+        };
+        let weather = if stormy {
+            Weather {
+                // Some runs lose most webhooks: the watchdog and the cleanup must find the calls.
+                drop: *rng.pick(&[0.05, 0.15, 0.6]),
+                duplicate: 0.15,
+                late: 0.1,
+                slow_analysis: 0.2,
+                awkward: 0.15,
+                big: 0.08,
+            }
+        } else {
+            Weather {
+                awkward: 0.05,
+                big: 0.03,
+                ..Weather::default()
+            }
+        };
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let gates = Gates { tx };
+        let ttl = Duration::from_secs(1800);
+        let table = Arc::new(CallsTable::new(
+            dynamo.clone(),
+            calls.into(),
+            ttl,
+            clock.clone(),
+        ));
+        let store = Arc::new(FaultyStore {
+            inner: table,
+            gates: gates.clone(),
+        });
+        let sink = Arc::new(FaultySink {
+            inner: ProvidersAndLogs::new(
+                dynamo.clone(),
+                providers.into(),
+                logs.into(),
+                clock.clone(),
+            ),
+            gates: gates.clone(),
+        });
+        let sqs = Arc::new(Mutex::new(Sqs::new()));
+        sqs.lock().unwrap().jitter = storm.late_send;
+        let queue = Arc::new(QueuePort {
+            sqs: sqs.clone(),
+            gates: gates.clone(),
+            clock: clock.clone(),
+            trace: trace.clone(),
+        });
+        let vapi = Arc::new(VapiModel::new(
+            seed,
+            weather,
+            gates.clone(),
+            clock.clone(),
+            trace.clone(),
+        ));
+        let timing = Timing::default();
+        let services = Arc::new(Services {
+            webhook: WebhookService {
+                store: store.clone(),
+                queue: queue.clone(),
+                clock: clock.clone(),
+                auth: WebhookAuth::new([SECRET.to_owned()], "x-vapi-signature"),
+                max_bytes: 1 << 20,
+                timing: timing.clone(),
+                metrics: Metrics::off(),
+            },
+            initiator: InitiatorService {
+                store: store.clone(),
+                idempotency: store.clone(),
+                queue: queue.clone(),
+                vapi: vapi.clone(),
+                clock: clock.clone(),
+                settings: CallSettings {
+                    phone_number_id: PHONE_NUMBER_ID.into(),
+                    assistant_id: None,
+                    webhook_url: "https://ringback.example.com/api/v1/vapi/webhook".into(),
+                    webhook_secret: Some(SECRET.into()),
+                },
+                timing: timing.clone(),
+                // A repeat answers at once: the clients retry in virtual time instead.
+                idempotency_wait: Duration::ZERO,
+                in_doubt_after: Duration::from_millis(IN_DOUBT_AFTER as u64),
+                metrics: Metrics::off(),
+            },
+            status: StatusService {
+                store: store.clone(),
+            },
+            enrichment: EnrichmentService {
+                store: store.clone(),
+                queue: queue.clone(),
+                vapi: vapi.clone(),
+                sink: sink.clone(),
+                clock: clock.clone(),
+                timing: timing.clone(),
+                poison: None,
+                metrics: Metrics::off(),
+            },
+            cleanup: CleanupService {
+                reconcile: Some(Reconcile {
+                    vapi: vapi.clone(),
+                    phone_number_id: PHONE_NUMBER_ID.into(),
+                }),
+                store,
+                queue,
+                sink,
+                clock: clock.clone(),
+                timing,
+                page_size: 100,
+                metrics: Metrics::off(),
+            },
+        });
+
+        let mut world = World {
+            rng,
+            clock,
+            trace,
+            storm,
+            events: BTreeMap::new(),
+            seq: 0,
+            services,
+            vapi,
+            sqs,
+            dynamo,
+            clients: Vec::new(),
+            watch: Watch::default(),
+            faults: BTreeMap::new(),
+            tasks: 0,
+            crashes: 0,
+            violations: Vec::new(),
+            receive_due: None,
+            next_batch: 0,
+            batch_results: BTreeMap::new(),
+            rx,
+            next_task: 1,
+            _db: server,
+        };
+        world.cast();
+        world
+    }
+
+    /// Who does what when: clients and their requests, calls placed elsewhere, bad input, and
+    /// the cleanup's schedule.
+    fn cast(&mut self) {
+        let providers = [self.rng.uuid(), self.rng.uuid()];
+        let n = self.rng.range(1, 4) as usize;
+        for i in 0..n {
+            let at = self.rng.range(0, 600) as Ms * SECOND;
+            let provider = self.rng.pick(&providers).clone();
+            let client = Client::new(i, &mut self.rng, provider);
+            self.trace.note(format!(
+                "cast: client {i} ({}) sends at {:.0}s",
+                client.name,
+                at as f64 / 1000.0
+            ));
+            self.clients.push(client);
+            self.at(at, Event::Request(i));
+        }
+        self.watch.providers = providers.to_vec();
+        if self.rng.chance(0.3) {
+            let at = self.rng.range(0, 600) as Ms * SECOND;
+            self.at(at, Event::Elsewhere);
+        }
+        for _ in 0..self.rng.range(0, 3) {
+            let at = self.rng.range(0, 900) as Ms * SECOND;
+            let kind = self.rng.below(crate::actors::BAD_INPUTS) as u32;
+            self.at(at, Event::BadInput(kind));
+        }
+        self.at(CLEANUP_EVERY, Event::Cleanup);
+        if self.storm.storm_end > 0 {
+            self.at(self.storm.storm_end + 30 * MINUTE, Event::Redrive);
+        }
+    }
+
+    pub fn at(&mut self, t: Ms, e: Event) {
+        self.seq += 1;
+        self.events.insert((t.max(self.clock.ms()), self.seq), e);
+    }
+
+    pub fn storming(&self) -> bool {
+        self.clock.ms() < self.storm.storm_end
+    }
+
+    /// The fault a port call meets: none once the storm is over.
+    fn decide(&mut self, op: Op) -> Option<Fault> {
+        let now = self.clock.ms();
+        if let Some((from, to, what)) = self.storm.outage {
+            if (from..to).contains(&now) && what.hits(op) {
+                return Some(Fault::FailBefore);
+            }
+        }
+        if op == Op::Dying || !self.storming() || !self.rng.chance(self.storm.fault_rate) {
+            return None;
+        }
+        use Fault::*;
+        let mut menu: Vec<Fault> = vec![FailBefore, Crash, Slow];
+        if op.writes() {
+            menu.extend([LoseAnswer, LandCrash]);
+        }
+        if op.conditional() {
+            menu.push(LandConflict);
+        }
+        if op.is_vapi() {
+            menu.extend([RateLimited, Unreachable, LoseAnswer]);
+        }
+        Some(*self.rng.pick(&menu))
+    }
+
+    /// Runs tasks to their end, one at a time between port calls, in the order and with the
+    /// faults the generator picks. Returns each task's outcome and the faults it met.
+    pub async fn run_tasks<K>(&mut self, specs: Vec<(K, TaskFuture)>) -> Vec<(K, TaskOut, u32)> {
+        let mut handles = BTreeMap::new();
+        let mut kinds = BTreeMap::new();
+        let mut met: BTreeMap<TaskId, u32> = BTreeMap::new();
+        for (kind, fut) in specs {
+            let id = self.next_task;
+            self.next_task += 1;
+            self.tasks += 1;
+            let tx = self.vapi.gates.tx.clone();
+            handles.insert(
+                id,
+                tokio::spawn(TASK.scope(id, async move {
+                    let out = fut.await;
+                    let _ = tx.send(Msg::Done);
+                    out
+                })),
+            );
+            kinds.insert(id, kind);
+        }
+        let mut running = handles.len();
+        let mut parked = Vec::new();
+        let mut crashed = BTreeSet::new();
+        loop {
+            while running > 0 {
+                match self.rx.recv().await.expect("the world holds a sender") {
+                    Msg::Parked { task, op, reply } => parked.push((task, op, reply)),
+                    Msg::Done => {}
+                }
+                running -= 1;
+            }
+            if parked.is_empty() {
+                break;
+            }
+            let (task, op, reply) =
+                parked.swap_remove(self.rng.below(parked.len() as u64) as usize);
+            let fault = self.decide(op);
+            if op == Op::Dying || fault == Some(Fault::Crash) {
+                if let Some(f) = fault {
+                    *self.faults.entry((op, f)).or_default() += 1;
+                    *met.entry(task).or_default() += 1;
+                }
+                self.trace.note(format!("task {task} dies at {op:?}"));
+                handles[&task].abort();
+                crashed.insert(task);
+                continue;
+            }
+            if let Some(f) = fault {
+                *self.faults.entry((op, f)).or_default() += 1;
+                *met.entry(task).or_default() += 1;
+                self.trace.note(format!("task {task}: {op:?} meets {f:?}"));
+                if f == Fault::Slow {
+                    let to = self.clock.ms() + self.rng.range(1, 20) as Ms * SECOND;
+                    self.clock.advance_to(to);
+                }
+            }
+            let _ = reply.send(fault);
+            running += 1;
+        }
+        let mut out = Vec::new();
+        for (id, handle) in handles {
+            let kind = kinds.remove(&id).expect("a kind per task");
+            let result = if crashed.contains(&id) {
+                self.crashes += 1;
+                let _ = handle.await;
+                TaskOut::Crashed
+            } else {
+                handle.await.unwrap_or(TaskOut::Crashed)
+            };
+            out.push((kind, result, met.get(&id).copied().unwrap_or(0)));
+        }
+        out
+    }
+}
