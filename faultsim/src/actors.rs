@@ -108,7 +108,8 @@ pub enum Kind {
         batch: u64,
         id: String,
     },
-    Cleanup,
+    /// A cleanup invocation, and which try of it.
+    Cleanup(u32),
     Bad(u32),
 }
 
@@ -200,8 +201,14 @@ impl World {
                 self.receive_due = None;
                 self.batches()
             }
-            Event::Cleanup => {
-                self.at(now + CLEANUP_EVERY, Event::Cleanup);
+            Event::Cleanup | Event::CleanupRetry(_) => {
+                let attempt = match event {
+                    Event::CleanupRetry(n) => n,
+                    _ => {
+                        self.at(now + CLEANUP_EVERY, Event::Cleanup);
+                        1
+                    }
+                };
                 // Now and then two runs overlap (a slow run and the next schedule).
                 let runs = if self.storming() && self.rng.chance(0.2) {
                     2
@@ -212,10 +219,12 @@ impl World {
                     .map(|_| {
                         let svc = svc.clone();
                         let fut: TaskFuture = Box::pin(async move {
-                            let _ = svc.cleanup.run_once().await;
-                            TaskOut::Done
+                            match svc.cleanup.run_once().await {
+                                Ok(_) => TaskOut::Done,
+                                Err(_) => TaskOut::Failed,
+                            }
                         });
-                        (Kind::Cleanup, fut)
+                        (Kind::Cleanup(attempt), fut)
                     })
                     .collect()
             }
@@ -343,7 +352,15 @@ impl World {
                     .or_default()
                     .push((id, outcome));
             }
-            (Kind::Cleanup, _) => {}
+            // The function failed or died: Lambda retries an asynchronous invocation twice,
+            // about a minute apart.
+            (Kind::Cleanup(attempt), TaskOut::Failed | TaskOut::Crashed) if attempt < 3 => {
+                self.at(
+                    now + i64::from(attempt) * MINUTE,
+                    Event::CleanupRetry(attempt + 1),
+                );
+            }
+            (Kind::Cleanup(_), _) => {}
             (Kind::Bad(k), TaskOut::Http(status, _, body)) => {
                 if status.is_server_error() && faults == 0 {
                     self.violation(format!(

@@ -140,7 +140,8 @@ fn transcript(rng: &mut Rng, bytes: usize) -> String {
     while t.len() < bytes {
         t.push_str(if i % 2 == 0 { "AI: " } else { "User: " });
         for _ in 0..rng.range(4, 14) {
-            t.push_str(*rng.pick(&WORDS[..]));
+            let word: &&str = rng.pick(&WORDS);
+            t.push_str(word);
             t.push(' ');
         }
         t.push_str(&format!("({i})\n"));
@@ -170,7 +171,7 @@ impl VapiModel {
         Self {
             calls: Mutex::default(),
             order: Mutex::default(),
-            rng: Mutex::new(Rng::new(seed ^ 0x5EED_0F_7A_91)),
+            rng: Mutex::new(Rng::new(seed ^ 0x005E_ED0F_7A91)),
             weather,
             outbox: Mutex::default(),
             gates,

@@ -51,6 +51,8 @@ pub enum Event {
     /// The event source mapping receives what is visible on the queue.
     Receive,
     Cleanup,
+    /// Lambda retrying a failed asynchronous invocation of the cleanup (try 2 or 3).
+    CleanupRetry(u32),
     /// An operator redrives the dead-letter queue.
     Redrive,
     /// A call is placed outside ringback; only its webhooks tell ringback.
@@ -70,6 +72,8 @@ pub enum TaskOut {
         failed: bool,
     },
     Done,
+    /// It returned an error.
+    Failed,
     /// Its process died (the future was dropped at an await point).
     Crashed,
 }
@@ -175,9 +179,11 @@ impl World {
         let outage = (stormy && rng.chance(0.5)).then(|| {
             let from = rng.secs(0, 600);
             let what = *rng.pick(&[Outage::Vapi, Outage::Store, Outage::Queue]);
-            // Shorter than the records' TTL (30 min) less the quiet time before a write: a
-            // longer store outage lets unfinished records expire (they are then rebuilt from Vapi).
-            (from, from + rng.secs(300, 900), what)
+            // A store outage stays shorter than the records' TTL (30 min) less the quiet time
+            // before a write: a longer one lets unfinished records expire (they are then rebuilt
+            // from Vapi). Vapi and the queue may be out longer: long enough to dead-letter.
+            let longest = if what == Outage::Store { 900 } else { 2400 };
+            (from, from + rng.secs(300, longest), what)
         });
         let storm = Storm {
             fault_rate,
@@ -291,6 +297,7 @@ impl World {
                 reconcile: Some(Reconcile {
                     vapi: vapi.clone(),
                     phone_number_id: PHONE_NUMBER_ID.into(),
+                    window: ttl,
                 }),
                 store,
                 queue,

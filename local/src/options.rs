@@ -57,13 +57,13 @@ impl LocalOptions {
         )?;
         let cleanup_interval =
             Some(seconds("CLEANUP_INTERVAL_SECONDS", 300)?).filter(|d| !d.is_zero());
-        // Deadlines leave CLEANUP_MARGIN_SECONDS before a record expires: a longer interval could
-        // let a stuck record expire between two cleanups.
-        let margin = seconds("CLEANUP_MARGIN_SECONDS", 420)?;
-        if let Some(cleanup_interval) = cleanup_interval.filter(|i| *i > margin) {
+        // Deadlines leave CLEANUP_MARGIN_SECONDS before a record expires, for two cleanup runs to
+        // see a stuck record: a longer interval could let it expire after one failed run.
+        let margin = seconds("CLEANUP_MARGIN_SECONDS", 720)?;
+        if let Some(cleanup_interval) = cleanup_interval.filter(|i| *i * 2 > margin) {
             return Err(format!(
-                "CLEANUP_INTERVAL_SECONDS ({} s) must not exceed CLEANUP_MARGIN_SECONDS ({} s): \
-                 a stuck call could expire between two cleanups",
+                "CLEANUP_INTERVAL_SECONDS ({} s) must be at most half of CLEANUP_MARGIN_SECONDS \
+                 ({} s): two cleanup runs must see a stuck call before it expires",
                 cleanup_interval.as_secs(),
                 margin.as_secs()
             ));
@@ -122,11 +122,11 @@ mod tests {
 
     #[test]
     fn a_cleanup_interval_past_the_margin_stops_start_up() {
-        let err = LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "600")]))
+        let err = LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "361")]))
             .unwrap_err();
         assert!(err.contains("CLEANUP_INTERVAL_SECONDS"), "{err}");
         assert!(
-            LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "60")])).is_ok()
+            LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "360")])).is_ok()
         );
         let off = LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "0")]));
         assert_eq!(off.unwrap().cleanup_interval, None);

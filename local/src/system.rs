@@ -139,6 +139,7 @@ impl System {
                 .get("VAPI_PHONE_NUMBER_ID")
                 .unwrap_or_default()
                 .to_owned(),
+            window: calls_cfg.result_ttl,
         };
         let cleanup = Arc::new(core.cleanup(sink, Some(reconcile)));
         let cleaner = opts

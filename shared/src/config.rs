@@ -97,8 +97,8 @@ pub struct Timing {
     /// SQS redeliveries (visibility timeout × maxReceiveCount).
     pub stuck_grace: Duration,
     /// The latest a deadline may lie after a write: `RESULT_TTL_SECONDS` less `CLEANUP_MARGIN_SECONDS`
-    /// (default 420 s: one 5-minute cleanup period and slack), so the cleanup always sees a stuck
-    /// record before it expires.
+    /// (default 720 s: two 5-minute cleanup periods and slack), so two cleanup runs see a stuck
+    /// record before it expires, and one failed run loses nothing.
     pub deadline_cap: Duration,
     /// `CLAIM_LEASE_SECONDS` (default 60, twice the enrichment function's timeout): how long a
     /// worker's claim on a call holds off other messages. Only a dead worker's claim outlives it,
@@ -109,7 +109,7 @@ pub struct Timing {
 impl Timing {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let ttl = env.seconds("RESULT_TTL_SECONDS", 1800)?;
-        let margin = env.seconds("CLEANUP_MARGIN_SECONDS", 420)?;
+        let margin = env.seconds("CLEANUP_MARGIN_SECONDS", 720)?;
         let t = Self {
             enrichment_delays: parse_delays(env.get("ENRICHMENT_DELAYS").unwrap_or("3,5,8"))?,
             watchdog_delay: env.seconds("WATCHDOG_DELAY_SECONDS", 900)?,
@@ -325,15 +325,15 @@ mod tests {
 
     #[test]
     fn a_ttl_too_short_for_the_deadlines_stops_start_up() {
-        // 600 s - 420 s margin leaves the cleanup 180 s: a pending call waits 900 s for its
+        // 600 s - 720 s margin leaves the cleanup nothing: a pending call waits 900 s for its
         // watchdog, so every healthy call would be re-driven, then settled fetch_failed.
         let err = Timing::from_env(&Env::from_pairs([("RESULT_TTL_SECONDS", "600")])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("RESULT_TTL_SECONDS"), "{msg}");
-        assert!(msg.contains("at least 1380"), "{msg}");
+        assert!(msg.contains("at least 1680"), "{msg}");
         // Shorter waits make a shorter TTL valid.
         let short = Env::from_pairs([
-            ("RESULT_TTL_SECONDS", "600"),
+            ("RESULT_TTL_SECONDS", "900"),
             ("WATCHDOG_DELAY_SECONDS", "60"),
         ]);
         assert!(Timing::from_env(&short).is_ok());
@@ -358,7 +358,7 @@ mod tests {
     fn defaults_match_the_spec() {
         let t = Timing::default();
         assert_eq!(t.enrichment_delays.len(), 3);
-        assert_eq!(t.deadline_cap, Duration::from_secs(1380));
+        assert_eq!(t.deadline_cap, Duration::from_secs(1080));
         assert_eq!(t.watchdog_delay, Duration::from_secs(900));
         let c = CallsConfig::from_env(&Env::from_pairs([("CALLS_TABLE", "calls")])).unwrap();
         assert_eq!(c.result_ttl, Duration::from_secs(1800));

@@ -227,6 +227,7 @@ pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
     let reconcile = Reconcile {
         vapi: Arc::new(vapi_client(env)?),
         phone_number_id: env.required("VAPI_PHONE_NUMBER_ID")?,
+        window: CallsConfig::from_env(env)?.result_ttl,
     };
     let (aws, core) = aws_core(env).await?;
     let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;

@@ -4,10 +4,11 @@
 //!
 //! It also reconciles with Vapi ([`Reconcile`]): a call ringback placed whose record and watchdog
 //! were both lost (two stores failing right after Vapi accepted it) and whose webhooks never came
-//! would otherwise be known to nobody. The calls our number placed in the last
-//! `deadline_cap` (any record written then still lives), older than a minute (the initiator's own
-//! writes are done), that carry our attempt id and have no record get a watchdog job: the consumer
-//! builds their record from Vapi.
+//! would otherwise be known to nobody. The calls our number placed within the records' TTL (a
+//! record lives at least that long after its call was placed), older than a minute (the
+//! initiator's own writes are done), that carry our attempt id and have no record get a watchdog
+//! job: the consumer builds their record from Vapi. Each run looks again, so an outage of the
+//! queue or of Vapi only delays it.
 
 use std::sync::Arc;
 
@@ -17,17 +18,23 @@ use tracing::{info, warn};
 use super::placed::{attempt_of, search_window};
 use super::{deadline_for, persist};
 use crate::config::Timing;
-use crate::domain::{parse_timestamp, plan_cleanup, to_iso, CleanupAction, DataStatus};
+use crate::domain::{
+    merge_snapshot, parse_timestamp, plan_cleanup, to_iso, CleanupAction, DataStatus,
+};
 use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, ResultSink, StoreError, VapiApi,
     Versioned,
 };
+use crate::vapi::snapshot_from_call;
 
 /// Where the cleanup looks for calls ringback placed (see the module documentation).
 pub struct Reconcile {
     pub vapi: Arc<dyn VapiApi>,
     pub phone_number_id: String,
+    /// How far back to look: `RESULT_TTL_SECONDS`. A call placed that recently with no record
+    /// was never recorded (a record lives at least that long after its creation).
+    pub window: std::time::Duration,
 }
 
 /// How old a placed call must be before a missing record counts as lost.
@@ -111,9 +118,11 @@ impl CleanupService {
         Ok(report)
     }
 
-    /// Gives a watchdog job to each call our number placed recently that has no record.
+    /// Records each call our number placed recently that has no record, from what Vapi lists
+    /// of it, `pending` with a deadline, and asks its watchdog to look at once (if that send
+    /// fails, the deadline brings the record back to a later run).
     async fn adopt_unrecorded(&self, r: &Reconcile, now: DateTime<Utc>) -> Result<u32, String> {
-        let window = chrono::Duration::from_std(self.timing.deadline_cap).unwrap_or_default();
+        let window = chrono::Duration::from_std(r.window).unwrap_or_default();
         let mut ours = Vec::new();
         search_window(
             r.vapi.as_ref(),
@@ -121,8 +130,8 @@ impl CleanupService {
             now - window,
             now - RECONCILE_MIN_AGE,
             |call| {
-                if let (Some(_), Some(id)) = (attempt_of(call), call["id"].as_str()) {
-                    ours.push(id.to_owned());
+                if attempt_of(call).is_some() {
+                    ours.push(snapshot_from_call(call));
                 }
                 false
             },
@@ -130,7 +139,8 @@ impl CleanupService {
         .await
         .map_err(|e| e.to_string())?;
         let mut adopted = 0;
-        for call_id in ours {
+        for snap in ours {
+            let call_id = snap.call_id.clone();
             if self
                 .store
                 .get(&call_id)
@@ -140,21 +150,28 @@ impl CleanupService {
             {
                 continue;
             }
+            let record = adopted_record(&snap, now);
+            let deadline = deadline_for(&record, now, &self.timing);
+            match self.store.put(&record, None, deadline).await {
+                Ok(_) => {}
+                // Recorded meanwhile (a webhook, the watchdog, another run): not ours to adopt.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+            warn!(
+                call_id,
+                "a call placed in Vapi had no record; recorded it, its watchdog will finish it"
+            );
+            self.metrics.count("CallsAdoptedByCleanup", 1, &[]);
+            adopted += 1;
             let job = EnrichmentJob {
                 call_id: call_id.clone(),
                 attempt: 1,
                 kind: JobKind::Watchdog,
             };
-            self.queue
-                .schedule(&job, std::time::Duration::ZERO)
-                .await
-                .map_err(|e| e.to_string())?;
-            warn!(
-                call_id,
-                "a call placed in Vapi had no record; its watchdog will build it"
-            );
-            self.metrics.count("CallsAdoptedByCleanup", 1, &[]);
-            adopted += 1;
+            if let Err(e) = self.queue.schedule(&job, std::time::Duration::ZERO).await {
+                warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
+            }
         }
         Ok(adopted)
     }
@@ -227,4 +244,17 @@ impl CleanupService {
         }
         Ok(Some(action))
     }
+}
+
+/// The record of a placed call found without one: what Vapi's listing says of it (the request's
+/// details travel in its metadata), still `pending` so the watchdog and the cleanup finish it.
+fn adopted_record(
+    snap: &crate::domain::CallSnapshot,
+    now: DateTime<Utc>,
+) -> crate::domain::CallRecord {
+    let created = snap.created_at.unwrap_or(now);
+    let mut record = crate::domain::CallRecord::new(&snap.call_id, &to_iso(created));
+    merge_snapshot(&mut record.result, snap);
+    record.result.updated_at = to_iso(now);
+    record
 }
