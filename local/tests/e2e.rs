@@ -354,6 +354,30 @@ async fn idempotency_key_places_one_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_lost_after_vapi_placed_the_call_rings_the_provider_once() {
+    // The simulator places the call, then answers POST /call with 504 (its edge lost the answer).
+    let sys = start(&[]).await;
+    let api = Api::new(&sys);
+    let req = call_request("lost-answer");
+    let key = uuid::Uuid::new_v4().to_string();
+    let first = api.post_call(&req, Some(&key)).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let id = first.data()["callId"].as_str().expect("callId").to_owned();
+    // The client retries, as it did when it got a 502 for this.
+    let retry = api.post_call(&req, Some(&key)).await;
+    assert_eq!(retry.data()["callId"], json!(id), "{}", retry.body);
+    assert_eq!(
+        sys.simulator.as_ref().expect("simulator").stats().post_call,
+        1,
+        "the provider's phone rang twice"
+    );
+    let r = api.wait_settled(&id).await;
+    assert_eq!(r["dataStatus"], "complete", "{r:#}");
+    assert_one_log(&sys, &req, &id, "success").await;
+    sys.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_and_missing_tokens_are_refused() {
     let sys = start(&[]).await;
     let api = Api::new(&sys);

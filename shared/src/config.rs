@@ -132,7 +132,7 @@ impl Timing {
                     t.deadline_cap.as_secs(),
                     margin.as_secs(),
                     quiet.as_secs(),
-                    (quiet + margin).as_secs()
+                    quiet.saturating_add(margin).as_secs()
                 ),
             });
         }
@@ -146,7 +146,7 @@ impl Timing {
         self.watchdog_delay
             .min(crate::ports::MAX_QUEUE_DELAY)
             .max(longest_delay.unwrap_or_default())
-            + self.claim_lease
+            .saturating_add(self.claim_lease)
     }
 }
 

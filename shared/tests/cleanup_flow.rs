@@ -665,3 +665,77 @@ async fn one_run_pages_through_every_overdue_record() {
     assert_eq!(f.record("call-page-running").await.0.book.redrives, 0);
     assert_eq!(cleanup.run_once().await.unwrap(), CleanupReport::default());
 }
+
+// ---- a placed call with no record at all ----
+
+#[tokio::test]
+async fn a_placed_call_with_no_record_is_recorded_and_watched() {
+    use ringback::domain::parse_call_request;
+    use ringback::ports::VapiApi;
+    use ringback::service::cleanup::Reconcile;
+    use ringback::vapi::{create_call_body, CallSettings, VapiClient, VapiClientConfig};
+    let f = flow().await;
+    let sim = vapi_simulator::Simulator::start(vapi_simulator::SimulatorConfig {
+        timings: vapi_simulator::Timings::fast(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let vapi = Arc::new(VapiClient::new(VapiClientConfig::new(
+        sim.base_url(),
+        "key",
+    )));
+    let settings = CallSettings {
+        phone_number_id: "pn-ringback".into(),
+        assistant_id: None,
+        webhook_url: "https://ringback.example.com/api/v1/vapi/webhook".into(),
+        webhook_secret: None,
+    };
+    let request = parse_call_request(&json!({
+        "providerName": "Acme Plumbing", "providerPhone": "+14155550123",
+        "serviceNeeded": "plumber", "userCriteria": "licensed", "location": "Oakland, CA",
+        "urgency": "flexible", "providerId": PROVIDER, "serviceRequestId": REQUEST,
+    }))
+    .unwrap();
+    // Vapi placed it, then the initiator's record write and its watchdog send were both lost.
+    let ours = vapi
+        .create_call(&create_call_body(&request, &settings, "attempt-1"))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A call someone else placed from the same number is none of ours.
+    let mut other = create_call_body(&request, &settings, "x");
+    other["assistantOverrides"]["metadata"] = json!({});
+    vapi.create_call(&other).await.unwrap();
+
+    f.clock
+        .set(chrono::Utc::now() + chrono::Duration::minutes(2));
+    let cleanup = CleanupService {
+        reconcile: Some(Reconcile {
+            vapi: vapi.clone(),
+            phone_number_id: "pn-ringback".into(),
+            window: Duration::from_secs(1800),
+        }),
+        ..f.cleanup(100)
+    };
+    assert_eq!(cleanup.run_once().await.unwrap().adopted, 1);
+    let rec = f.store.get(&ours).await.unwrap().expect("recorded").record;
+    assert_eq!(rec.result.data_status, DataStatus::Pending);
+    assert_eq!(rec.result.provider.name.as_deref(), Some("Acme Plumbing"));
+    assert_eq!(rec.result.provider_id.as_deref(), Some(PROVIDER));
+    let jobs: Vec<Value> = f
+        .queue
+        .snapshot()
+        .messages
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    assert_eq!(
+        jobs,
+        vec![json!({"callId": ours, "attempt": 1, "kind": "watchdog"})]
+    );
+    // Recorded now: the next run leaves it to its watchdog.
+    assert_eq!(cleanup.run_once().await.unwrap().adopted, 0);
+}

@@ -23,7 +23,7 @@ pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<
         DataStatus::Partial | DataStatus::Fetching => t.enrichment_delays.iter().sum(),
     };
     // A record must be looked at before it expires, or a lost message loses the call.
-    let span = (expected + t.stuck_grace).min(t.deadline_cap);
+    let span = expected.saturating_add(t.stuck_grace).min(t.deadline_cap);
     let span = chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX);
     Some(
         now.checked_add_signed(span)
