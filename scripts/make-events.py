@@ -146,7 +146,8 @@ def env_json() -> dict:
                                   "API_AUTH": "bearer"},
         "EnrichmentFunction": {**aws, **tables, **queue, **vapi, **common,
                                "ENRICHMENT_DLQ_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment-dlq"},
-        "CleanupFunction": {**aws, **tables, **queue, **common},
+        "CleanupFunction": {**aws, **tables, **queue, **vapi, **common,
+                            "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10"},
     }
 
 

@@ -73,7 +73,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "bin": "cleanup",
         "routes": set(),
         "env": {"CALLS_TABLE", "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE", "ENRICHMENT_QUEUE_URL",
-                "RESULT_TTL_SECONDS", "ENRICHMENT_DELAYS", "RUST_LOG"},
+                "RESULT_TTL_SECONDS", "ENRICHMENT_DELAYS", "VAPI_API_KEY", "VAPI_BASE_URL",
+                "VAPI_PHONE_NUMBER_ID", "RUST_LOG"},
         "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable"},
         "read_only": False,
     },
@@ -94,6 +95,8 @@ EMF_ALARMS = {  # metric name -> required dimensions (as a dict) on an alarm in 
     "WebhooksRejected": {},
     "CallsSettledByCleanup": {},
     "EnrichmentOutcome": {"outcome": "fetch_failed"},
+    "PersistRefused": {},
+    "CallsAdoptedByCleanup": {},
 }
 
 
@@ -734,10 +737,9 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [("MAX_WEBHOOK_BYTES: !Ref MaxWebhookBytes\n",
        "MAX_WEBHOOK_BYTES: !Ref MaxWebhookBytes\n          WEBHOOK_NEW_SETTING: x\n")], "events/env.json"),
     ("one function with its own watchdog delay",
-     [("          PROVIDERS_TABLE: !Ref ProvidersTable\n          INTERACTION_LOGS_TABLE: !Ref InteractionLogsTable\n"
-       "          ENRICHMENT_QUEUE_URL: !Ref EnrichmentQueue\n      Policies:",
-       "          PROVIDERS_TABLE: !Ref ProvidersTable\n          INTERACTION_LOGS_TABLE: !Ref InteractionLogsTable\n"
-       "          ENRICHMENT_QUEUE_URL: !Ref EnrichmentQueue\n          WATCHDOG_DELAY_SECONDS: 60\n      Policies:")],
+     [("          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n      Policies:",
+       "          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n"
+       "          WATCHDOG_DELAY_SECONDS: 60\n      Policies:")],
      "timing settings"),
     # The classic SAM trap: the webhook route on the same API whose URL the call-initiator reads.
     ("one API for the webhook and the call-initiator (circular dependency)",
