@@ -122,6 +122,17 @@ fn bearer() -> HeaderMap {
     h
 }
 
+/// `POST /api/v1/vapi/calls` as a client sends it: its token and its `Idempotency-Key`.
+async fn post_call(svc: &crate::world::Services, key: &str, body: &[u8]) -> TaskOut {
+    let mut h = bearer();
+    h.insert(
+        "idempotency-key",
+        HeaderValue::from_str(key).expect("ascii"),
+    );
+    let auth = ApiAuth::Token(TOKEN.into());
+    answer(api::post_call(&svc.initiator, &auth, &h, body).await)
+}
+
 fn answer(r: api::Response) -> TaskOut {
     let body = serde_json::from_slice(r.body()).unwrap_or(Value::Null);
     TaskOut::Http(r.status(), r.headers().clone(), body)
@@ -151,15 +162,7 @@ impl World {
                     .note(format!("client {i}: POST /calls (try {})", c.requests));
                 vec![(
                     Kind::Request(i),
-                    Box::pin(async move {
-                        let mut h = bearer();
-                        h.insert(
-                            "idempotency-key",
-                            HeaderValue::from_str(&key).expect("ascii"),
-                        );
-                        let auth = ApiAuth::Token(TOKEN.into());
-                        answer(api::post_call(&svc.initiator, &auth, &h, body.as_bytes()).await)
-                    }),
+                    Box::pin(async move { post_call(&svc, &key, body.as_bytes()).await }),
                 )]
             }
             Event::Poll(id) => vec![(
@@ -616,15 +619,7 @@ impl World {
             7 => ("k-missing".to_owned(), json!({"providerName": ""})),
             _ => ("k".repeat(300), json!([1, 2])),
         };
-        Box::pin(async move {
-            let mut h = bearer();
-            h.insert(
-                "idempotency-key",
-                HeaderValue::from_str(&key).expect("ascii"),
-            );
-            let auth = ApiAuth::Token(TOKEN.into());
-            answer(api::post_call(&svc.initiator, &auth, &h, body.to_string().as_bytes()).await)
-        })
+        Box::pin(async move { post_call(&svc, &key, body.to_string().as_bytes()).await })
     }
 
     pub fn violation(&mut self, what: String) {
