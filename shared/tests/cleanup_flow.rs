@@ -60,6 +60,7 @@ fn report(examined: u32, redriven: u32, settled: u32, left: u32) -> CleanupRepor
         settled,
         left,
         adopted: 0,
+        failed: 0,
     }
 }
 

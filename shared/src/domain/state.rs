@@ -120,17 +120,19 @@ pub fn apply_webhook(
     }
     r.updated_at = now.to_owned();
 
-    let schedule = !r.data_status.is_terminal()
+    let starts_chain = !r.data_status.is_terminal()
         && r.call_status == CallStatus::Ended
         && !record.book.enrichment_scheduled;
-    record.book.enrichment_scheduled |= schedule;
+    record.book.enrichment_scheduled |= starts_chain;
     // Late data for a settled call (Vapi's analysis outlasted the chain): its rows must get it too.
     record.book.rows_stale |= r.data_status.is_terminal() && new_data;
-    let (_, schedule_persist) = owed_sends(&record);
+    // A new event sends, like a redelivery, whatever an earlier delivery still owes (its send may
+    // have failed after its write landed, and Vapi may have given up on it).
+    let (schedule_enrichment, schedule_persist) = owed_sends(&record);
     WebhookOutcome {
         record,
         write: true,
-        schedule_enrichment: schedule,
+        schedule_enrichment,
         schedule_persist,
     }
 }
@@ -186,14 +188,27 @@ mod tests {
         let later = apply_webhook(Some(started), &snap(Some(CallStatus::Ended)), &eocr, "t2");
         assert!(!later.write && !later.schedule_enrichment);
 
-        // status-update(ended) after the report: recorded, but no second chain.
+        // status-update(ended) after the report, while the chain has not begun: recorded, and
+        // the chain's first job sent again (the report's send may have failed), never a second
+        // chain.
         let su = apply_webhook(
-            Some(first.record),
+            Some(first.record.clone()),
             &snap(Some(CallStatus::Ended)),
             &EventKey::status_update("ended"),
             "t3",
         );
-        assert!(su.write && !su.schedule_enrichment);
+        assert!(su.write && su.schedule_enrichment);
+        assert_eq!(su.record.result.fetch_attempts, 0);
+        // Once an attempt has claimed the chain, a new event sends nothing.
+        let mut claimed = first.record;
+        claimed.result.fetch_attempts = 1;
+        let later = apply_webhook(
+            Some(claimed),
+            &snap(Some(CallStatus::Ended)),
+            &EventKey::status_update("ended"),
+            "t4",
+        );
+        assert!(later.write && !later.schedule_enrichment);
     }
 
     #[test]
@@ -283,7 +298,9 @@ mod tests {
             "t2",
         );
         assert_eq!(late.record.result.call_status, CallStatus::Ended);
-        assert!(!late.schedule_enrichment);
+        // It starts no chain of its own: at most it repeats the first job of the one there is.
+        assert!(late.record.book.enrichment_scheduled);
+        assert_eq!(late.record.result.fetch_attempts, 0);
     }
 
     #[test]

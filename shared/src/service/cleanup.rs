@@ -60,8 +60,10 @@ pub struct CleanupReport {
     pub settled: u32,
     /// Finished meanwhile, moved on, or taken by a concurrent run.
     pub left: u32,
-    /// Calls placed in Vapi that had no record, handed to a watchdog job.
+    /// Calls placed in Vapi that had no record, recorded and handed to their watchdog.
     pub adopted: u32,
+    /// Overdue records this run could not handle (the run then reports an error).
+    pub failed: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,10 +94,12 @@ impl CleanupService {
                         self.metrics.count("CallsSettledByCleanup", 1, &[]);
                     }
                     Ok(_) => report.left += 1,
-                    // One bad record must not stop the sweep; it stays overdue for the next run.
+                    // One bad record must not stop the sweep; the run fails at its end, so that
+                    // Lambda runs it again within minutes rather than leaving the record to the
+                    // next schedule (its expiry may come first).
                     Err(e) => {
                         warn!(call_id = %id, error = %e, "cleanup could not handle this record");
-                        report.left += 1;
+                        report.failed += 1;
                     }
                 }
             }
@@ -114,6 +118,12 @@ impl CleanupService {
         }
         if report.examined > 0 || report.adopted > 0 {
             info!(?report, "cleanup run");
+        }
+        if report.failed > 0 {
+            return Err(CleanupError(format!(
+                "{} of {} overdue records could not be handled ({report:?})",
+                report.failed, report.examined
+            )));
         }
         Ok(report)
     }
