@@ -15,6 +15,7 @@
 
 mod actors;
 mod check;
+mod clients;
 pub mod clock;
 mod inject;
 pub mod rng;

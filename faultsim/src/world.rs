@@ -21,7 +21,8 @@ use ringback::service::webhook::WebhookService;
 use ringback::vapi::{CallSettings, WebhookAuth};
 use tokio::sync::mpsc;
 
-use crate::actors::{Client, Watch};
+use crate::actors::Watch;
+use crate::clients::Client;
 use crate::clock::{Ms, SimClock, MINUTE, SECOND};
 use crate::inject::{FaultySink, FaultyStore};
 use crate::rng::Rng;
@@ -361,7 +362,7 @@ impl World {
         }
         for _ in 0..self.rng.range(0, 3) {
             let at = self.rng.range(0, 900) as Ms * SECOND;
-            let kind = self.rng.below(crate::actors::BAD_INPUTS) as u32;
+            let kind = self.rng.below(crate::clients::BAD_INPUTS) as u32;
             self.at(at, Event::BadInput(kind));
         }
         self.at(CLEANUP_EVERY, Event::Cleanup);

@@ -1217,3 +1217,49 @@ async fn a_request_that_died_before_reaching_vapi_places_the_call_once_the_doubt
     );
     assert_eq!(app.post_calls(), 1);
 }
+
+/// A queue whose sends fail while it is down.
+#[derive(Default)]
+struct DownQueue {
+    inner: TappedQueue,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl EnrichmentQueue for DownQueue {
+    async fn schedule(&self, job: &EnrichmentJob, delay: Duration) -> Result<(), QueueError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(QueueError("SendMessage: service unavailable".into()));
+        }
+        self.inner.schedule(job, delay).await
+    }
+}
+
+#[tokio::test]
+async fn a_call_placed_but_neither_recorded_nor_watched_is_not_acknowledged_until_it_is() {
+    let mut app = app().await;
+    app.clock.set(Utc::now());
+    let store = Arc::new(FlakyRecords {
+        inner: app.store.clone(),
+        down: AtomicBool::new(true),
+    });
+    let queue = Arc::new(DownQueue {
+        down: AtomicBool::new(true),
+        ..Default::default()
+    });
+    app.svc.store = store.clone();
+    app.svc.queue = queue.clone();
+    // Vapi placed the call; then both the record write and the watchdog's send failed. A 202 now
+    // would end the client's retries while nothing but the call's webhooks could find it.
+    let first = app.post(&request(), Some("key-both")).await;
+    let m = assert_error(&first, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(m.contains("Idempotency-Key"), "{m}");
+    assert_eq!(app.post_calls(), 1);
+    // Storage and queue are back: the retry finds the call by its attempt and records it.
+    store.down.store(false, Ordering::SeqCst);
+    queue.down.store(false, Ordering::SeqCst);
+    let id = accepted_id(&app.post(&request(), Some("key-both")).await);
+    assert_eq!(app.post_calls(), 1, "no second call");
+    assert!(app.record(&id).await.is_some());
+    assert_eq!(queue.inner.asked().len(), 1, "its watchdog");
+}

@@ -332,25 +332,46 @@ impl InitiatorService {
         tracing::Span::current().record("call_id", call_id.as_str());
         info!(call_id, "call placed with Vapi");
 
-        // From here on the phone is ringing: nothing may fail the request. Without a record, the
-        // webhooks or the watchdog build one from Vapi's data (the correlation ids travel in the
-        // call's metadata).
-        if let Err(e) = self.write_pending(&call_id, request, call).await {
-            warn!(call_id, error = %e, "call record not written; its webhooks or the watchdog will create it");
-        }
-
+        // From here on the phone is ringing. Either a record (its deadline keeps it in the
+        // cleanup's sight) or the watchdog (its consumer builds the record from Vapi) is enough
+        // for the call to be finished.
+        let recorded = match self.write_pending(&call_id, request, call).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(call_id, error = %e, "call record not written; the watchdog or the webhooks will create it");
+                false
+            }
+        };
         let job = EnrichmentJob {
             call_id: call_id.clone(),
             attempt: 1,
             kind: JobKind::Watchdog,
         };
-        if let Err(e) = self
+        let watched = match self
             .queue
             .schedule(&job, self.timing.watchdog_delay.min(MAX_QUEUE_DELAY))
             .await
         {
-            // The record's deadline keeps it in the cleanup's sight, so the call is not lost.
-            warn!(call_id, error = %e, "watchdog not scheduled; the cleanup will check this call");
+            Ok(()) => true,
+            Err(e) => {
+                warn!(call_id, error = %e, "watchdog not scheduled; the cleanup will check this call");
+                false
+            }
+        };
+        if !recorded && !watched {
+            // Neither: only its webhooks or the cleanup's reconciliation with Vapi could find it.
+            // With a key, the client's retry finds it by its attempt and records it (the key stays
+            // uncompleted); a 202 now would end the client's retries.
+            self.metrics.count("CallsUnrecorded", 1, &[]);
+            if key.is_some() {
+                return Err(InitiateError::InDoubt {
+                    retry_after: Duration::from_secs(5),
+                    message: "the call was placed but could not be recorded yet; retry with the \
+                              same Idempotency-Key to get its callId"
+                        .into(),
+                });
+            }
+            tracing::error!(call_id, "call placed but neither recorded nor watched");
         }
         let poll = format!("{}/{}", crate::api::CALLS_PATH, call_id);
         let started = SavedResponse {

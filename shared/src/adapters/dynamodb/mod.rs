@@ -34,6 +34,7 @@ mod cursor;
 mod fit;
 mod idempotency;
 mod persistence;
+mod prior;
 mod tables;
 
 pub use calls::CallsTable;

@@ -37,20 +37,20 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use tracing::{error, info};
 
-use super::attrs::{f64_or_null, get_n, n, s, Item};
-use super::fit::{self, stored_json, stored_text, to_json, Form};
+use super::attrs::{f64_or_null, n, s};
+use super::fit::{self, Form};
 use crate::domain::{
     is_uuid, keep_prior, parse_timestamp, parse_transcript, to_iso, CallMethod, CallResult,
-    DataStatus, Outcome, Prior, TranscriptLine,
+    DataStatus, Outcome, TranscriptLine,
 };
 use crate::ports::{Clock, Persisted, ResultSink, SinkError};
 
 /// The providers and interaction-log tables.
 #[derive(Clone)]
 pub struct ProvidersAndLogs {
-    client: Client,
-    providers: String,
-    logs: String,
+    pub(super) client: Client,
+    pub(super) providers: String,
+    pub(super) logs: String,
     clock: Arc<dyn Clock>,
 }
 
@@ -336,76 +336,6 @@ impl ProvidersAndLogs {
             .send()
             .await;
         landed(sent, "UpdateItem on the interaction-log table")
-    }
-}
-
-impl ProvidersAndLogs {
-    async fn read(&self, table: &str, key: Item) -> Result<Option<Item>, SinkError> {
-        self.client
-            .get_item()
-            .table_name(table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map(|out| out.item)
-            .map_err(|e| {
-                SinkError::transient(format!("GetItem on {table}: {}", DisplayErrorContext(&e)))
-            })
-    }
-
-    /// What the call's rows already hold: its provider row (when it holds this call) and its
-    /// interaction log.
-    async fn prior(
-        &self,
-        call_id: &str,
-        provider_id: Option<&str>,
-        request_id: Option<&str>,
-    ) -> Result<Prior, SinkError> {
-        let mut prior = Prior::default();
-        if let Some(id) = provider_id {
-            let key = HashMap::from([("providerId".to_owned(), s(id))]);
-            if let Some(row) = self.read(&self.providers, key).await? {
-                if row
-                    .get("call_id")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    == Some(call_id)
-                {
-                    prior.transcript = stored_text(&row, "call_transcript", "call_transcript_gz");
-                    prior.summary = stored_text(&row, "call_summary", "call_summary_gz");
-                    prior.structured_data = stored_json(&row, "call_result", "call_result_gz")
-                        .and_then(|v| v.as_object().cloned());
-                    let num = |name: &str| get_n::<f64>(&row, name);
-                    prior.duration = num("call_duration_minutes");
-                    prior.cost = num("call_cost");
-                }
-            }
-        }
-        if let Some(id) = request_id {
-            let key = HashMap::from([
-                ("requestId".to_owned(), s(id)),
-                ("callId".to_owned(), s(call_id)),
-            ]);
-            if let Some(log) = self.read(&self.logs, key).await? {
-                let lines: Option<Vec<TranscriptLine>> = match log.get("transcript") {
-                    Some(l @ AttributeValue::L(_)) => serde_json::from_value(to_json(l)).ok(),
-                    _ => stored_text(&log, "transcript", "transcript_gz")
-                        .and_then(|t| serde_json::from_str(&t).ok()),
-                };
-                // The provider row's text is the original; the log's lines count only when it
-                // holds more of them (the row may hold another call, or none).
-                let held = parse_transcript(prior.transcript.as_deref().unwrap_or_default()).len();
-                if let Some(ls) = lines.filter(|ls| ls.len() > held) {
-                    let text: Vec<String> = ls
-                        .iter()
-                        .map(|l| format!("{}: {}", l.speaker, l.text))
-                        .collect();
-                    prior.transcript = Some(text.join("\n"));
-                }
-            }
-        }
-        Ok(prior)
     }
 }
 
