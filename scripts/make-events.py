@@ -136,7 +136,8 @@ def env_json() -> dict:
     return {
         "WebhookFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **queue, **common,
                             "MAX_WEBHOOK_BYTES": "1048576", "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                            "VAPI_SIGNATURE_HEADER": "x-vapi-signature"},
+                            "VAPI_SIGNATURE_HEADER": "", "VAPI_SIGNATURE_ALGORITHM": "sha256",
+                            "VAPI_SIGNATURE_ENCODING": "hex", "VAPI_BEARER_HEADER": "Authorization"},
         "CallStatusFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **common, "API_TOKEN": API_TOKEN,
                                "API_AUTH": "bearer"},
         "CallInitiatorFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **queue, **vapi, **common,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::vapi::WebhookAuth;
+use crate::vapi::{Algorithm, Encoding, Scheme, WebhookAuth};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -193,13 +193,29 @@ pub fn webhook_auth(env: &Env) -> Result<WebhookAuth, ConfigError> {
     let current = env.required("VAPI_WEBHOOK_SECRET")?;
     // During a rotation both secrets are accepted (docs/operations.md).
     let previous = env.get("VAPI_WEBHOOK_SECRET_PREVIOUS").map(str::to_owned);
-    let header = env
-        .get("VAPI_SIGNATURE_HEADER")
-        .unwrap_or("x-vapi-signature");
-    Ok(WebhookAuth::new(
-        [Some(current), previous].into_iter().flatten(),
-        header,
-    ))
+    // Vapi's HMAC credential defaults need nothing more (VAPI.md §3); the rest is what a credential changed.
+    let pick = |name: &'static str| env.get(name).map(str::trim).filter(|v| !v.is_empty());
+    let mut scheme = Scheme::default();
+    if let Some(header) = pick("VAPI_SIGNATURE_HEADER") {
+        scheme.headers = vec![header.to_ascii_lowercase()];
+    }
+    if let Some(v) = pick("VAPI_SIGNATURE_ALGORITHM") {
+        scheme.algorithm = Algorithm::parse(v).ok_or_else(|| ConfigError::Invalid {
+            name: "VAPI_SIGNATURE_ALGORITHM",
+            reason: format!("'{v}' is not sha256, sha512 or sha1"),
+        })?;
+    }
+    if let Some(v) = pick("VAPI_SIGNATURE_ENCODING") {
+        scheme.encoding = Encoding::parse(v).ok_or_else(|| ConfigError::Invalid {
+            name: "VAPI_SIGNATURE_ENCODING",
+            reason: format!("'{v}' is not hex or base64"),
+        })?;
+    }
+    let auth = WebhookAuth::with_scheme([Some(current), previous].into_iter().flatten(), scheme);
+    Ok(match pick("VAPI_BEARER_HEADER") {
+        Some(name) => auth.with_bearer_header(name),
+        None => auth,
+    })
 }
 
 /// Client API authentication (`Authorization: Bearer <API_TOKEN>`), off only with `API_AUTH=none`
@@ -304,6 +320,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("RESULT_TTL_SECONDS"));
+    }
+
+    #[test]
+    fn a_vapi_hmac_credential_is_configured_by_name() {
+        let base = [("VAPI_WEBHOOK_SECRET", "s")];
+        let with = |extra: (&'static str, &'static str)| {
+            webhook_auth(&Env::from_pairs(base.into_iter().chain([extra])))
+        };
+        for (name, value) in [
+            ("VAPI_SIGNATURE_ALGORITHM", "md5"),
+            ("VAPI_SIGNATURE_ENCODING", "base32"),
+        ] {
+            let err = with((name, value)).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(value), "{err}");
+        }
+        for (name, value) in [
+            ("VAPI_SIGNATURE_ALGORITHM", "SHA512"),
+            ("VAPI_SIGNATURE_ENCODING", "base64"),
+            ("VAPI_SIGNATURE_HEADER", ""),
+            ("VAPI_BEARER_HEADER", "X-Token"),
+        ] {
+            assert!(with((name, value)).unwrap().is_enabled(), "{name}={value}");
+        }
     }
 
     #[test]
