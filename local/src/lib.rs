@@ -13,4 +13,5 @@ mod workers;
 
 pub use options::LocalOptions;
 pub use queue::LocalQueue;
+pub use storage::sdk_config;
 pub use system::System;

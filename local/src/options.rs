@@ -75,6 +75,15 @@ impl LocalOptions {
             return Err("RINGBACK_SIM_TIME_SCALE must be a positive number".into());
         }
 
+        // The in-process queue has no URL: a queue URL given without an SQS endpoint would be ignored.
+        for var in ["ENRICHMENT_QUEUE_URL", "ENRICHMENT_DLQ_URL"] {
+            if sqs_endpoint.is_none() && env.get(var).is_some_and(|v| !v.trim().is_empty()) {
+                return Err(format!(
+                    "{var} is set but no SQS endpoint is (AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL): \
+                     the in-process queue would ignore it"
+                ));
+            }
+        }
         if vapi_base_url.is_some() && env.get("VAPI_API_KEY").is_none() {
             return Err("VAPI_BASE_URL is set, so VAPI_API_KEY is required".into());
         }
@@ -82,7 +91,6 @@ impl LocalOptions {
             ("CALLS_TABLE", "ringback-calls"),
             ("PROVIDERS_TABLE", "ringback-providers"),
             ("INTERACTION_LOGS_TABLE", "ringback-interaction-logs"),
-            ("ENRICHMENT_QUEUE_NAME", "ringback-enrichment"),
             ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             ("API_TOKEN", DEV_API_TOKEN),
             ("VAPI_API_KEY", "dev-vapi-key"),
@@ -130,5 +138,18 @@ mod tests {
         );
         let off = LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "0")]));
         assert_eq!(off.unwrap().cleanup_interval, None);
+    }
+
+    #[test]
+    fn a_queue_url_without_an_sqs_endpoint_stops_start_up() {
+        let url = "http://127.0.0.1:5000/123456789012/jobs";
+        let err =
+            LocalOptions::from_env(Env::from_pairs([("ENRICHMENT_QUEUE_URL", url)])).unwrap_err();
+        assert!(err.contains("ENRICHMENT_QUEUE_URL"), "{err}");
+        assert!(LocalOptions::from_env(Env::from_pairs([
+            ("ENRICHMENT_QUEUE_URL", url),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ]))
+        .is_ok());
     }
 }

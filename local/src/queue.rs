@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringback::adapters::memory_queue::MemoryQueue;
-use ringback::adapters::sqs::{ensure_queue, QueueSettings, QueueUrls, SqsQueue};
+use ringback::adapters::sqs::{
+    ensure_queue_with_dlq, queue_name_of, QueueSettings, QueueUrls, SqsQueue,
+};
+use ringback::config::Env;
 use ringback::ports::EnrichmentQueue;
 
 use crate::options::LocalOptions;
@@ -37,13 +40,14 @@ impl LocalQueue {
         match &opts.sqs_endpoint {
             Some(url) => {
                 let client = aws_sdk_sqs::Client::new(&sdk_config(Some(url)).await);
-                let name = opts
-                    .env
-                    .get("ENRICHMENT_QUEUE_NAME")
-                    .unwrap_or("ringback-enrichment");
-                let urls = ensure_queue(&client, name, settings)
+                let names = QueueNames::from_env(&opts.env)?;
+                let mut urls = ensure_queue_with_dlq(&client, &names.queue, &names.dlq, settings)
                     .await
                     .map_err(|e| format!("cannot create the queue: {e}"))?;
+                // Send to the URL the user gave, not a spelling of it the endpoint prefers.
+                if let Some(given) = names.queue_url {
+                    urls.queue_url = given;
+                }
                 Ok(Self::Sqs { client, urls })
             }
             None => {
@@ -113,3 +117,87 @@ impl LocalQueue {
 
 /// Visibility timeout of the local consumer: short, so a failed fetch is retried within seconds.
 pub const DEFAULT_LOCAL_VISIBILITY: Duration = Duration::from_secs(5);
+
+/// The queues at an SQS endpoint: `ENRICHMENT_QUEUE_URL` / `ENRICHMENT_DLQ_URL` as the functions
+/// read them (SPEC §6), else `ENRICHMENT_QUEUE_NAME`; whichever is given is used, never ignored.
+#[derive(Debug, PartialEq)]
+struct QueueNames {
+    queue: String,
+    dlq: String,
+    queue_url: Option<String>,
+}
+
+impl QueueNames {
+    fn from_env(env: &Env) -> Result<Self, String> {
+        let named = |var: &str| -> Result<Option<String>, String> {
+            env.get(var)
+                .filter(|v| !v.trim().is_empty())
+                .map(|url| {
+                    queue_name_of(url)
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("{var} ({url}) does not end in a queue name"))
+                })
+                .transpose()
+        };
+        let by_url = named("ENRICHMENT_QUEUE_URL")?;
+        let by_name = env.get("ENRICHMENT_QUEUE_NAME").map(str::to_owned);
+        let queue = match (by_url, by_name) {
+            (Some(u), Some(n)) if u != n => return Err(format!(
+                "ENRICHMENT_QUEUE_URL names queue {u} but ENRICHMENT_QUEUE_NAME says {n}: set one"
+            )),
+            (Some(q), _) | (None, Some(q)) => q,
+            (None, None) => "ringback-enrichment".to_owned(),
+        };
+        let dlq = named("ENRICHMENT_DLQ_URL")?.unwrap_or_else(|| format!("{queue}-dlq"));
+        let queue_url = env
+            .get("ENRICHMENT_QUEUE_URL")
+            .filter(|v| !v.trim().is_empty())
+            .map(str::to_owned);
+        Ok(Self {
+            queue,
+            dlq,
+            queue_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_urls_the_functions_read_name_the_local_queues() {
+        let names =
+            |pairs: &[(&str, &str)]| QueueNames::from_env(&Env::from_pairs(pairs.iter().copied()));
+        let url = "http://127.0.0.1:5000/123456789012/jobs";
+        assert_eq!(
+            names(&[("ENRICHMENT_QUEUE_URL", url)]).unwrap(),
+            QueueNames {
+                queue: "jobs".into(),
+                dlq: "jobs-dlq".into(),
+                queue_url: Some(url.into())
+            }
+        );
+        let both = names(&[
+            ("ENRICHMENT_QUEUE_URL", url),
+            (
+                "ENRICHMENT_DLQ_URL",
+                "http://127.0.0.1:5000/123456789012/dead",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(both.dlq, "dead");
+        assert_eq!(names(&[("ENRICHMENT_QUEUE_NAME", "q")]).unwrap().queue, "q");
+        assert_eq!(names(&[]).unwrap().queue, "ringback-enrichment");
+        for bad in [
+            vec![
+                ("ENRICHMENT_QUEUE_URL", url),
+                ("ENRICHMENT_QUEUE_NAME", "other"),
+            ],
+            vec![("ENRICHMENT_QUEUE_URL", "http://127.0.0.1:5000/")],
+        ] {
+            let err = names(&bad).unwrap_err();
+            assert!(err.contains("ENRICHMENT_QUEUE_URL"), "{err}");
+        }
+    }
+}

@@ -60,3 +60,41 @@ async fn a_call_completes_with_dynamodb_and_sqs_at_an_endpoint() {
     assert_eq!(attr_s(&providers[0], "call_id"), Some(id.as_str()));
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn the_queue_url_the_functions_use_is_the_queue_the_runner_uses() {
+    let endpoint = moto();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let url = format!("{endpoint}/123456789012/jobs-{suffix}");
+    let dlq = format!("{endpoint}/123456789012/dead-{suffix}");
+    let sys = start(&[
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("ENRICHMENT_QUEUE_URL", url.as_str()),
+        ("ENRICHMENT_DLQ_URL", dlq.as_str()),
+    ])
+    .await;
+    // Created, with its dead-letter queue, under the names the URLs give.
+    assert_eq!(
+        sys.queue.describe(),
+        format!("SQS {url} (dead letters: {dlq})")
+    );
+    let sqs = aws_sdk_sqs::Client::new(&ringback_local::sdk_config(Some(&endpoint)).await);
+    let policy = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .expect("the queue exists at the given URL");
+    let policy = policy
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+        .cloned()
+        .unwrap_or_default();
+    assert!(policy.contains(&format!("dead-{suffix}")), "{policy}");
+
+    let api = Api::new(&sys);
+    let id = api.start_call(&call_request("answered")).await;
+    assert_eq!(api.wait_settled(&id).await["dataStatus"], "complete");
+    sys.stop().await;
+}

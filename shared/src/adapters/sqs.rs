@@ -94,6 +94,14 @@ impl Default for QueueSettings {
     }
 }
 
+/// The queue's name: the last segment of its URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`).
+pub fn queue_name_of(url: &str) -> Option<&str> {
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && !n.contains(':'))
+}
+
 /// The URLs [`ensure_queue`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueUrls {
@@ -112,12 +120,21 @@ pub async fn ensure_queue(
     name: &str,
     settings: QueueSettings,
 ) -> Result<QueueUrls, QueueError> {
-    let dlq_name = format!("{name}-dlq");
+    ensure_queue_with_dlq(client, name, &format!("{name}-dlq"), settings).await
+}
+
+/// [`ensure_queue`] with a dead-letter queue named by the caller.
+pub async fn ensure_queue_with_dlq(
+    client: &Client,
+    name: &str,
+    dlq_name: &str,
+    settings: QueueSettings,
+) -> Result<QueueUrls, QueueError> {
     let dlq_attributes = HashMap::from([(
         QueueAttributeName::MessageRetentionPeriod,
         DLQ_RETENTION_SECONDS.to_string(),
     )]);
-    let dlq_url = get_or_create(client, &dlq_name, dlq_attributes).await?;
+    let dlq_url = get_or_create(client, dlq_name, dlq_attributes).await?;
 
     let dlq_arn = client
         .get_queue_attributes()
