@@ -117,13 +117,9 @@ def sqs_record(message_id: str, body: str, receive_count: int, sent_ms: int) -> 
 
 def env_json() -> dict:
     """`sam local invoke --env-vars` format: one object per logical function id. Local emulators only."""
-    aws = {
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": REGION,
-        "RUST_LOG": "info",
-    }
+    # Only what the template declares: `sam local` passes a function no other variable from this file
+    # (credentials and region it sets itself, from its own environment).
+    aws = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "RUST_LOG": "info"}
     tables = {
         "CALLS_TABLE": "ringback-calls",
         "PROVIDERS_TABLE": "ringback-providers",
@@ -209,7 +205,7 @@ def main() -> None:
         (EVENTS / name).write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote events/{name}")
     # cargo lambda watch takes KEY=VALUE files, not sam's per-function JSON: one file with the union.
-    union: dict[str, str] = {}
+    union: dict[str, str] = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION}
     for fn_env in events["env.json"].values():
         union.update(fn_env)
     lines = ["# cargo lambda watch --env-file events/watch.env  (fake development values; local emulators only)"]

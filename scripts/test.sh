@@ -6,13 +6,14 @@
 #   ./scripts/test.sh --tools-only     install the tools, start moto, probe SQS on it, stop
 #   ./scripts/test.sh --template-only  install the tools, lint and check template.yaml
 #
-# Needs only what a fresh machine has: Rust stable (+ cargo-nextest, optional), Python >= 3.11, curl.
+# Needs only what a fresh machine has: Rust stable (+ cargo-nextest, optional), Python >= 3.11, curl; and for the
+# sam local step a Docker engine, or root to install Debian's docker.io and start a private one (tools/sam-local/engine.sh).
 # Everything else is installed into .venv/ from requirements-dev.txt (pinned), once per change of that file.
 # Caches stay inside the clone (.venv/, target/). Safe to run again: every step starts from what is there.
 #
 # Environment:
 #   CI=true                        CI mode: no colours, nothing may be skipped
-#   RINGBACK_SKIP_LAMBDA_BUILD=1   (local only) skip the template checks and the release Lambda build
+#   RINGBACK_SKIP_LAMBDA_BUILD=1   (local only) skip the template checks, the release Lambda build and sam local
 #   RINGBACK_PYTHON=/path/python   the Python used to create .venv (default: python3.11, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -326,18 +327,33 @@ template_steps() {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# 5. Release build of the five Lambdas as zips (what `sam build` would upload), with their sizes.
+# 5. The five Lambdas as `sam build` makes them from template.yaml (cargo lambda build --release per
+#    function), zipped as `sam deploy` would upload them, with their sizes; then those very artifacts
+#    under `sam local` (tools/sam-local/), end to end.
 # ---------------------------------------------------------------------------------------------------
+declare -A FUNCTION_OF=([webhook]=WebhookFunction [call-status]=CallStatusFunction
+  [call-initiator]=CallInitiatorFunction [enrichment]=EnrichmentFunction [cleanup]=CleanupFunction)
+
 lambda_build() {
-  local args=() bin zip bytes
-  for bin in "${LAMBDA_BINS[@]}"; do args+=(--bin "$bin"); done
-  cargo lambda build --release --x86-64 --output-format zip "${args[@]}" || return $?
+  local bin built zip bytes
+  sam build || return $?
   for bin in "${LAMBDA_BINS[@]}"; do
+    built="$ROOT/.aws-sam/build/${FUNCTION_OF[$bin]}/bootstrap"
     zip="$CARGO_TARGET_DIR/lambda/$bin/bootstrap.zip"
-    if [[ ! -f "$zip" ]]; then
-      echo "    missing $zip" >&2
+    if [[ ! -x "$built" ]]; then
+      echo "    missing $built" >&2
       return 1
     fi
+    mkdir -p "$(dirname "$zip")"
+    "$VENV/bin/python" - "$built" "$zip" <<'PY' || return $?
+import sys, zipfile
+src, dst = sys.argv[1:]
+with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o755 << 16  # Lambda runs bootstrap: it must stay executable
+    info.compress_type = zipfile.ZIP_DEFLATED
+    z.writestr(info, open(src, "rb").read())
+PY
     bytes=$(stat -c %s "$zip")
     printf '    %-16s %-46s %6.2f MB\n' "$bin" "${zip#"$ROOT"/}" "$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')"
   done
@@ -399,11 +415,14 @@ main() {
 
   if $SKIP_BUILD; then
     skip_step "template lint and assertions" "RINGBACK_SKIP_LAMBDA_BUILD=1"
-    skip_step "cargo lambda build (release, zip)" "RINGBACK_SKIP_LAMBDA_BUILD=1"
+    skip_step "sam build (release) and zips" "RINGBACK_SKIP_LAMBDA_BUILD=1"
+    skip_step "sam local end to end (tools/sam-local)" "RINGBACK_SKIP_LAMBDA_BUILD=1"
   else
     template_steps
     if [[ "$MODE" == full ]]; then
-      run_step "cargo lambda build (release, zip)" lambda_build
+      run_step "sam build (release) and zips" lambda_build
+      run_step "sam local end to end (tools/sam-local)" \
+        "$VENV/bin/python" tools/sam-local/stack.py test --no-build
     fi
   fi
 

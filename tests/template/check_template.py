@@ -572,7 +572,7 @@ def _outputs(t: dict[str, Any]) -> str | None:
     return f"missing outputs {sorted(missing)}" if missing else None
 
 
-@check("events/env.json gives each function every variable the template sets; API events match the routes")
+@check("events/env.json gives each function exactly the variables the template declares; API events match the routes")
 def _events(t: dict[str, Any]) -> str | None:
     import json
 
@@ -587,6 +587,13 @@ def _events(t: dict[str, Any]) -> str | None:
         missing = set(fn_env(t, lid)) - deploy_only - set(local_env.get(lid) or {})
         if missing:
             problems.append(f"events/env.json {lid} lacks {sorted(missing)}")
+        # sam local passes only the variables a function declares; anything else here is silently dropped.
+        ignored = set(local_env.get(lid) or {}) - set(fn_env(t, lid))
+        if ignored:
+            problems.append(f"events/env.json {lid} sets {sorted(ignored)}, which the template does not declare "
+                            "(sam local would ignore them)")
+    for lid in set(local_env) - set(FUNCTIONS):
+        problems.append(f"events/env.json has {lid}, which is not a function of the template")
     routes = {f"{m} {p}" for spec in FUNCTIONS.values() for m, p in spec["routes"]}
     for path in sorted(events_dir.glob("*.json")):
         try:
@@ -736,6 +743,9 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
     ("a new setting the local env file does not have",
      [("MAX_WEBHOOK_BYTES: !Ref MaxWebhookBytes\n",
        "MAX_WEBHOOK_BYTES: !Ref MaxWebhookBytes\n          WEBHOOK_NEW_SETTING: x\n")], "events/env.json"),
+    ("a variable the local env file sets that the template does not declare (sam local drops it)",
+     [("        AWS_ENDPOINT_URL: !If [HasLocalEndpoint, !Ref AwsEndpointUrl, !Ref AWS::NoValue]\n", "")],
+     "events/env.json"),
     ("one function with its own watchdog delay",
      [("          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n      Policies:",
        "          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n"
