@@ -142,9 +142,11 @@ impl QueueNames {
         let by_url = named("ENRICHMENT_QUEUE_URL")?;
         let by_name = env.get("ENRICHMENT_QUEUE_NAME").map(str::to_owned);
         let queue = match (by_url, by_name) {
-            (Some(u), Some(n)) if u != n => return Err(format!(
+            (Some(u), Some(n)) if u != n => {
+                return Err(format!(
                 "ENRICHMENT_QUEUE_URL names queue {u} but ENRICHMENT_QUEUE_NAME says {n}: set one"
-            )),
+            ))
+            }
             (Some(q), _) | (None, Some(q)) => q,
             (None, None) => "ringback-enrichment".to_owned(),
         };

@@ -388,8 +388,9 @@ async fn queue_failure_answers_503_and_vapis_retry_succeeds() {
 
 #[tokio::test]
 async fn storage_failure_answers_503() {
-    let (client, db) = support::dynamo().await;
-    drop(db); // the emulator stops: every call fails
+    // Dropping an emulator would free its port for the next test's server to take (a 404 from
+    // the wrong store, seen once under CI); a dead store that keeps its port cannot be mistaken.
+    let (client, _dead) = support::dead_dynamo().await;
     let clock = Arc::new(ringback::ports::SystemClock);
     let store = Arc::new(CallsTable::new(
         client,

@@ -63,6 +63,21 @@ pub async fn dynamo() -> (Client, DynamoGuard) {
     )
 }
 
+/// A client for a store that is down: its port stays ours (so no other test's server can take it)
+/// and every connection is closed at once, as a crashed or unreachable DynamoDB would.
+pub async fn dead_dynamo() -> (Client, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free loopback port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("bound address"));
+    let closer = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    });
+    (client(&endpoint), closer)
+}
+
 /// An SDK client for a local endpoint: region us-east-1, static `test` credentials, and
 /// timeouts so a wedged server fails the test instead of hanging it.
 pub fn client(endpoint: &str) -> Client {
