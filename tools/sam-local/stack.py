@@ -136,8 +136,9 @@ class Stack:
             self.timings["sam build"] = self.run("sam-build", ["sam", "build"])
         if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
             raise SystemExit("sam-local: no .aws-sam/build: run without --no-build once")
+        # With the whole workspace selected, features unify as in the test build, which already built it.
         self.timings["simulator build"] = self.run(
-            "simulator-build", ["cargo", "build", "--quiet", "-p", "vapi-simulator"])
+            "simulator-build", ["cargo", "build", "--quiet", "--workspace", "--bin", "vapi-simulator"])
 
         t1 = time.monotonic()
         aws = f"http://127.0.0.1:{PORTS['aws']}"
