@@ -28,6 +28,12 @@ stop() {
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
   rm -f "$state/dockerd.pid"
+  # dockerd leaves its network namespace mounted under its exec-root: unmount it, or the clone's folder
+  # cannot be removed ("Device or resource busy").
+  local mount
+  for mount in $(awk -v s="$state/" 'index($2, s) == 1 { print $2 }' /proc/mounts 2>/dev/null | sort -r); do
+    umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || log "could not unmount $mount"
+  done
   log "private dockerd stopped"
 }
 
