@@ -450,9 +450,13 @@ async fn overdue_lists_unfinished_records_past_their_deadline_once_each() {
     loop {
         let out = store.overdue(now, page, 2).await.unwrap();
         assert!(out.call_ids.len() <= 2);
+        // Within a shard, oldest deadline first.
+        let mut in_order = out.call_ids.clone();
+        in_order.sort();
+        assert_eq!(out.call_ids, in_order, "late-N has the Nth oldest deadline");
         seen.extend(out.call_ids);
         pages += 1;
-        assert!(pages < 10, "paging must end");
+        assert!(pages < 40, "paging must end");
         match out.next {
             Some(next) => page = Some(next),
             None => break,
@@ -460,22 +464,18 @@ async fn overdue_lists_unfinished_records_past_their_deadline_once_each() {
     }
     assert_eq!(seen.len(), 5, "each exactly once: {seen:?}");
     assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), want);
-    // Oldest deadline first.
-    assert_eq!(seen[0], "late-0");
 
     // Later, the not-yet record is overdue too.
-    let later = store.overdue(at(6), None, 100).await.unwrap();
-    assert_eq!(later.call_ids.len(), 6);
-    assert!(later.call_ids.contains(&"not-yet".to_owned()));
-    assert!(later.next.is_none());
+    let later = support::overdue_ids(&store, at(6)).await;
+    assert_eq!(later.len(), 6);
+    assert!(later.contains(&"not-yet".to_owned()));
     // Nothing is overdue before every deadline.
-    assert!(store
-        .overdue(at(-30), None, 10)
-        .await
-        .unwrap()
-        .call_ids
-        .is_empty());
+    assert!(support::overdue_ids(&store, at(-30)).await.is_empty());
     // A cursor that is not ours is refused, not misread.
+    assert!(store
+        .overdue(now, Some("1700000000.late-0".into()), 2)
+        .await
+        .is_err());
     assert!(store.overdue(now, Some("garbage".into()), 2).await.is_err());
 }
 
@@ -598,4 +598,51 @@ fn attempt(id: &str) -> ringback::ports::Attempt {
         id: id.into(),
         started_at: chrono::Utc::now(),
     }
+}
+
+#[tokio::test]
+async fn unfinished_records_spread_over_every_shard_and_the_sweep_finds_each_once() {
+    let (store, clock, client, table, _db) = setup().await;
+    let now = clock.now();
+    let past = now - chrono::Duration::minutes(1);
+    let ids: Vec<String> = (0..96).map(|i| format!("spread-{i:03}")).collect();
+    for id in &ids {
+        store
+            .put(&CallRecord::new(id, START), None, Some(past))
+            .await
+            .unwrap();
+    }
+    // A record written before the index was sharded, under its one old key: still swept.
+    client
+        .put_item()
+        .table_name(&table)
+        .set_item(
+            raw_item(&client, &table, "spread-000")
+                .await
+                .map(|mut item| {
+                    item.insert("callId".into(), AttributeValue::S("legacy-call".into()));
+                    item.insert(
+                        "unfinishedShard".into(),
+                        AttributeValue::S("unfinished".into()),
+                    );
+                    item
+                }),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut shards = HashSet::new();
+    for id in &ids {
+        let item = raw_item(&client, &table, id).await.unwrap();
+        shards.insert(item["unfinishedShard"].as_s().unwrap().clone());
+    }
+    assert_eq!(shards.len(), 16, "96 calls reach every shard: {shards:?}");
+
+    let seen = support::overdue_ids(&store, now).await;
+    let unique: HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), unique.len(), "none twice");
+    let mut want: HashSet<String> = ids.iter().cloned().collect();
+    want.insert("legacy-call".into());
+    assert_eq!(unique, want);
 }

@@ -279,11 +279,7 @@ impl App {
 
     /// Ids of the records overdue at `secs` after the start.
     async fn overdue_at(&self, secs: i64) -> Vec<String> {
-        self.store
-            .overdue(t0() + chrono::Duration::seconds(secs), None, 100)
-            .await
-            .expect("index readable")
-            .call_ids
+        support::overdue_ids(&*self.store, t0() + chrono::Duration::seconds(secs)).await
     }
 
     fn watchdog(id: &str) -> Value {

@@ -182,3 +182,24 @@ pub async fn interaction_logs(client: &Client, table: &str, request_id: &str) ->
         .unwrap();
     out.items.unwrap_or_default()
 }
+
+/// Every id the store's unfinished index lists as overdue at `at`, through all its pages (one
+/// shard of the index per page, so even a handful of records spans several).
+pub async fn overdue_ids(
+    store: &dyn ringback::ports::CallStore,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .overdue(at, cursor, 100)
+            .await
+            .expect("index readable");
+        ids.extend(page.call_ids);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}

@@ -25,9 +25,33 @@ pub(crate) const CREATED_AT: &str = "createdAt";
 pub(crate) const KIND_CALL: &str = "call";
 pub(crate) const KIND_PART: &str = "part";
 pub(crate) const KIND_IDEMPOTENCY: &str = "idempotency";
-/// The one value of the GSI's hash key: every unfinished record sits in one partition of the
-/// index, ordered by deadline (a few thousand live calls at most; shard it if that ever grows).
-pub(crate) const SHARD_UNFINISHED: &str = "unfinished";
+/// How many partitions of the unfinished index the records are spread over. One partition of a GSI
+/// takes about 1,000 writes/s; every unfinished record is written a few times, so a single key would
+/// throttle the table's writes at a few hundred calls per second (docs/scaling.md).
+pub(crate) const UNFINISHED_SHARDS: u32 = 16;
+/// The hash key records had before sharding: still swept, so an upgrade strands nothing.
+pub(crate) const SHARD_LEGACY: &str = "unfinished";
+
+/// The index's hash key for a call: `unfinished#NN`, from a stable hash of its id (FNV-1a, fixed by
+/// this code, not by the standard library's hasher, so every version of every function agrees).
+pub(crate) fn unfinished_shard(call_id: &str) -> String {
+    let hash = call_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    shard_key((hash % u64::from(UNFINISHED_SHARDS)) as u32)
+}
+
+/// The hash key of sweep position `i`: the shards in order, then the legacy key.
+pub(crate) fn shard_key(i: u32) -> String {
+    if i < UNFINISHED_SHARDS {
+        format!("{SHARD_LEGACY}#{i:02}")
+    } else {
+        SHARD_LEGACY.to_owned()
+    }
+}
+
+/// Sweep positions: every shard and the legacy key.
+pub(crate) const SWEEP_POSITIONS: u32 = UNFINISHED_SHARDS + 1;
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())

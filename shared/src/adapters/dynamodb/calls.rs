@@ -204,7 +204,7 @@ impl CallsTable {
             main.insert(PARTS.to_owned(), n(chunks.len() - 1));
         }
         if let Some(d) = deadline {
-            main.insert(SHARD.to_owned(), s(SHARD_UNFINISHED));
+            main.insert(SHARD.to_owned(), s(unfinished_shard(id)));
             main.insert(DEADLINE.to_owned(), n(d.timestamp()));
         }
         let mut items = vec![main];
@@ -408,7 +408,11 @@ impl CallStore for CallsTable {
         page: Option<String>,
         limit: u32,
     ) -> Result<OverduePage, StoreError> {
-        let start = page.as_deref().map(cursor::decode).transpose()?;
+        // One shard per page, in order; a page may be empty while shards remain.
+        let (position, start) = match page.as_deref() {
+            Some(c) => cursor::decode(c)?,
+            None => (0, None),
+        };
         let out = self
             .client
             .query()
@@ -417,7 +421,7 @@ impl CallStore for CallsTable {
             .key_condition_expression("#s = :s AND #d < :now")
             .expression_attribute_names("#s", SHARD)
             .expression_attribute_names("#d", DEADLINE)
-            .expression_attribute_values(":s", s(SHARD_UNFINISHED))
+            .expression_attribute_values(":s", s(shard_key(position)))
             .expression_attribute_values(":now", n(now.timestamp()))
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -429,11 +433,11 @@ impl CallStore for CallsTable {
             .iter()
             .filter_map(|item| get_s(item, ID).map(str::to_owned))
             .collect();
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .map(cursor::encode)
-            .transpose()?;
+        let next = match out.last_evaluated_key.as_ref() {
+            Some(last) => Some(cursor::encode(position, last)?),
+            None if position + 1 < SWEEP_POSITIONS => Some(cursor::start_of(position + 1)),
+            None => None,
+        };
         Ok(OverduePage { call_ids, next })
     }
 }

@@ -18,8 +18,11 @@
 //! earlier, longer version carry an older version, are never read, and expire by TTL.
 //!
 //! The sparse GSI `unfinished-by-deadline` (HASH `unfinishedShard`, RANGE `deadline`, KEYS_ONLY)
-//! holds exactly the records written with a deadline: the cleanup's work list. `overdue` pages
-//! through it with an opaque cursor `{deadline}.{callId}`.
+//! holds exactly the records written with a deadline: the cleanup's work list. Its hash key is one
+//! of 16 shards (`unfinished#00`..`unfinished#15`, from a fixed hash of the call id), so no single
+//! index partition takes every unfinished write; records written before sharding keep the old key
+//! `unfinished` and are swept too. `overdue` pages through the shards in turn with an opaque cursor
+//! `{shard}:{deadline}.{callId}`; a page may be empty while shards remain.
 //!
 //! Writes see what reads see: a record whose `expiresAt` has passed is absent for `get`, may be
 //! replaced by a create (`expected = None`), and fails an update that expected its version.
