@@ -206,6 +206,10 @@ class Stack:
             subprocess.run([str(HERE / "engine.sh"), "stop", str(STATE)], env=self.env)
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["up", "test"])
@@ -218,7 +222,7 @@ def main() -> int:
     testing = args.mode == "test"
     stack = Stack(time_scale=args.time_scale or (0.1 if testing else 1.0),
                   cleanup_every=args.cleanup_every if args.cleanup_every is not None else (0 if testing else 60))
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # stop everything as Ctrl-C does
     egress = None
     if testing:
         from e2e import Egress, run_checks  # beside this file
@@ -235,7 +239,7 @@ def main() -> int:
         say(f"{', '.join(dead)} stopped: stopping the rest (see {LOGS})")
         return 1
     except KeyboardInterrupt:
-        return 0
+        return 130 if testing else 0  # an interrupted test has not passed
     finally:
         stack.stop()
         if egress is not None:
