@@ -129,32 +129,31 @@ struct QueueNames {
 
 impl QueueNames {
     fn from_env(env: &Env) -> Result<Self, String> {
-        let named = |var: &str| -> Result<Option<String>, String> {
-            env.get(var)
-                .filter(|v| !v.trim().is_empty())
-                .map(|url| {
-                    queue_name_of(url)
-                        .map(str::to_owned)
-                        .ok_or_else(|| format!("{var} ({url}) does not end in a queue name"))
-                })
-                .transpose()
+        let given = |var: &str| env.get(var).filter(|v| !v.trim().is_empty());
+        let name_in = |var: &str, url: &str| {
+            queue_name_of(url)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{var} ({url}) does not end in a queue name"))
         };
-        let by_url = named("ENRICHMENT_QUEUE_URL")?;
-        let by_name = env.get("ENRICHMENT_QUEUE_NAME").map(str::to_owned);
-        let queue = match (by_url, by_name) {
+        let queue_url = given("ENRICHMENT_QUEUE_URL").map(str::to_owned);
+        let by_url = queue_url
+            .as_deref()
+            .map(|url| name_in("ENRICHMENT_QUEUE_URL", url))
+            .transpose()?;
+        let queue = match (by_url, env.get("ENRICHMENT_QUEUE_NAME")) {
             (Some(u), Some(n)) if u != n => {
                 return Err(format!(
-                "ENRICHMENT_QUEUE_URL names queue {u} but ENRICHMENT_QUEUE_NAME says {n}: set one"
-            ))
+                    "ENRICHMENT_QUEUE_URL names queue {u}, ENRICHMENT_QUEUE_NAME {n}: set one"
+                ));
             }
-            (Some(q), _) | (None, Some(q)) => q,
+            (Some(q), _) => q,
+            (None, Some(n)) => n.to_owned(),
             (None, None) => "ringback-enrichment".to_owned(),
         };
-        let dlq = named("ENRICHMENT_DLQ_URL")?.unwrap_or_else(|| format!("{queue}-dlq"));
-        let queue_url = env
-            .get("ENRICHMENT_QUEUE_URL")
-            .filter(|v| !v.trim().is_empty())
-            .map(str::to_owned);
+        let dlq = match given("ENRICHMENT_DLQ_URL") {
+            Some(url) => name_in("ENRICHMENT_DLQ_URL", url)?,
+            None => format!("{queue}-dlq"),
+        };
         Ok(Self {
             queue,
             dlq,
