@@ -13,11 +13,15 @@ use ringback::service::status::StatusService;
 use ringback::service::webhook::WebhookService;
 use tracing::Instrument;
 
+use crate::durability::GroupSync;
+
 pub struct Routes {
     pub webhook: WebhookService,
     pub status: StatusService,
     pub initiator: InitiatorService,
     pub api_auth: ApiAuth,
+    /// Awaited before a write is acknowledged (see `durability`).
+    pub durability: GroupSync,
 }
 
 pub fn router(routes: Arc<Routes>) -> axum::Router {
@@ -41,7 +45,10 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             // One byte past the limit is enough to know it is too large, without buffering the rest.
             let limit = r.webhook.max_bytes;
             match read_limited(body, limit).await {
-                Ok(bytes) => api::post_webhook(&r.webhook, &parts.headers, &bytes).await,
+                Ok(bytes) => {
+                    let resp = api::post_webhook(&r.webhook, &parts.headers, &bytes).await;
+                    durable(r, resp).await
+                }
                 Err(()) => api::error(
                     Code::PayloadTooLarge,
                     format!("body exceeds the limit of {limit} bytes"),
@@ -49,7 +56,10 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             }
         }
         (&Method::POST, api::CALLS_PATH) => match read_limited(body, 64 * 1024).await {
-            Ok(bytes) => api::post_call(&r.initiator, &r.api_auth, &parts.headers, &bytes).await,
+            Ok(bytes) => {
+                let resp = api::post_call(&r.initiator, &r.api_auth, &parts.headers, &bytes).await;
+                durable(r, resp).await
+            }
             Err(()) => api::error(Code::PayloadTooLarge, "a call request is at most 64 KiB"),
         },
         (&Method::GET, p) if api::call_id_from_path(p).is_some() => {
@@ -69,6 +79,17 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             Code::NotFound,
             format!("no route for {} {path}", parts.method),
         ),
+    }
+}
+
+/// Answers only once what the request wrote is on disk; if it cannot be, the caller retries (503).
+async fn durable(r: &Routes, resp: api::Response) -> api::Response {
+    match r.durability.durable().await {
+        Ok(()) => resp,
+        Err(why) => {
+            tracing::error!(error = %why, "the store could not make a write durable");
+            api::error(Code::Unavailable, "storage is unavailable; retry")
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 //! embedded DynamoDB-compatible store, the in-process delay queue and the Vapi simulator stand in
 //! for the cloud unless `AWS_ENDPOINT_URL*` / `VAPI_BASE_URL` point elsewhere.
 
+mod durability;
 pub mod esm;
 mod http;
 pub mod options;
 mod queue;
+mod queue_counts;
 mod storage;
 mod system;
 mod workers;

@@ -7,9 +7,13 @@ use std::path::Path;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use tokio::sync::oneshot;
 
+use crate::durability::GroupSync;
+
 /// The embedded store, served until dropped or stopped.
 pub struct EmbeddedDynamo {
     pub endpoint: String,
+    /// What a request that acknowledges data waits for (a no-op in memory).
+    pub durability: GroupSync,
     stop: Option<oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<()>,
 }
@@ -17,15 +21,24 @@ pub struct EmbeddedDynamo {
 impl EmbeddedDynamo {
     /// Opens (or creates) `dir/ringback.db`; `dir = None` keeps everything in memory (tests).
     pub async fn start(dir: Option<&Path>) -> Result<Self, String> {
-        let db = match dir {
+        let (db, durability) = match dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 let file = dir.join("ringback.db");
-                dynoxide::Database::new(&file.to_string_lossy())
-                    .map_err(|e| format!("cannot open {}: {e}", file.display()))?
+                let db = dynoxide::Database::new(&file.to_string_lossy())
+                    .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+                // `synchronous = NORMAL` (dynoxide's only public way to set it): commits reach the
+                // WAL without an fsync each under the store's lock; GroupSync makes them durable
+                // before anything is acknowledged, one fsync per batch of requests.
+                db.disable_bulk_loading()
+                    .map_err(|e| format!("cannot configure {}: {e}", file.display()))?;
+                (db, GroupSync::new(dir.join("ringback.db-wal")))
             }
-            None => dynoxide::Database::memory().map_err(|e| e.to_string())?,
+            None => (
+                dynoxide::Database::memory().map_err(|e| e.to_string())?,
+                GroupSync::none(),
+            ),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -45,6 +58,7 @@ impl EmbeddedDynamo {
         });
         Ok(Self {
             endpoint,
+            durability,
             stop: Some(stop),
             served,
         })
@@ -62,7 +76,8 @@ impl EmbeddedDynamo {
 /// SDK configuration for an emulator endpoint: a fixed region and throwaway credentials unless
 /// the environment provides its own.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(ringback::adapters::https_client());
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
     {
         loader = loader.region(Region::new("us-east-1"));

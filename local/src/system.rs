@@ -13,6 +13,7 @@ use ringback::vapi::{VapiClient, VapiClientConfig};
 use ringback::wiring::{result_sink, Core};
 use tokio::sync::watch;
 
+use crate::durability::GroupSync;
 use crate::http::{router, Routes};
 use crate::options::LocalOptions;
 use crate::queue::LocalQueue;
@@ -47,11 +48,12 @@ impl System {
         // EMF lines on stdout only when asked for (`RINGBACK_METRICS=emf`): locally they are noise.
         let metrics = Metrics::from_env(env);
 
-        let (embedded, dynamo_cfg, storage) = match &opts.dynamodb_endpoint {
+        let (embedded, dynamo_cfg, storage, durability) = match &opts.dynamodb_endpoint {
             Some(url) => (
                 None,
                 sdk_config(Some(url)).await,
                 format!("DynamoDB at {url}"),
+                GroupSync::none(),
             ),
             None => {
                 let dir = (!opts.in_memory).then_some(opts.data_dir.as_path());
@@ -61,7 +63,8 @@ impl System {
                     Some(d) => format!("{}/ringback.db (embedded dynoxide)", d.display()),
                     None => "memory (embedded dynoxide)".to_owned(),
                 };
-                (Some(db), cfg, where_)
+                let durability = db.durability.clone();
+                (Some(db), cfg, where_, durability)
             }
         };
         let dynamo = aws_sdk_dynamodb::Client::new(&dynamo_cfg);
@@ -124,6 +127,7 @@ impl System {
             status: core.status(),
             initiator: core.initiator(&env, vapi.clone()).map_err(config_error)?,
             api_auth,
+            durability,
         });
         let (stop, mut stopped) = watch::channel(false);
         let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None));
