@@ -334,8 +334,12 @@ template_steps() {
 declare -A FUNCTION_OF=([webhook]=WebhookFunction [call-status]=CallStatusFunction
   [call-initiator]=CallInitiatorFunction [enrichment]=EnrichmentFunction [cleanup]=CleanupFunction)
 
+# Issue 10's budget per zipped function: a regression (a second crypto stack, a heavy feature)
+# fails CI rather than being noticed at deploy.
+LAMBDA_ZIP_LIMIT=3000000
+
 lambda_build() {
-  local bin built zip bytes
+  local bin built zip bytes over=0
   sam build || return $?
   for bin in "${LAMBDA_BINS[@]}"; do
     built="$ROOT/.aws-sam/build/${FUNCTION_OF[$bin]}/bootstrap"
@@ -355,8 +359,13 @@ with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
     z.writestr(info, open(src, "rb").read())
 PY
     bytes=$(stat -c %s "$zip")
-    printf '    %-16s %-46s %6.2f MB\n' "$bin" "${zip#"$ROOT"/}" "$(awk -v b="$bytes" 'BEGIN { print b / 1048576 }')"
+    printf '    %-16s %-46s %6.2f MB\n' "$bin" "${zip#"$ROOT"/}" "$(awk -v b="$bytes" 'BEGIN { print b / 1000000 }')"
+    if ((bytes > LAMBDA_ZIP_LIMIT)); then
+      echo "    $bin: the zip is over the 3 MB budget (see README, 'Package size')" >&2
+      over=1
+    fi
   done
+  return $over
 }
 
 # ---------------------------------------------------------------------------------------------------

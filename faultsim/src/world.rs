@@ -149,6 +149,7 @@ fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_dynamodb::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(ringback::adapters::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("sim", "sim", None, None, "faultsim"))
         .endpoint_url(endpoint)

@@ -17,6 +17,7 @@ fn client() -> Client {
     );
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(ringback::adapters::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
             "test",

@@ -515,6 +515,7 @@ fn sqs_client() -> aws_sdk_sqs::Client {
     );
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(ringback::adapters::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
             "test",

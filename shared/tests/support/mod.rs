@@ -87,6 +87,7 @@ pub fn client(endpoint: &str) -> Client {
         .build();
     let conf = aws_sdk_dynamodb::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(ringback::adapters::https_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .endpoint_url(endpoint)
