@@ -4,12 +4,15 @@
 //! functions, once per cold start), `ringback-local` from its embedded store and queue.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
 use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, Timing, VapiConfig};
 use crate::metrics::Metrics;
-use crate::ports::{Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi};
+use crate::ports::{
+    CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi,
+};
 use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::InitiatorService;
@@ -157,13 +160,18 @@ impl Aws {
     }
 }
 
-fn calls_table(aws: &Aws, cfg: CallsConfig, clock: Arc<dyn Clock>) -> Arc<CallsTable> {
-    Arc::new(CallsTable::new(
+/// The calls table, its connection opened during init: one read of a key no call has (every
+/// function may already read the table) pays the TLS handshake before the first request rather
+/// than in it. Ignored if it fails or is slow: warming up must never fail or stall a cold start.
+async fn calls_table(aws: &Aws, cfg: CallsConfig, clock: Arc<dyn Clock>) -> Arc<CallsTable> {
+    let table = Arc::new(CallsTable::new(
         aws.dynamo.clone(),
         cfg.calls_table,
         cfg.result_ttl,
         clock,
-    ))
+    ));
+    let _ = tokio::time::timeout(Duration::from_secs(1), table.get("ringback-warm-up")).await;
+    table
 }
 
 /// A Lambda's `Core`: `CALLS_TABLE`, `RESULT_TTL_SECONDS`, `ENRICHMENT_QUEUE_URL` and the timing
@@ -175,7 +183,7 @@ async fn aws_core(env: &Env) -> Result<(Aws, Core), ConfigError> {
     let aws = Aws::from_env().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let core = Core {
-        calls: calls_table(&aws, calls, clock.clone()),
+        calls: calls_table(&aws, calls, clock.clone()).await,
         queue: Arc::new(SqsQueue::new(aws.sqs.clone(), queue_url)),
         clock,
         metrics: Metrics::emf(),
@@ -201,7 +209,7 @@ pub async fn status_service(env: &Env) -> Result<(StatusService, ApiAuth), Confi
     let calls = CallsConfig::from_env(env)?;
     let auth = ApiAuth::from_env(env)?;
     let aws = Aws::from_env().await;
-    let store = calls_table(&aws, calls, Arc::new(SystemClock));
+    let store = calls_table(&aws, calls, Arc::new(SystemClock)).await;
     Ok((StatusService { store }, auth))
 }
 
