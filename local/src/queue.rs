@@ -14,6 +14,7 @@ use ringback::config::Env;
 use ringback::ports::EnrichmentQueue;
 
 use crate::options::LocalOptions;
+use crate::queue_counts::{CountedQueue, QueueRequestCounts, QueueRequests};
 use crate::storage::sdk_config;
 
 #[derive(Clone)]
@@ -21,10 +22,12 @@ pub enum LocalQueue {
     Memory {
         queue: Arc<MemoryQueue>,
         file: Option<PathBuf>,
+        requests: Arc<QueueRequests>,
     },
     Sqs {
         client: aws_sdk_sqs::Client,
         urls: QueueUrls,
+        requests: Arc<QueueRequests>,
     },
 }
 
@@ -48,7 +51,11 @@ impl LocalQueue {
                 if let Some(given) = names.queue_url {
                     urls.queue_url = given;
                 }
-                Ok(Self::Sqs { client, urls })
+                Ok(Self::Sqs {
+                    client,
+                    urls,
+                    requests: Arc::default(),
+                })
             }
             None => {
                 let queue = Arc::new(MemoryQueue::new(settings.max_receive_count));
@@ -64,19 +71,38 @@ impl LocalQueue {
                         );
                     }
                 }
-                Ok(Self::Memory { queue, file })
+                Ok(Self::Memory {
+                    queue,
+                    file,
+                    requests: Arc::default(),
+                })
             }
         }
     }
 
     /// The port the services send to.
     pub fn port(&self) -> Arc<dyn EnrichmentQueue> {
-        match self {
+        let inner: Arc<dyn EnrichmentQueue> = match self {
             Self::Memory { queue, .. } => queue.clone(),
-            Self::Sqs { client, urls } => {
+            Self::Sqs { client, urls, .. } => {
                 Arc::new(SqsQueue::new(client.clone(), urls.queue_url.clone()))
             }
+        };
+        Arc::new(CountedQueue {
+            inner,
+            requests: self.request_counter().clone(),
+        })
+    }
+
+    fn request_counter(&self) -> &Arc<QueueRequests> {
+        match self {
+            Self::Memory { requests, .. } | Self::Sqs { requests, .. } => requests,
         }
+    }
+
+    /// The queue requests made since start (sends through [`Self::port`], and the consumer's).
+    pub fn requests(&self) -> QueueRequestCounts {
+        self.request_counter().snapshot()
     }
 
     pub fn describe(&self) -> String {
@@ -103,6 +129,7 @@ impl LocalQueue {
         if let Self::Memory {
             queue,
             file: Some(f),
+            ..
         } = self
         {
             match queue.save(f) {

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::esm::{self, EsmConfig, SqsSource};
 use crate::queue::LocalQueue;
+use crate::queue_counts::CountedSource;
 
 pub fn start_consumer(
     queue: &LocalQueue,
@@ -28,12 +29,25 @@ pub fn start_consumer(
         let _ = stop.wait_for(|s| *s).await;
     };
     match queue.clone() {
-        LocalQueue::Memory { queue, .. } => tokio::spawn(async move {
-            let stats = esm::run(queue, handler, EsmConfig::memory(visibility), stopped).await;
+        LocalQueue::Memory {
+            queue, requests, ..
+        } => tokio::spawn(async move {
+            let source = Arc::new(CountedSource {
+                inner: queue,
+                requests,
+            });
+            let stats = esm::run(source, handler, EsmConfig::memory(visibility), stopped).await;
             tracing::info!(?stats, "enrichment consumer stopped");
         }),
-        LocalQueue::Sqs { client, urls } => tokio::spawn(async move {
-            let source = Arc::new(SqsSource::new(client, urls.queue_url));
+        LocalQueue::Sqs {
+            client,
+            urls,
+            requests,
+        } => tokio::spawn(async move {
+            let source = Arc::new(CountedSource {
+                inner: Arc::new(SqsSource::new(client, urls.queue_url)),
+                requests,
+            });
             // Short polls keep Ctrl-C quick; the cost is a few more requests to a local emulator.
             let config = EsmConfig {
                 wait: Duration::from_secs(2),
