@@ -329,7 +329,8 @@ template_steps() {
 # ---------------------------------------------------------------------------------------------------
 # 5. The five Lambdas as `sam build` makes them from template.yaml (cargo lambda build --release per
 #    function), zipped as `sam deploy` would upload them, with their sizes; then those very artifacts
-#    under `sam local` (tools/sam-local/), end to end.
+#    under `sam local` (tools/sam-local/), end to end; then the arm64 build (the template's default)
+#    started and invoked under the Runtime Interface Emulator through qemu.
 # ---------------------------------------------------------------------------------------------------
 declare -A FUNCTION_OF=([webhook]=WebhookFunction [call-status]=CallStatusFunction
   [call-initiator]=CallInitiatorFunction [enrichment]=EnrichmentFunction [cleanup]=CleanupFunction)
@@ -338,12 +339,16 @@ declare -A FUNCTION_OF=([webhook]=WebhookFunction [call-status]=CallStatusFuncti
 # fails CI rather than being noticed at deploy.
 LAMBDA_ZIP_LIMIT=3000000
 
+HOST_ARCH=$([[ $(uname -m) == aarch64 ]] && echo arm64 || echo x86_64)
+
+# lambda_build ARCH BUILD_DIR ZIP_DIR: `sam build` for one instruction set (the template's
+# Architecture parameter), then every function zipped as `sam deploy` uploads it, sizes checked.
 lambda_build() {
-  local bin built zip bytes over=0
-  sam build || return $?
+  local arch=$1 build_dir=$2 zip_dir=$3 bin built zip bytes over=0
+  sam build --parameter-overrides "Architecture=$arch" --build-dir "$build_dir" || return $?
   for bin in "${LAMBDA_BINS[@]}"; do
-    built="$ROOT/.aws-sam/build/${FUNCTION_OF[$bin]}/bootstrap"
-    zip="$CARGO_TARGET_DIR/lambda/$bin/bootstrap.zip"
+    built="$build_dir/${FUNCTION_OF[$bin]}/bootstrap"
+    zip="$zip_dir/$bin/bootstrap.zip"
     if [[ ! -x "$built" ]]; then
       echo "    missing $built" >&2
       return 1
@@ -359,13 +364,44 @@ with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
     z.writestr(info, open(src, "rb").read())
 PY
     bytes=$(stat -c %s "$zip")
-    printf '    %-16s %-46s %6.2f MB\n' "$bin" "${zip#"$ROOT"/}" "$(awk -v b="$bytes" 'BEGIN { print b / 1000000 }')"
+    printf '    %-7s %-16s %-50s %6.2f MB\n' "$arch" "$bin" "${zip#"$ROOT"/}" "$(awk -v b="$bytes" 'BEGIN { print b / 1000000 }')"
     if ((bytes > LAMBDA_ZIP_LIMIT)); then
-      echo "    $bin: the zip is over the 3 MB budget (see README, 'Package size')" >&2
+      echo "    $bin ($arch): the zip is over the 3 MB budget (see README, 'Package size')" >&2
       over=1
     fi
   done
   return $over
+}
+
+# The machine's own instruction set: what the sam local step runs in its containers.
+lambda_build_host() {
+  lambda_build "$HOST_ARCH" "$ROOT/.aws-sam/build" "$CARGO_TARGET_DIR/lambda"
+}
+
+# arm64, the template's default, cross-built by cargo-lambda with zig; then every function started
+# under the Runtime Interface Emulator through qemu-user-static and invoked: they must answer.
+lambda_arm64() {
+  local build_dir="$ROOT/.aws-sam/build-arm64"
+  if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+    echo "    rustup target add aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu || return $?
+  fi
+  # qemu runs the binaries; they need arm64's loader and glibc, which libc6-arm64-cross provides.
+  if ! command -v qemu-aarch64-static >/dev/null 2>&1 || [[ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]]; then
+    [[ $(id -u) -eq 0 ]] || {
+      echo "    missing: apt-get install qemu-user-static libc6-arm64-cross" >&2
+      return 1
+    }
+    echo "    apt-get install qemu-user-static libc6-arm64-cross"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static libc6-arm64-cross >/dev/null || return $?
+  fi
+  if [[ $HOST_ARCH != arm64 ]]; then
+    lambda_build arm64 "$build_dir" "$CARGO_TARGET_DIR/lambda-arm64" || return $?
+  else
+    build_dir="$ROOT/.aws-sam/build"
+  fi
+  "$VENV/bin/python" tools/bench/cold_start.py --build-dir "$build_dir" --qemu --check --starts 1 --warm 3 \
+    --logs "$LOG_DIR/cold-start-arm64"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -426,12 +462,14 @@ main() {
     skip_step "template lint and assertions" "RINGBACK_SKIP_LAMBDA_BUILD=1"
     skip_step "sam build (release) and zips" "RINGBACK_SKIP_LAMBDA_BUILD=1"
     skip_step "sam local end to end (tools/sam-local)" "RINGBACK_SKIP_LAMBDA_BUILD=1"
+    skip_step "arm64: sam build, zips, start under qemu" "RINGBACK_SKIP_LAMBDA_BUILD=1"
   else
     template_steps
     if [[ "$MODE" == full ]]; then
-      run_step "sam build (release) and zips" lambda_build
+      run_step "sam build (release) and zips" lambda_build_host
       run_step "sam local end to end (tools/sam-local)" \
         "$VENV/bin/python" tools/sam-local/stack.py test --no-build
+      run_step "arm64: sam build, zips, start under qemu" lambda_arm64
     fi
   fi
 

@@ -246,14 +246,17 @@ def _functions(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("every function runs on provided.al2023, x86_64")
+@check("every function runs on provided.al2023, on the Architecture parameter (default arm64)")
 def _runtime(t: dict[str, Any]) -> str | None:
     problems = []
+    param = (t.get("Parameters") or {}).get("Architecture") or {}
+    if param.get("Default") != "arm64" or sorted(param.get("AllowedValues") or []) != ["arm64", "x86_64"]:
+        problems.append(f"parameter Architecture must allow arm64 and x86_64 and default to arm64, is {param!r}")
     for lid in FUNCTIONS:
         if fn_prop(t, lid, "Runtime") != "provided.al2023":
             problems.append(f"{lid}: Runtime is {fn_prop(t, lid, 'Runtime')!r}")
-        if fn_prop(t, lid, "Architectures") not in (None, ["x86_64"]):
-            problems.append(f"{lid}: Architectures is {fn_prop(t, lid, 'Architectures')!r}")
+        if fn_prop(t, lid, "Architectures") != [{"Ref": "Architecture"}]:
+            problems.append(f"{lid}: Architectures is {fn_prop(t, lid, 'Architectures')!r}, not [!Ref Architecture]")
     return "; ".join(problems) or None
 
 
@@ -715,6 +718,10 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [("- ReportBatchItemFailures", "- ReportBatchFailures")], "the SQS event reports"),
     ("unsupported runtime",
      [("Runtime: provided.al2023", "Runtime: provided.al2099")], "every function runs on provided.al2023"),
+    ("functions pinned to x86_64 again",
+     [("Architectures: [!Ref Architecture]", "Architectures: [x86_64]")], "every function runs on provided.al2023"),
+    ("x86_64 as the default architecture",
+     [("    Default: arm64\n", "    Default: x86_64\n")], "every function runs on provided.al2023"),
     ("TTL on the wrong attribute",
      [("AttributeName: expiresAt", "AttributeName: expires_at")], "calls table: key callId"),
     ("GSI renamed",

@@ -68,6 +68,9 @@ FUNCTIONS = [  # (name = cargo binary, logical id in template.yaml, event), in t
     ("enrichment", "EnrichmentFunction", "enrichment-sqs.json"),
     ("call-initiator", "CallInitiatorFunction", "call-initiator.json"),
 ]
+# What each function answers when it worked (the outcome column); --check fails on anything else.
+SUCCESS = {"cleanup": "ok", "webhook": "200", "call-status": "200", "enrichment": "0 retried",
+           "call-initiator": "202"}
 SERVICES = ("dynamodb", "sqs", "aws")  # "aws" is AWS_ENDPOINT_URL: any other service (expected: none)
 TOOL_ENV = {"AWS_EC2_METADATA_DISABLED": "true", "SAM_CLI_TELEMETRY": "0", "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -336,6 +339,8 @@ def main() -> int:
     ap.add_argument("--vapi-tls", action="store_true", help="Vapi behind the TLS proxy too")
     ap.add_argument("--json", help="also write the figures as JSON to this file ('-': stdout)")
     ap.add_argument("--logs", type=Path, default=ROOT / ".ringback" / "cold-start")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless every invocation of every function succeeded (CI's arm64 check)")
     args = ap.parse_args()
     host = platform.machine()
     rapid = next((VENV / "lib").glob("python3*/site-packages/samcli/local/rapid"), None)
@@ -354,7 +359,10 @@ def main() -> int:
             if not (args.qemu and elf_machine(path) == "aarch64"):
                 raise SystemExit(f"cold_start: {path} is {elf_machine(path)}, this is {host} (--qemu runs arm64)")
             qemu = shutil.which("qemu-aarch64-static") or sys.exit("cold_start: --qemu needs qemu-aarch64-static")
-            commands[name] = [rie, qemu, path]  # figures and RSS are then qemu's: a check, not a benchmark
+            # An arm64 binary needs arm64's loader and libc: Debian's libc6-arm64-cross puts them here.
+            sysroot = Path("/usr/aarch64-linux-gnu")
+            prefix = ["-L", str(sysroot)] if (sysroot / "lib" / "ld-linux-aarch64.so.1").exists() else []
+            commands[name] = [rie, qemu, *prefix, path]  # figures and RSS are qemu's: a check, not a benchmark
     simulator = ROOT / "target" / "debug" / "vapi-simulator"
     if not simulator.exists():
         subprocess.run(["nice", "-n", "19", "cargo", "build", "-q", "-p", "vapi-simulator", "-j", "1"], cwd=ROOT,
@@ -408,6 +416,11 @@ def main() -> int:
                               "vapi": vapi, "build_dir": str(args.build_dir), "refused": refused, "functions": rows},
                              indent=2)
             sys.stdout.write(doc + "\n") if args.json == "-" else Path(args.json).write_text(doc + "\n")
+        failed = {r["function"]: r["outcomes"] for r in rows
+                  if set(r["outcomes"]) != {SUCCESS[r["function"]]}}
+        if args.check and failed:
+            print(f"cold_start: invocations that did not succeed: {failed} (logs in {args.logs})", file=sys.stderr)
+            return 1
         return 0
     finally:
         for proc in reversed(procs):

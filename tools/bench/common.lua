@@ -1,6 +1,13 @@
 -- Shared by the wrk scripts: prints one JSON line of figures when the run ends, for http_bench.py.
 local M = {}
 
+-- wrk's setup(): numbers the threads, so that each one's `id` keeps its call ids apart.
+local threads = 0
+function M.setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+
 function M.report(summary, latency, requests)
   local non2xx = summary.errors.status
   local socket = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout

@@ -198,18 +198,28 @@ def check_applied(server: Server, mode: str | None, requests: int) -> None:
                  f"(and {duplicate} duplicates): the load did not do what the scenario says")
 
 
+def prepared_server(script: str, env: dict[str, str], args) -> tuple[Server, dict[str, str]]:
+    """A fresh server, and the environment of the wrk script: GETs need calls to read, seeded first."""
+    server = Server(args.binary, {"RINGBACK_IN_MEMORY": "1"} if args.in_memory else {})
+    run_env = dict(env)
+    if script == "get.lua":
+        try:
+            ids = server.dir / "ids.txt"
+            seed_calls(server, 2000, ids)
+            server.wait_idle()
+            run_env["BENCH_IDS"] = str(ids)
+        except BaseException:
+            server.stop()
+            raise
+    return server, run_env
+
+
 def run_scenario(name: str, args) -> dict:
     script, env, connections = SCENARIOS[name]
     runs = []
     for _ in range(args.runs):
-        server = Server(args.binary, {"RINGBACK_IN_MEMORY": "1"} if args.in_memory else {})
+        server, run_env = prepared_server(script, env, args)
         try:
-            run_env = dict(env)
-            if script == "get.lua":
-                ids = server.dir / "ids.txt"
-                seed_calls(server, 2000, ids)
-                server.wait_idle()
-                run_env["BENCH_IDS"] = str(ids)
             cpu0 = cpu_seconds(server.proc.pid)
             result = wrk(server, script, run_env, connections, args.duration, args.threads)
             server.wait_idle()
@@ -224,14 +234,8 @@ def run_scenario(name: str, args) -> dict:
     median["rps"] = median["requests"] * 1e6 / median["duration_us"]
     median["rps_runs"] = [round(r["requests"] * 1e6 / r["duration_us"]) for r in runs]
     if args.syscalls:
-        server = Server(args.binary, {"RINGBACK_IN_MEMORY": "1"} if args.in_memory else {})
+        server, run_env = prepared_server(script, env, args)
         try:
-            run_env = dict(env)
-            if script == "get.lua":
-                ids = server.dir / "ids.txt"
-                seed_calls(server, 2000, ids)
-                server.wait_idle()
-                run_env["BENCH_IDS"] = str(ids)
             median["syscalls_per_request"] = strace_counts(server, script, run_env, connections, args.threads)
         finally:
             server.stop()

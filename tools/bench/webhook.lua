@@ -4,11 +4,7 @@
 package.path = package.path .. ";" .. os.getenv("BENCH_DIR") .. "/?.lua"
 local common = require("common")
 
-local threads = 0
-function setup(thread)
-  thread:set("id", threads)
-  threads = threads + 1
-end
+setup = common.setup
 
 local body_template
 local mode = os.getenv("BENCH_MODE") or "new"

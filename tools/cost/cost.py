@@ -132,7 +132,7 @@ def main():
     ap.add_argument("--counts", default=ROOT / "target" / "cost-counts.json", type=Path)
     ap.add_argument("--prices", default=ROOT / "docs" / "prices-us-east-1.json", type=Path)
     ap.add_argument("--durations", type=Path, help="JSON object of billed ms per invocation kind")
-    ap.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
+    ap.add_argument("--arch", choices=["x86_64", "arm64"], default="arm64")  # template.yaml's default
     ap.add_argument("--memory-mb", type=int, default=256, help="template.yaml MemorySize")
     ap.add_argument("--polls", type=int, default=1, help="status GETs a client makes per call")
     ap.add_argument("--log-bytes", type=int, default=LOG_BYTES_PER_INVOCATION)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -32,6 +33,8 @@ ROOT = HERE.parents[1]
 STATE = ROOT / ".ringback" / "sam-local"
 LOGS = STATE / "logs"
 VENV_BIN = Path(sys.executable).parent
+# The template defaults to arm64 (Graviton); containers here run the machine's own instruction set.
+HOST_ARCH = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
 ENV_JSON = ROOT / "events" / "env.json"
 PORTS = {"api": 3000, "simulator": 3001, "lambda": 3002, "aws": 5000}
 
@@ -133,7 +136,8 @@ class Stack:
 
         if build:
             say("sam build (cargo lambda build --release for the five functions) ...")
-            self.timings["sam build"] = self.run("sam-build", ["sam", "build"])
+            self.timings["sam build"] = self.run("sam-build", ["sam", "build", "--parameter-overrides",
+                                                               f"Architecture={HOST_ARCH}"])
         if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
             raise SystemExit("sam-local: no .aws-sam/build: run without --no-build once")
         # With the whole workspace selected, features unify as in the test build, which already built it.
@@ -155,7 +159,7 @@ class Stack:
         # The variables in env.json apply only where the template declares them; AWS_ENDPOINT_URL is
         # declared under a condition, so the parameter that switches it on is given as well.
         self.local_flags = ["--skip-pull-image", "--docker-network", "host", "--env-vars", str(ENV_JSON),
-                            "--parameter-overrides", f"AwsEndpointUrl={aws}"]
+                            "--parameter-overrides", f"AwsEndpointUrl={aws} Architecture={HOST_ARCH}"]
         common = [*self.local_flags, "--host", "127.0.0.1"]
         api = self.spawn("start-api", self.sam("local", "start-api", "--port", str(PORTS["api"]),
                                                "--warm-containers", "EAGER", *common))
