@@ -542,6 +542,32 @@ async fn a_restart_keeps_the_record_and_the_queued_job() {
     sys.stop().await;
 }
 
+/// The runner makes an acknowledged write durable by syncing the store's WAL file by name
+/// (`local/src/durability.rs`); a missing file counts as "nothing written". If the store ever kept
+/// its WAL elsewhere, every sync would silently do nothing: this holds the name in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_webhook_is_in_the_wal_the_runner_syncs() {
+    let dir = TempDir::new("wal");
+    let data_dir = dir.path().to_str().expect("utf-8 temp dir").to_owned();
+    let sys = start(&[
+        ("RINGBACK_IN_MEMORY", "0"),
+        ("RINGBACK_DATA_DIR", data_dir.as_str()),
+        ("ENRICHMENT_DELAYS", "60"),
+    ])
+    .await;
+    let api = Api::new(&sys);
+    let r = api.post_webhook(&sample("end-of-call-report.json")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let wal = dir.path().join("ringback.db-wal");
+    let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        len > 0,
+        "{} is missing or empty after an acknowledged write",
+        wal.display()
+    );
+    sys.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_unknown_routes() {
     let sys = start(&[]).await;
