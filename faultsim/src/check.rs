@@ -5,7 +5,10 @@
 //!   from the configuration, and stays readable;
 //! - the provider row and the interaction log hold everything ringback accepted, late data
 //!   included, in exactly one log per call;
-//! - a provider row holds the most recently started call to that provider.
+//! - a provider row holds the most recently started call to that provider;
+//! - each settled call with a `callbackUrl` has its settling event (`call.completed` or
+//!   `call.failed`) delivered at least once, under one `webhook-id` with one body, signed so that
+//!   a Standard Webhooks verifier accepts it.
 //!
 //! (Bad input never getting a 5xx is checked as each answer comes, in `actors.rs`.)
 
@@ -53,6 +56,85 @@ impl World {
         self.check_clients();
         self.check_settled(&calls);
         self.check_rows(&calls).await;
+        self.check_pushes(&calls);
+    }
+
+    fn check_pushes(&mut self, calls: &BTreeMap<String, Call>) {
+        let verifier =
+            standardwebhooks::Webhook::new(crate::world::CALLBACK_SECRET).expect("a valid secret");
+        let log = self.receiver.log.lock().unwrap().clone();
+        // Every event as received, by id: each must verify, and every copy must be the same.
+        let mut by_id: BTreeMap<String, (Value, bool)> = BTreeMap::new();
+        for r in &log {
+            let id = r
+                .headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            // The receiver's clock is virtual: verify the signature at the time it was made.
+            let ts: i64 = r
+                .headers
+                .get("webhook-timestamp")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default();
+            let sig = verifier.sign(&id, ts, &r.body).unwrap_or_default();
+            let presented = r
+                .headers
+                .get("webhook-signature")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if sig != presented {
+                self.violation(format!("event {id}: its signature does not verify"));
+            }
+            let event: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if event["id"] != id.as_str() {
+                self.violation(format!("event {id}: the body says id {}", event["id"]));
+            }
+            match by_id.get_mut(&id) {
+                Some((first, accepted)) => {
+                    if *first != event {
+                        self.violation(format!("event {id} was sent with two different bodies"));
+                    }
+                    *accepted |= r.accepted;
+                }
+                None => {
+                    by_id.insert(id, (event, r.accepted));
+                }
+            }
+        }
+        for (id, seen) in self.watch.calls.clone() {
+            let Some(call) = calls.get(&id) else { continue };
+            if seen.terminal.is_none() || call.metadata["callbackUrl"].as_str().is_none() {
+                continue;
+            }
+            let settling: Vec<(&String, bool)> = by_id
+                .iter()
+                .filter(|(_, (e, _))| {
+                    e["data"]["callId"] == id.as_str()
+                        && matches!(e["type"].as_str(), Some("call.completed" | "call.failed"))
+                })
+                .map(|(eid, (_, accepted))| (eid, *accepted))
+                .collect();
+            if !settling.iter().any(|(_, accepted)| *accepted) {
+                self.violation(format!(
+                    "call {id} settled {:?}, but its event was never delivered ({} tries seen)",
+                    seen.data_status,
+                    settling.len()
+                ));
+            }
+            let kinds: std::collections::BTreeSet<&str> = settling
+                .iter()
+                .filter_map(|(eid, _)| by_id[*eid].0["type"].as_str())
+                .collect();
+            if settling.len() > kinds.len() {
+                self.violation(format!(
+                    "call {id}: one settling event went out under {} ids",
+                    settling.len()
+                ));
+            }
+        }
     }
 
     fn check_clients(&mut self) {

@@ -49,6 +49,7 @@ impl Client {
             "urgency": "within_24_hours",
             "providerId": provider_id,
             "serviceRequestId": request_id,
+            "callbackUrl": format!("https://client.example.com/hooks/{idx}"),
         });
         Self {
             idx,

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ringback::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
+use ringback::adapters::dynamodb::{CallsTable, EventsTable, ProvidersAndLogs};
 use ringback::domain::{CallRecord, CallResult};
 use ringback::ports::{
-    Attempt, CallStore, Deadline, IdempotencyRecord, IdempotencyStore, OverduePage, Persisted,
-    ResultSink, SavedResponse, SinkError, StoreError, Versioned,
+    Attempt, CallStore, Deadline, DeliveryAttempt, IdempotencyRecord, IdempotencyStore,
+    OverduePage, Persisted, PushRecord, PushState, PushStore, ResultSink, SavedResponse, SinkError,
+    StoreError, Versioned,
 };
 
 use crate::sched::{Fault, Gates, Op};
@@ -167,5 +168,49 @@ impl ResultSink for FaultySink {
                 }
             }
         }
+    }
+}
+
+/// The events table (pushed events and their attempts), failing on schedule.
+pub struct FaultyEvents {
+    pub inner: EventsTable,
+    pub gates: Gates,
+}
+
+#[async_trait]
+impl PushStore for FaultyEvents {
+    async fn create(&self, push: &PushRecord) -> Result<bool, StoreError> {
+        through(&self.gates, Op::EventPut, self.inner.create(push)).await
+    }
+    async fn get(&self, call_id: &str, event_id: &str) -> Result<Option<PushRecord>, StoreError> {
+        through(&self.gates, Op::EventGet, self.inner.get(call_id, event_id)).await
+    }
+    async fn find(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        through(&self.gates, Op::EventGet, self.inner.find(event_id)).await
+    }
+    async fn record_attempt(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        expected: PushState,
+        attempt: &DeliveryAttempt,
+        state: PushState,
+        next_attempt_at: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let write =
+            self.inner
+                .record_attempt(call_id, event_id, expected, attempt, state, next_attempt_at);
+        through(&self.gates, Op::EventUpdate, write).await
+    }
+    async fn reopen(&self, call_id: &str, event_id: &str, now: &str) -> Result<(), StoreError> {
+        through(
+            &self.gates,
+            Op::EventUpdate,
+            self.inner.reopen(call_id, event_id, now),
+        )
+        .await
+    }
+    async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
+        through(&self.gates, Op::EventGet, self.inner.list(call_id)).await
     }
 }

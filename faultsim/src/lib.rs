@@ -18,6 +18,7 @@ mod check;
 mod clients;
 pub mod clock;
 mod inject;
+mod receiver;
 pub mod rng;
 pub mod sched;
 mod sqs;

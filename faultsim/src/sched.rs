@@ -29,6 +29,12 @@ pub enum Op {
     VapiGet,
     VapiPost,
     VapiList,
+    /// The events table: making an event, reading one, recording an attempt.
+    EventPut,
+    EventGet,
+    EventUpdate,
+    /// A pushed event POSTed to the client's receiver.
+    CallbackPost,
     /// Not a call: a task whose process dies after its last call landed parks here to be dropped.
     Dying,
 }
@@ -46,6 +52,9 @@ impl Op {
                 | Op::SinkSave
                 | Op::QueueSend
                 | Op::VapiPost
+                | Op::EventPut
+                | Op::EventUpdate
+                | Op::CallbackPost
         )
     }
 
@@ -53,7 +62,7 @@ impl Op {
     pub fn conditional(self) -> bool {
         matches!(
             self,
-            Op::StorePut | Op::IdemBegin | Op::IdemComplete | Op::IdemReattempt
+            Op::StorePut | Op::IdemBegin | Op::IdemComplete | Op::IdemReattempt | Op::EventUpdate
         )
     }
 

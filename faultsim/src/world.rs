@@ -10,12 +10,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringback::adapters::dynamodb::{ensure_tables, CallsTable, ProvidersAndLogs};
+use ringback::adapters::dynamodb::{
+    ensure_events_table, ensure_tables, CallsTable, EventsTable, ProvidersAndLogs,
+};
 use ringback::config::Timing;
+use ringback::domain::push::SigningSecret;
 use ringback::metrics::Metrics;
 use ringback::service::cleanup::{CleanupService, Reconcile};
 use ringback::service::enrichment::EnrichmentService;
 use ringback::service::initiate::InitiatorService;
+use ringback::service::push::PushService;
 use ringback::service::status::StatusService;
 use ringback::service::webhook::WebhookService;
 use ringback::vapi::{CallSettings, WebhookAuth};
@@ -24,7 +28,8 @@ use tokio::sync::mpsc;
 use crate::actors::Watch;
 use crate::clients::Client;
 use crate::clock::{Ms, SimClock, MINUTE, SECOND};
-use crate::inject::{FaultySink, FaultyStore};
+use crate::inject::{FaultyEvents, FaultySink, FaultyStore};
+use crate::receiver::ReceiverModel;
 use crate::rng::Rng;
 use crate::sched::{Fault, Gates, Msg, Op, TaskId, TASK};
 use crate::sqs::{QueuePort, Sqs};
@@ -35,6 +40,11 @@ pub const SECRET: &str = "sim-webhook-secret";
 pub const TOKEN: &str = "sim-api-token";
 pub const PHONE_NUMBER_ID: &str = "pn-ringback";
 pub const TABLES: (&str, &str, &str) = ("calls", "providers", "logs");
+pub const EVENTS_TABLE: &str = "events";
+/// Signs pushed events (Standard Webhooks' own example secret).
+pub const CALLBACK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Pushes retry quickly enough to end within a run, slowly enough to outlast most outages.
+const CALLBACK_RETRY_DELAYS: [u64; 6] = [5, 30, 120, 600, 1800, 3600];
 /// The deployed schedule of the cleanup (template.yaml: rate(5 minutes)).
 pub const CLEANUP_EVERY: Ms = 5 * MINUTE;
 /// `in_doubt_after` as deployed (wiring.rs).
@@ -103,7 +113,9 @@ impl Outage {
         match self {
             Outage::Vapi => op.is_vapi(),
             Outage::Queue => op == Op::QueueSend,
-            Outage::Store => !op.is_vapi() && op != Op::QueueSend && op != Op::Dying,
+            Outage::Store => {
+                !op.is_vapi() && !matches!(op, Op::QueueSend | Op::Dying | Op::CallbackPost)
+            }
         }
     }
 }
@@ -125,6 +137,7 @@ pub struct World {
     seq: u64,
     pub services: Arc<Services>,
     pub vapi: Arc<VapiModel>,
+    pub receiver: Arc<ReceiverModel>,
     pub sqs: Arc<Mutex<Sqs>>,
     pub dynamo: aws_sdk_dynamodb::Client,
     pub clients: Vec<Client>,
@@ -174,6 +187,9 @@ impl World {
         ensure_tables(&dynamo, calls, providers, logs)
             .await
             .expect("tables created");
+        ensure_events_table(&dynamo, EVENTS_TABLE)
+            .await
+            .expect("events table created");
 
         // A fifth of the runs are calm; the others storm at one of three strengths.
         let fault_rate = *rng.pick(&[0.0, 0.02, 0.05, 0.10, 0.10]);
@@ -253,6 +269,35 @@ impl World {
             clock.clone(),
             trace.clone(),
         ));
+        let receiver = Arc::new(ReceiverModel {
+            gates: gates.clone(),
+            log: Mutex::new(Vec::new()),
+        });
+        // Jitter from a counter: deterministic per seed, spread over [-1, 1].
+        let jitter_seq = Arc::new(std::sync::atomic::AtomicU64::new(seed));
+        let push = Arc::new(PushService {
+            store: Arc::new(FaultyEvents {
+                inner: EventsTable::new(
+                    dynamo.clone(),
+                    EVENTS_TABLE.into(),
+                    Duration::from_secs(7 * 86_400),
+                    clock.clone(),
+                ),
+                gates: gates.clone(),
+            }),
+            queue: queue.clone(),
+            sender: receiver.clone(),
+            secret: SigningSecret::parse(CALLBACK_SECRET).expect("a valid secret"),
+            clock: clock.clone(),
+            retry_delays: CALLBACK_RETRY_DELAYS.map(Duration::from_secs).to_vec(),
+            allow_http_loopback: false,
+            jitter: Arc::new(move || {
+                let n = jitter_seq
+                    .fetch_add(0x9e37_79b9_7f4a_7c15, std::sync::atomic::Ordering::Relaxed);
+                (n % 2001) as f64 / 1000.0 - 1.0
+            }),
+            metrics: Metrics::off(),
+        });
         let timing = Timing::default();
         let services = Arc::new(Services {
             webhook: WebhookService {
@@ -281,6 +326,9 @@ impl World {
                 idempotency_wait: Duration::ZERO,
                 in_doubt_after: Duration::from_millis(IN_DOUBT_AFTER as u64),
                 metrics: Metrics::off(),
+                callbacks: ringback::service::initiate::Callbacks::On {
+                    allow_http_loopback: false,
+                },
             },
             status: StatusService {
                 store: store.clone(),
@@ -293,6 +341,7 @@ impl World {
                 clock: clock.clone(),
                 timing: timing.clone(),
                 poison: None,
+                push: Some(push),
                 metrics: Metrics::off(),
             },
             cleanup: CleanupService {
@@ -320,6 +369,7 @@ impl World {
             seq: 0,
             services,
             vapi,
+            receiver,
             sqs,
             dynamo,
             clients: Vec::new(),
@@ -402,6 +452,9 @@ impl World {
         }
         if op.is_vapi() {
             menu.extend([RateLimited, Unreachable, LoseAnswer]);
+        }
+        if op == Op::CallbackPost {
+            menu.extend([RateLimited, Unreachable]);
         }
         Some(*self.rng.pick(&menu))
     }

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use http::Method;
 use ringback::api::{self, Code};
 use ringback::config::ApiAuth;
+use ringback::ports::{CallStore, PushStore};
 use ringback::service::initiate::InitiatorService;
+use ringback::service::push::PushService;
 use ringback::service::status::StatusService;
 use ringback::service::webhook::WebhookService;
 use tracing::Instrument;
@@ -22,6 +24,10 @@ pub struct Routes {
     pub api_auth: ApiAuth,
     /// Awaited before a write is acknowledged (see `durability`).
     pub durability: GroupSync,
+    pub calls: Arc<dyn CallStore>,
+    /// Pushed events (read side), when pushes are on.
+    pub events: Option<Arc<dyn PushStore>>,
+    pub push: Option<Arc<PushService>>,
 }
 
 pub fn router(routes: Arc<Routes>) -> axum::Router {
@@ -66,6 +72,18 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             let id = api::call_id_from_path(p).unwrap_or_default();
             tracing::Span::current().record("call_id", id.as_str());
             api::get_call(&r.status, &r.api_auth, &parts.headers, &id).await
+        }
+        (&Method::GET, p) if api::call_action(p).is_some_and(|(_, a)| a == "events") => {
+            let (id, _) = api::call_action(p).unwrap_or_default();
+            tracing::Span::current().record("call_id", id.as_str());
+            let events = r.events.as_deref();
+            api::get_events(r.calls.as_ref(), events, &r.api_auth, &parts.headers, &id).await
+        }
+        (&Method::POST, p) if api::redeliver_target(p).is_some() => {
+            let id = api::redeliver_target(p).unwrap_or_default();
+            let resp =
+                api::post_redeliver(r.push.as_deref(), &r.api_auth, &parts.headers, &id).await;
+            durable(r, resp).await
         }
         (_, api::WEBHOOK_PATH | api::CALLS_PATH | "/health") => api::error(
             Code::MethodNotAllowed,

@@ -1,5 +1,5 @@
 use ringback::config::Env;
-use ringback_local::options::{DEV_API_TOKEN, DEV_WEBHOOK_SECRET};
+use ringback_local::options::{DEV_API_TOKEN, DEV_CALLBACK_SECRET, DEV_WEBHOOK_SECRET};
 use ringback_local::{LocalOptions, System};
 
 /// Allocation was the largest single cost in the load benchmark's profile (glibc malloc/free and
@@ -42,11 +42,16 @@ async fn main() {
         ),
     };
     println!(
-        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  data         {storage}\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
+        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n  data         {storage}\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
         base = system.base_url,
         webhook = ringback::api::WEBHOOK_PATH,
         secret = shown(env.get("VAPI_WEBHOOK_SECRET"), DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),
         token = shown(env.get("API_TOKEN"), DEV_API_TOKEN, "API_TOKEN"),
+        callback = shown(
+            env.get("CALLBACK_SIGNING_SECRET"),
+            DEV_CALLBACK_SECRET,
+            "CALLBACK_SIGNING_SECRET"
+        ),
         storage = system.storage,
         queue = system.queue.describe(),
     );

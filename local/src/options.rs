@@ -10,6 +10,8 @@ use crate::queue::DEFAULT_LOCAL_VISIBILITY;
 
 pub const DEV_WEBHOOK_SECRET: &str = "dev-webhook-secret";
 pub const DEV_API_TOKEN: &str = "dev-api-token";
+/// Signs pushed events locally: base64 of `dev-callback-signing-secret-01`.
+pub const DEV_CALLBACK_SECRET: &str = "whsec_ZGV2LWNhbGxiYWNrLXNpZ25pbmctc2VjcmV0LTAx";
 
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -91,6 +93,10 @@ impl LocalOptions {
             ("CALLS_TABLE", "ringback-calls"),
             ("PROVIDERS_TABLE", "ringback-providers"),
             ("INTERACTION_LOGS_TABLE", "ringback-interaction-logs"),
+            ("EVENTS_TABLE", "ringback-events"),
+            ("CALLBACK_SIGNING_SECRET", DEV_CALLBACK_SECRET),
+            // Receivers on this machine (a test's, a demo's) are plain http.
+            ("CALLBACK_ALLOW_HTTP_LOOPBACK", "true"),
             ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             ("API_TOKEN", DEV_API_TOKEN),
             ("VAPI_API_KEY", "dev-vapi-key"),

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ringback::adapters::dynamodb::{ensure_tables, CallsTable};
+use ringback::adapters::dynamodb::{ensure_events_table, ensure_tables, CallsTable};
 use ringback::config::{ApiAuth, CallsConfig, Timing};
 use ringback::metrics::Metrics;
 use ringback::ports::{CallStore, Clock, SystemClock, VapiApi};
@@ -74,6 +74,10 @@ impl System {
             .await
             .map_err(|e| format!("cannot create the tables: {e}"))?;
         let sink = result_sink(&dynamo, env, clock.clone()).map_err(|e| e.to_string())?;
+        let events_table = env.get("EVENTS_TABLE").unwrap_or_default();
+        ensure_events_table(&dynamo, events_table)
+            .await
+            .map_err(|e| format!("cannot create the events table: {e}"))?;
 
         let queue = LocalQueue::start(&opts).await?;
         let core = Core {
@@ -122,15 +126,20 @@ impl System {
         let mut env = env.clone();
         env.set("VAPI_WEBHOOK_URL", webhook_url);
         let config_error = |e: ringback::config::ConfigError| e.to_string();
+        let push = core.push(&dynamo, &env).map_err(config_error)?;
+        let events = push.as_ref().map(|p| p.store.clone());
         let routes = Arc::new(Routes {
             webhook: core.webhook(&env).map_err(config_error)?,
             status: core.status(),
             initiator: core.initiator(&env, vapi.clone()).map_err(config_error)?,
             api_auth,
             durability,
+            calls: core.calls.clone(),
+            events,
+            push: push.clone(),
         });
         let (stop, mut stopped) = watch::channel(false);
-        let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None));
+        let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push));
         let consumer = workers::start_consumer(
             &queue,
             enrichment,

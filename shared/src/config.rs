@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::vapi::{Algorithm, Encoding, Scheme, WebhookAuth};
 
+mod push;
+pub use push::PushConfig;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("missing required environment variable {0}")]

@@ -139,6 +139,9 @@ pub enum JobKind {
     Watchdog,
     /// A settled call received new data: save its provider row and interaction log again.
     Persist,
+    /// Deliver one pushed event (`event_id`) to the call's `callbackUrl`; `attempt` counts
+    /// delivery attempts.
+    Push,
 }
 
 /// What an enrichment message carries: ids, never payloads.
@@ -149,6 +152,9 @@ pub struct EnrichmentJob {
     /// 1-based attempt within the call's chain.
     pub attempt: u32,
     pub kind: JobKind,
+    /// The event a `push` job delivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +253,105 @@ impl SinkError {
 pub trait ResultSink: Send + Sync {
     /// Writes the provider row and the interaction log for a finished call, idempotently.
     async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError>;
+}
+
+// ---- pushed events (callbacks) ----
+
+/// Where a pushed event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushState {
+    /// Not delivered yet; `next_attempt_at` says when it is tried next.
+    Pending,
+    Delivered,
+    /// The receiver answered 410 Gone: never tried again.
+    Gone,
+    /// Out of attempts: dead-lettered, for an operator to redeliver.
+    Failed,
+}
+
+impl PushState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Gone => "gone",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One try at delivering an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryAttempt {
+    /// 1-based.
+    pub attempt: u32,
+    /// ISO-8601.
+    pub at: String,
+    /// The receiver's HTTP status; `None` when no answer came (timeout, refused).
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A pushed event with its delivery history, as kept in the events table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushRecord {
+    pub event: crate::domain::push::CallEvent,
+    /// Where it goes: the call's `callbackUrl` when the event was made.
+    pub url: String,
+    pub state: PushState,
+    pub attempts: Vec<DeliveryAttempt>,
+    /// Attempts made before the current round of retries (an operator's redelivery starts a
+    /// new round with the full retry budget).
+    pub round_start: u32,
+    /// When a pending event is due next (ISO-8601).
+    pub next_attempt_at: Option<String>,
+}
+
+#[async_trait]
+pub trait PushStore: Send + Sync {
+    /// Keeps a new event, `pending` with no attempts; `Ok(false)` when it is already kept
+    /// (the same event made again): the kept one stands.
+    async fn create(&self, push: &PushRecord) -> Result<bool, StoreError>;
+    /// Read strongly consistently: a job right after `create` finds the event.
+    async fn get(&self, call_id: &str, event_id: &str) -> Result<Option<PushRecord>, StoreError>;
+    /// The call an event belongs to (through an index: eventually consistent).
+    async fn find(&self, event_id: &str) -> Result<Option<String>, StoreError>;
+    /// Appends `attempt` and moves the event to `state`, only if it still has exactly
+    /// `attempt.attempt - 1` attempts and its state is `expected` ([`StoreError::Conflict`]
+    /// otherwise: another delivery of the same job got there first).
+    async fn record_attempt(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        expected: PushState,
+        attempt: &DeliveryAttempt,
+        state: PushState,
+        next_attempt_at: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Sets a delivered, gone or failed event back to `pending`, due now (an operator's
+    /// redelivery); [`StoreError::Conflict`] while it is still pending.
+    async fn reopen(&self, call_id: &str, event_id: &str, now: &str) -> Result<(), StoreError>;
+    /// A call's events, oldest first.
+    async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError>;
+}
+
+/// What a receiver answered one POST.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackAnswer {
+    /// `None`: no answer (timeout, connection refused, TLS failure), described in `error`.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency: Duration,
+}
+
+#[async_trait]
+pub trait CallbackSender: Send + Sync {
+    /// POSTs `body` with `headers`; never fails, the answer says what happened.
+    async fn post(&self, url: &str, headers: &[(&str, String)], body: &[u8]) -> CallbackAnswer;
 }
 
 // ---- time ----

@@ -6,16 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
+use crate::adapters::callback_http::HttpCallbacks;
+use crate::adapters::dynamodb::{CallsTable, EventsTable, ProvidersAndLogs};
 use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
-use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, Timing, VapiConfig};
+use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, PushConfig, Timing, VapiConfig};
 use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi,
 };
 use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
-use crate::service::initiate::InitiatorService;
+use crate::service::initiate::{Callbacks, InitiatorService};
+use crate::service::push::{random_jitter, PushService};
 use crate::service::status::StatusService;
 use crate::service::webhook::WebhookService;
 use crate::vapi::{CallSettings, VapiClient, VapiClientConfig};
@@ -63,6 +65,12 @@ impl Core {
         env: &Env,
         vapi: Arc<dyn VapiApi>,
     ) -> Result<InitiatorService, ConfigError> {
+        let callbacks = match PushConfig::from_env(env)? {
+            Some(c) => Callbacks::On {
+                allow_http_loopback: c.allow_http_loopback,
+            },
+            None => Callbacks::Off,
+        };
         Ok(InitiatorService {
             store: self.calls.clone(),
             idempotency: self.calls.clone(),
@@ -74,6 +82,7 @@ impl Core {
             idempotency_wait: IDEMPOTENCY_WAIT,
             in_doubt_after: IN_DOUBT_AFTER,
             metrics: self.metrics.clone(),
+            callbacks,
         })
     }
 
@@ -82,6 +91,7 @@ impl Core {
         vapi: Arc<dyn VapiApi>,
         sink: Arc<dyn ResultSink>,
         poison: Option<Arc<dyn PoisonSink>>,
+        push: Option<Arc<PushService>>,
     ) -> EnrichmentService {
         EnrichmentService {
             store: self.calls.clone(),
@@ -91,8 +101,36 @@ impl Core {
             clock: self.clock.clone(),
             timing: self.timing.clone(),
             poison,
+            push,
             metrics: self.metrics.clone(),
         }
+    }
+
+    /// The pushed-events service, when `CALLBACK_SIGNING_SECRET` is set.
+    pub fn push(
+        &self,
+        dynamo: &aws_sdk_dynamodb::Client,
+        env: &Env,
+    ) -> Result<Option<Arc<PushService>>, ConfigError> {
+        let Some(cfg) = PushConfig::from_env(env)? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(PushService {
+            store: Arc::new(EventsTable::new(
+                dynamo.clone(),
+                cfg.events_table,
+                cfg.retention,
+                self.clock.clone(),
+            )),
+            queue: self.queue.clone(),
+            sender: Arc::new(HttpCallbacks::new()),
+            secret: cfg.secret,
+            clock: self.clock.clone(),
+            retry_delays: cfg.retry_delays,
+            allow_http_loopback: cfg.allow_http_loopback,
+            jitter: Arc::new(random_jitter),
+            metrics: self.metrics.clone(),
+        })))
     }
 
     pub fn cleanup(
@@ -228,7 +266,8 @@ pub async fn enrichment_service(env: &Env) -> Result<EnrichmentService, ConfigEr
     let poison = env
         .get("ENRICHMENT_DLQ_URL")
         .map(|url| Arc::new(SqsPoisonSink::new(aws.sqs.clone(), url)) as Arc<dyn PoisonSink>);
-    Ok(core.enrichment(vapi, sink, poison))
+    let push = core.push(&aws.dynamo, env)?;
+    Ok(core.enrichment(vapi, sink, poison, push))
 }
 
 pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {

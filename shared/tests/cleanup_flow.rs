@@ -69,6 +69,7 @@ fn enrich(call_id: &str, attempt: u32) -> EnrichmentJob {
         call_id: call_id.into(),
         attempt,
         kind: JobKind::Enrich,
+        event_id: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn watchdog(call_id: &str, attempt: u32) -> EnrichmentJob {
         call_id: call_id.into(),
         attempt,
         kind: JobKind::Watchdog,
+        event_id: None,
     }
 }
 

@@ -179,6 +179,7 @@ async fn harness_with(parking: Parking) -> Harness {
         timing: timing(),
         poison: Some(parking.clone()),
         metrics: ringback::metrics::Metrics::off(),
+        push: None,
     };
     Harness {
         svc,
@@ -236,6 +237,7 @@ fn enrich(call_id: &str, attempt: u32) -> EnrichmentJob {
         call_id: call_id.into(),
         attempt,
         kind: JobKind::Enrich,
+        event_id: None,
     }
 }
 
@@ -244,6 +246,7 @@ fn watchdog(call_id: &str, attempt: u32) -> EnrichmentJob {
         call_id: call_id.into(),
         attempt,
         kind: JobKind::Watchdog,
+        event_id: None,
     }
 }
 

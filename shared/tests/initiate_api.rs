@@ -158,6 +158,7 @@ async fn app_with(watchdog: Duration, vapi: impl FnOnce(String) -> Arc<dyn VapiA
         idempotency_wait: Duration::from_secs(10),
         in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
+        callbacks: ringback::service::initiate::Callbacks::Off,
     };
     App {
         svc,
@@ -358,7 +359,8 @@ async fn a_valid_request_places_one_call_records_it_pending_and_schedules_the_wa
             EnrichmentJob {
                 call_id: id.clone(),
                 attempt: 1,
-                kind: JobKind::Watchdog
+                kind: JobKind::Watchdog,
+                event_id: None,
             },
             Duration::from_secs(60)
         )]
@@ -673,6 +675,7 @@ async fn a_webhook_that_arrived_first_keeps_its_state_and_gains_the_request_deta
         idempotency_wait: Duration::from_secs(10),
         in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
+        callbacks: ringback::service::initiate::Callbacks::Off,
     };
     let h = headers(&[("authorization", &format!("Bearer {TOKEN}"))]);
     let r = api::post_call(
@@ -782,6 +785,7 @@ async fn a_record_already_present_is_completed_not_replaced() {
         idempotency_wait: Duration::from_secs(10),
         in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
+        callbacks: ringback::service::initiate::Callbacks::Off,
     };
     let h = headers(&[("authorization", &format!("Bearer {TOKEN}"))]);
     let r = api::post_call(
@@ -888,6 +892,7 @@ async fn placed_then_storage_failed(
         idempotency_wait: Duration::from_secs(10),
         in_doubt_after: IN_DOUBT_AFTER,
         metrics: Metrics::off(),
+        callbacks: ringback::service::initiate::Callbacks::Off,
     };
     let h = headers(&[
         ("authorization", &format!("Bearer {TOKEN}")),

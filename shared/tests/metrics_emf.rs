@@ -102,6 +102,7 @@ impl World {
             timing: Timing::default(),
             poison: None,
             metrics: self.metrics.clone(),
+            push: None,
         }
     }
 
@@ -136,6 +137,7 @@ impl World {
             idempotency_wait: Duration::from_secs(1),
             in_doubt_after: Duration::from_secs(30),
             metrics: self.metrics.clone(),
+            callbacks: ringback::service::initiate::Callbacks::Off,
         }
     }
 

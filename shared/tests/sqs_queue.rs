@@ -40,6 +40,7 @@ fn job(call_id: &str, attempt: u32) -> EnrichmentJob {
         call_id: call_id.into(),
         attempt,
         kind: JobKind::Enrich,
+        event_id: None,
     }
 }
 

@@ -134,7 +134,8 @@ async fn end_of_call_report_is_stored_partial_and_enrichment_scheduled() {
             EnrichmentJob {
                 call_id: CALL.into(),
                 attempt: 1,
-                kind: JobKind::Enrich
+                kind: JobKind::Enrich,
+                event_id: None,
             },
             Duration::from_secs(3)
         )]

@@ -547,6 +547,7 @@ async fn the_sqs_source_redelivers_failures_and_its_queue_dead_letters_them() {
             call_id: call_id.into(),
             attempt: 1,
             kind: JobKind::Enrich,
+            event_id: None,
         };
         queue.schedule(&job, Duration::ZERO).await.unwrap();
     }

@@ -4,10 +4,12 @@
 
 mod calls;
 mod envelope;
+mod events;
 mod webhook;
 
 pub use calls::{get_call, post_call, require_api_token};
 pub use envelope::{error, json, ok, Code, Response};
+pub use events::{call_action, get_events, post_redeliver, redeliver_target, CALLBACKS_PATH};
 pub use webhook::post_webhook;
 
 pub const WEBHOOK_PATH: &str = "/api/v1/vapi/webhook";
@@ -21,7 +23,7 @@ pub fn health() -> Response {
 pub fn call_id_from_path(path: &str) -> Option<String> {
     let rest = path.strip_prefix(CALLS_PATH)?.strip_prefix('/')?;
     let rest = rest.trim_end_matches('/');
-    (!rest.is_empty()).then(|| percent_decode(rest))
+    (!rest.is_empty() && !rest.contains('/')).then(|| percent_decode(rest))
 }
 
 fn percent_decode(s: &str) -> String {

@@ -168,6 +168,9 @@ pub struct CallResult {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
+    /// Where the call's completion events are pushed (`CallRequest.callbackUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 impl CallResult {

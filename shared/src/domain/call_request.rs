@@ -71,6 +71,9 @@ pub struct CallRequest {
     pub provider_id: Option<String>,
     pub service_request_id: Option<String>,
     pub custom_prompt: Option<CustomPrompt>,
+    /// Where completion events are pushed; which URLs are allowed is the deployment's choice
+    /// ([`crate::domain::push::check_callback_url`]), checked by the initiator.
+    pub callback_url: Option<String>,
 }
 
 impl CallRequest {
@@ -94,7 +97,7 @@ impl std::fmt::Display for FieldError {
 }
 
 const TEXT_MAX: usize = 2000;
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
     "providerName",
     "providerPhone",
     "serviceNeeded",
@@ -104,6 +107,7 @@ const KNOWN: [&str; 9] = [
     "providerId",
     "serviceRequestId",
     "customPrompt",
+    "callbackUrl",
 ];
 
 struct Reader<'a> {
@@ -189,6 +193,7 @@ pub fn parse_call_request(v: &Value) -> Result<CallRequest, Vec<FieldError>> {
     });
     let provider_id = r.text("providerId", 1, 200, false);
     let service_request_id = r.text("serviceRequestId", 1, 200, false);
+    let callback_url = r.text("callbackUrl", 1, 2048, false);
     let custom_prompt = match obj.get("customPrompt") {
         None | Some(Value::Null) => None,
         Some(Value::Object(cp)) => {
@@ -230,6 +235,7 @@ pub fn parse_call_request(v: &Value) -> Result<CallRequest, Vec<FieldError>> {
         provider_id,
         service_request_id,
         custom_prompt,
+        callback_url,
     })
 }
 

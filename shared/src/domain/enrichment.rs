@@ -96,7 +96,7 @@ pub enum Skip {
     /// A watchdog job for a call whose enrichment chain already exists (a webhook, or an earlier
     /// check that found the call ended, started it): that chain owns the call.
     ChainOwnsCall,
-    /// Not a job the claim protocol handles (`persist`).
+    /// Not a job the claim protocol handles (`persist`, `push`).
     NotClaimable,
 }
 
@@ -160,6 +160,8 @@ pub enum EnrichmentOutcome {
     },
     /// A `persist` job saved a settled call's rows again.
     Persisted,
+    /// A `push` job ran: the event was attempted, waits for its time, or was nothing to do.
+    Pushed(&'static str),
 }
 
 impl EnrichmentOutcome {
@@ -172,6 +174,7 @@ impl EnrichmentOutcome {
             Self::UnknownCall { .. } => "unknown_call",
             Self::Retry { .. } => "retry",
             Self::Persisted => "persisted",
+            Self::Pushed(_) => "push",
         }
     }
 }
@@ -251,7 +254,7 @@ fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str, now: &st
                 None
             }
         }
-        JobKind::Persist => Some(Skip::NotClaimable),
+        JobKind::Persist | JobKind::Push => Some(Skip::NotClaimable),
     }
 }
 
@@ -384,6 +387,7 @@ fn decide(
                 call_id: job.call_id.clone(),
                 attempt: job.attempt + 1,
                 kind: JobKind::Watchdog,
+                event_id: None,
             };
             reschedule(rec, next, policy.watchdog_delay)
         }
@@ -396,11 +400,14 @@ fn decide(
                 call_id: job.call_id.clone(),
                 attempt,
                 kind: JobKind::Enrich,
+                event_id: None,
             };
             let delay = policy.delay_before(attempt);
             reschedule(rec, next, delay)
         }
-        (_, JobKind::Persist) => Settlement::only(EnrichmentOutcome::Skipped(Skip::NotClaimable)),
+        (_, JobKind::Persist | JobKind::Push) => {
+            Settlement::only(EnrichmentOutcome::Skipped(Skip::NotClaimable))
+        }
         (Completeness::Incomplete | Completeness::Running, JobKind::Enrich) => {
             if job.attempt < policy.attempts() {
                 rec.result.data_status = DataStatus::Partial;
@@ -408,6 +415,7 @@ fn decide(
                     call_id: job.call_id.clone(),
                     attempt: job.attempt + 1,
                     kind: JobKind::Enrich,
+                    event_id: None,
                 };
                 let delay = policy.delay_before(job.attempt + 1);
                 reschedule(rec, next, delay)

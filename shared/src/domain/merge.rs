@@ -113,6 +113,7 @@ fn fill_metadata(rec: &mut CallResult, snap: &CallSnapshot) {
     fill(&mut rec.provider.location, &m.location);
     fill(&mut rec.request.criteria, &m.user_criteria);
     fill(&mut rec.request.urgency, &m.urgency);
+    fill(&mut rec.callback_url, &m.callback_url);
     if let Some(method) = m.call_method {
         rec.call_method = method;
     }

@@ -8,6 +8,7 @@ mod enrichment;
 mod ids;
 mod merge;
 mod outcome;
+pub mod push;
 mod snapshot;
 mod state;
 mod time;

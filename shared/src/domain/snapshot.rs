@@ -17,6 +17,7 @@ pub struct CallMetadata {
     pub location: Option<String>,
     pub urgency: Option<String>,
     pub call_method: Option<CallMethod>,
+    pub callback_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

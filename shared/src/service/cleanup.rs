@@ -178,6 +178,7 @@ impl CleanupService {
                 call_id: call_id.clone(),
                 attempt: 1,
                 kind: JobKind::Watchdog,
+                event_id: None,
             };
             if let Err(e) = self.queue.schedule(&job, std::time::Duration::ZERO).await {
                 warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
@@ -223,6 +224,7 @@ impl CleanupService {
                     call_id: call_id.to_owned(),
                     attempt: *attempt,
                     kind: *kind,
+                    event_id: None,
                 };
                 if let Err(e) = self.queue.schedule(&job, std::time::Duration::ZERO).await {
                     // The new deadline brings it back to the next run.

@@ -36,8 +36,10 @@ use std::task::Poll;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn, Instrument};
 
+use super::push::{Delivery, PushService};
 use super::{deadline_for, persist, WRITE_RETRIES};
 use crate::config::Timing;
+use crate::domain::push::EventType;
 use crate::domain::{
     admit, parse_timestamp, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome,
     EnrichmentPolicy, Skip, VapiAnswer,
@@ -61,6 +63,8 @@ pub struct EnrichmentService {
     pub timing: Timing,
     /// Where bodies that are not jobs go; `None`: they are only logged.
     pub poison: Option<Arc<dyn PoisonSink>>,
+    /// Completion events for calls with a `callbackUrl`; `None`: pushes are off.
+    pub push: Option<Arc<PushService>>,
     pub metrics: Metrics,
 }
 
@@ -103,6 +107,9 @@ pub fn parse_job(body: &str) -> Result<EnrichmentJob, String> {
     CallId::parse(&job.call_id).map_err(|e| e.to_string())?;
     if job.attempt == 0 {
         return Err("attempt must be 1 or more".into());
+    }
+    if (job.kind == JobKind::Push) != job.event_id.is_some() {
+        return Err("eventId goes with push jobs, and only with them".into());
     }
     Ok(job)
 }
@@ -172,8 +179,10 @@ impl EnrichmentService {
                 vapi_calls,
             })
         };
-        if job.kind == JobKind::Persist {
-            return done(self.repersist(&job.call_id).await?, 0);
+        match job.kind {
+            JobKind::Persist => return done(self.repersist(&job.call_id).await?, 0),
+            JobKind::Push => return done(self.deliver(job).await?, 0),
+            JobKind::Enrich | JobKind::Watchdog => {}
         }
         let policy = self.policy();
 
@@ -248,6 +257,12 @@ impl EnrichmentService {
                         .await
                         .map_err(|e| ProcessError::retry(e, 1))?;
                 }
+                // Made before the terminal write, like the rows: a settled record has its event.
+                if let Some(kind) = EventType::on_settle(record.result.data_status) {
+                    self.emit(&record, kind)
+                        .await
+                        .map_err(|e| ProcessError::retry(e, 1))?;
+                }
                 let deadline = deadline_for(&record, now, &self.timing);
                 match self.store.put(&record, expected, deadline).await {
                     Ok(_) if s.outcome == EnrichmentOutcome::Complete => {
@@ -288,6 +303,9 @@ impl EnrichmentService {
             persist(self.sink.as_ref(), &mut record, &self.metrics)
                 .await
                 .map_err(|e| ProcessError::retry(e, 0))?;
+            self.emit(&record, EventType::Updated)
+                .await
+                .map_err(|e| ProcessError::retry(e, 0))?;
             let now = self.clock.now();
             let deadline = deadline_for(&record, now, &self.timing);
             match self.store.put(&record, Some(version), deadline).await {
@@ -301,6 +319,32 @@ impl EnrichmentService {
             "the record kept changing under concurrent writes",
             0,
         ))
+    }
+
+    async fn emit(
+        &self,
+        record: &CallRecord,
+        kind: EventType,
+    ) -> Result<(), super::push::PushError> {
+        match &self.push {
+            Some(push) => push.emit(&record.result, kind).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A `push` job: one delivery attempt of one event.
+    async fn deliver(&self, job: &EnrichmentJob) -> Result<EnrichmentOutcome, ProcessError> {
+        let Some(push) = &self.push else {
+            warn!("push job, but pushes are not configured here (CALLBACK_SIGNING_SECRET)");
+            return Err(ProcessError::retry("pushes are not configured", 0));
+        };
+        let word = match push.deliver(job).await {
+            Ok(Delivery::Attempted(state)) => state.as_str(),
+            Ok(Delivery::Waiting) => "waiting",
+            Ok(Delivery::Skipped(why)) => why,
+            Err(e) => return Err(ProcessError::retry(e, 0)),
+        };
+        Ok(EnrichmentOutcome::Pushed(word))
     }
 
     fn count_outcome(&self, outcome: &str) {
@@ -340,6 +384,7 @@ fn log_outcome(p: &Processed) {
             info!(outcome, vapi_calls = p.vapi_calls, "call data complete")
         }
         EnrichmentOutcome::Persisted => info!(outcome, "late data saved to the call's rows"),
+        EnrichmentOutcome::Pushed(state) => info!(outcome, state, "push job handled"),
         EnrichmentOutcome::Rescheduled { next, delay } => info!(
             outcome,
             next_attempt = next.attempt,

@@ -55,6 +55,41 @@ pub struct InitiatorService {
     /// Vapi client's own timeout, with slack): a call not found then was never placed.
     pub in_doubt_after: Duration,
     pub metrics: Metrics,
+    /// Which `callbackUrl`s a request may carry.
+    pub callbacks: Callbacks,
+}
+
+/// Whether call requests may ask for pushed events, and to which URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callbacks {
+    /// No signing secret is configured: a `callbackUrl` is refused, not silently ignored.
+    Off,
+    On {
+        allow_http_loopback: bool,
+    },
+}
+
+impl Callbacks {
+    fn check(self, r: &CallRequest) -> Result<(), FieldError> {
+        let Some(url) = r.callback_url.as_deref() else {
+            return Ok(());
+        };
+        let problem = match self {
+            Self::Off => "pushed events are not configured on this deployment \
+                          (CALLBACK_SIGNING_SECRET); leave callbackUrl out and poll"
+                .to_owned(),
+            Self::On {
+                allow_http_loopback,
+            } => match crate::domain::push::check_callback_url(url, allow_http_loopback) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            },
+        };
+        Err(FieldError {
+            path: "$.callbackUrl".into(),
+            problem,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +159,9 @@ impl InitiatorService {
             }])
         })?;
         let request = parse_call_request(&value).map_err(InitiateError::Invalid)?;
+        self.callbacks
+            .check(&request)
+            .map_err(|e| InitiateError::Invalid(vec![e]))?;
         let attempt = Attempt::new(self.clock.now());
         let Some(key) = idempotency_key else {
             return self.place(&request, attempt, None).await;
@@ -346,6 +384,7 @@ impl InitiatorService {
             call_id: call_id.clone(),
             attempt: 1,
             kind: JobKind::Watchdog,
+            event_id: None,
         };
         let watched = match self
             .queue
@@ -414,6 +453,7 @@ impl InitiatorService {
             res.request.urgency = Some(r.urgency.as_str().to_owned());
             res.provider_id = r.provider_id.clone();
             res.service_request_id = r.service_request_id.clone();
+            res.callback_url = r.callback_url.clone();
             if let Some(s) = created
                 .get("status")
                 .and_then(Value::as_str)

@@ -6,6 +6,7 @@ mod deadlines;
 pub mod enrichment;
 pub mod initiate;
 pub mod placed;
+pub mod push;
 pub mod status;
 pub mod webhook;
 

@@ -157,6 +157,7 @@ impl WebhookService {
                 call_id: call_id.to_owned(),
                 attempt: 1,
                 kind,
+                event_id: None,
             };
             if let Err(e) = self.queue.schedule(&job, delay).await {
                 warn!(call_id, error = %e, ?kind, "job not queued; Vapi's retry will send it again");

@@ -62,6 +62,11 @@ pub fn create_call_body(req: &CallRequest, s: &CallSettings, attempt_id: &str) -
         "urgency": req.urgency.as_str(),
         "callMethod": "direct_vapi",
     });
+    let mut metadata = metadata;
+    if let Some(url) = &req.callback_url {
+        // Carried with the call, so a record rebuilt from Vapi still knows where to push.
+        metadata["callbackUrl"] = json!(url);
+    }
     let mut server = json!({
         "url": s.webhook_url,
         "timeoutSeconds": 20,

@@ -83,6 +83,7 @@ pub(crate) fn metadata(sources: &[Option<&Value>]) -> CallMetadata {
         user_criteria: get("userCriteria"),
         location: get("location"),
         urgency: get("urgency"),
+        callback_url: get("callbackUrl"),
         call_method: get("callMethod").and_then(|m| match m.trim().to_ascii_lowercase().as_str() {
             "kestra" => Some(CallMethod::Kestra),
             "direct_vapi" => Some(CallMethod::DirectVapi),

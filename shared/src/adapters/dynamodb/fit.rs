@@ -143,7 +143,7 @@ pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
         .expect("gzip into memory cannot fail")
 }
 
-fn gunzip(bytes: &[u8]) -> Option<String> {
+pub(crate) fn gunzip(bytes: &[u8]) -> Option<String> {
     let mut out = String::new();
     GzDecoder::new(bytes).read_to_string(&mut out).ok()?;
     Some(out)

@@ -34,6 +34,7 @@ mod attrs;
 mod calls;
 mod codec;
 mod cursor;
+mod events;
 mod fit;
 mod idempotency;
 mod persistence;
@@ -41,10 +42,11 @@ mod prior;
 mod tables;
 
 pub use calls::CallsTable;
+pub use events::{EventsTable, EVENT_ID_INDEX};
 pub use fit::{stored_json, stored_text, to_json};
 pub use idempotency::IDEMPOTENCY_TTL;
 pub use persistence::{log_status, ProvidersAndLogs};
-pub use tables::{ensure_tables, UNFINISHED_INDEX};
+pub use tables::{ensure_events_table, ensure_tables, UNFINISHED_INDEX};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 

@@ -82,6 +82,43 @@ pub async fn ensure_tables(
     enable_ttl(client, calls).await
 }
 
+/// Creates the events table (`callId` + `sk`, TTL `expiresAt`, index `by-event-id`) if missing.
+pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    use super::events::{EVENT_ID, EVENT_ID_INDEX, SORT_KEY};
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(EVENT_ID_INDEX)
+        .key_schema(key(EVENT_ID, KeyType::Hash)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(invalid)?;
+    create(
+        client,
+        table,
+        &[
+            (ID, ScalarAttributeType::S),
+            (SORT_KEY, ScalarAttributeType::S),
+            (EVENT_ID, ScalarAttributeType::S),
+        ],
+        &[(ID, KeyType::Hash), (SORT_KEY, KeyType::Range)],
+        Some(index),
+    )
+    .await?;
+    client
+        .wait_until_table_exists()
+        .table_name(table)
+        .wait(Duration::from_secs(120))
+        .await
+        .map_err(|e| {
+            let e = aws_sdk_dynamodb::error::DisplayErrorContext(e);
+            StoreError::Unavailable(format!("table {table} did not become active: {e}"))
+        })?;
+    enable_ttl(client, table).await
+}
+
 async fn create(
     client: &Client,
     table: &str,

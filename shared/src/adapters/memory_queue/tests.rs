@@ -10,6 +10,7 @@ fn job(call_id: &str) -> EnrichmentJob {
         call_id: call_id.into(),
         attempt: 1,
         kind: JobKind::Enrich,
+        event_id: None,
     }
 }
 

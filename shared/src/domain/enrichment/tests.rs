@@ -27,6 +27,7 @@ fn enrich(attempt: u32) -> EnrichmentJob {
         call_id: "c1".into(),
         attempt,
         kind: JobKind::Enrich,
+        event_id: None,
     }
 }
 
@@ -35,6 +36,7 @@ fn watchdog(attempt: u32) -> EnrichmentJob {
         call_id: "c1".into(),
         attempt,
         kind: JobKind::Watchdog,
+        event_id: None,
     }
 }
 
@@ -323,7 +325,9 @@ fn admission_table() {
                             "{name}"
                         );
                     }
-                    JobKind::Persist => unreachable!("{name}: persist jobs are never claimed"),
+                    JobKind::Persist | JobKind::Push => {
+                        unreachable!("{name}: persist and push jobs are never claimed")
+                    }
                 }
             }
             (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),

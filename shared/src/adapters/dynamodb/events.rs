@@ -1,0 +1,327 @@
+//! [`EventsTable`]: what happened to a call, kept for `EVENT_RETENTION_DAYS` (TTL `expiresAt`).
+//! Key `callId` (S) + `sk` (S), so one Query reads a call's whole history.
+//!
+//! | item | `sk` | attributes |
+//! |---|---|---|
+//! | pushed event | `push#{eventId}` | `kind`="push", `eventId`, `eventType`, `url`, `state`, `attemptCount` N, `attempts` L of S (each a [`DeliveryAttempt`] as JSON), `roundStart` N, `nextAttemptAt` S (while pending), `event` B (gzip of the event as sent), `createdAt`, `expiresAt` N |
+//!
+//! The sparse GSI `by-event-id` (HASH `eventId`, KEYS_ONLY) finds an event's call for an
+//! operator's redelivery; everything else reads the table itself, strongly consistently.
+//!
+//! An event is kept whole: its gzip is far below 400 KB for any call the calls table holds whole.
+//! Should one not fit (a transcript that does not compress), its `messages` are dropped (the
+//! `transcript` text keeps the conversation), and then the transcript's tail: logged at error level.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use tracing::error;
+
+use super::attrs::{get_b, get_n, get_s, n, s, Item, EXPIRES_AT, ID};
+use super::fit::{gunzip, gzip};
+use super::unavailable;
+use crate::domain::push::CallEvent;
+use crate::domain::to_iso;
+use crate::ports::{Clock, DeliveryAttempt, PushRecord, PushState, PushStore, StoreError};
+
+/// The events table's sort key attribute.
+pub const SORT_KEY: &str = "sk";
+/// The sparse index from an event's id to its call.
+pub const EVENT_ID_INDEX: &str = "by-event-id";
+pub(crate) const EVENT_ID: &str = "eventId";
+/// The largest compressed event kept as it is (DynamoDB's item limit is 400 KB).
+const MAX_EVENT_BYTES: usize = 350 * 1024;
+
+#[derive(Clone)]
+pub struct EventsTable {
+    client: Client,
+    table: String,
+    retention: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EventsTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsTable")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+fn push_key(event_id: &str) -> String {
+    format!("push#{event_id}")
+}
+
+fn state_word(state: PushState) -> AttributeValue {
+    s(state.as_str())
+}
+
+fn parse_state(word: &str) -> Option<PushState> {
+    [
+        PushState::Pending,
+        PushState::Delivered,
+        PushState::Gone,
+        PushState::Failed,
+    ]
+    .into_iter()
+    .find(|st| st.as_str() == word)
+}
+
+/// The event's gzip, made to fit (see the module documentation).
+fn packed(event: &CallEvent) -> Vec<u8> {
+    let gz = gzip(&serde_json::to_vec(event).expect("events serialise"));
+    if gz.len() <= MAX_EVENT_BYTES {
+        return gz;
+    }
+    let mut slim = event.clone();
+    slim.data.messages.clear();
+    let mut gz = gzip(&serde_json::to_vec(&slim).expect("events serialise"));
+    while gz.len() > MAX_EVENT_BYTES {
+        let Some(t) = slim.data.transcript.as_mut() else {
+            break;
+        };
+        let mut keep = t.len() * 3 / 4;
+        while !t.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        t.truncate(keep);
+        gz = gzip(&serde_json::to_vec(&slim).expect("events serialise"));
+    }
+    error!(call_id = %event.data.call_id, event_id = %event.id, "event too large to keep whole; its messages (and transcript tail) were dropped");
+    gz
+}
+
+impl EventsTable {
+    /// `retention`: how long events are kept after they are made (`EVENT_RETENTION_DAYS`).
+    pub fn new(client: Client, table: String, retention: Duration, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            client,
+            table,
+            retention,
+            clock,
+        }
+    }
+
+    fn key(call_id: &str, event_id: &str) -> Item {
+        Item::from([
+            (ID.to_owned(), s(call_id)),
+            (SORT_KEY.to_owned(), s(push_key(event_id))),
+        ])
+    }
+
+    fn decode(item: &Item) -> Result<PushRecord, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("pushed event: {what}"));
+        let doc = get_b(item, "event").ok_or_else(|| corrupt("no event"))?;
+        let json = gunzip(doc).ok_or_else(|| corrupt("event is not gzip"))?;
+        let event: CallEvent =
+            serde_json::from_str(&json).map_err(|e| corrupt(&format!("event: {e}")))?;
+        let attempts = match item.get("attempts") {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .filter_map(|v| v.as_s().ok())
+                .map(|j| serde_json::from_str::<DeliveryAttempt>(j))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| corrupt(&format!("attempts: {e}")))?,
+            _ => Vec::new(),
+        };
+        Ok(PushRecord {
+            event,
+            url: get_s(item, "url").unwrap_or_default().to_owned(),
+            state: get_s(item, "state")
+                .and_then(parse_state)
+                .ok_or_else(|| corrupt("state"))?,
+            attempts,
+            round_start: get_n(item, "roundStart").unwrap_or(0),
+            next_attempt_at: get_s(item, "nextAttemptAt").map(str::to_owned),
+        })
+    }
+}
+
+#[async_trait]
+impl PushStore for EventsTable {
+    async fn create(&self, push: &PushRecord) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let expires = now.timestamp() + self.retention.as_secs() as i64;
+        let mut item = Self::key(&push.event.data.call_id, &push.event.id);
+        item.extend([
+            ("kind".to_owned(), s("push")),
+            (EVENT_ID.to_owned(), s(&push.event.id)),
+            ("eventType".to_owned(), s(push.event.kind.as_str())),
+            ("url".to_owned(), s(&push.url)),
+            ("state".to_owned(), state_word(push.state)),
+            ("attemptCount".to_owned(), n(push.attempts.len())),
+            ("roundStart".to_owned(), n(push.round_start)),
+            (
+                "event".to_owned(),
+                AttributeValue::B(Blob::new(packed(&push.event))),
+            ),
+            ("createdAt".to_owned(), s(to_iso(now))),
+            (EXPIRES_AT.to_owned(), n(expires)),
+        ]);
+        if let Some(at) = &push.next_attempt_at {
+            item.insert("nextAttemptAt".to_owned(), s(at));
+        }
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", ID)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("PutItem (event)", &e)),
+        }
+    }
+
+    async fn get(&self, call_id: &str, event_id: &str) -> Result<Option<PushRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(call_id, event_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem (event)", &e))?;
+        out.item.as_ref().map(Self::decode).transpose()
+    }
+
+    async fn find(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(EVENT_ID_INDEX)
+            .key_condition_expression("#e = :e")
+            .expression_attribute_names("#e", EVENT_ID)
+            .expression_attribute_values(":e", s(event_id))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query (event id)", &e))?;
+        Ok(out
+            .items()
+            .first()
+            .and_then(|i| get_s(i, ID))
+            .map(str::to_owned))
+    }
+
+    async fn record_attempt(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        expected: PushState,
+        attempt: &DeliveryAttempt,
+        state: PushState,
+        next_attempt_at: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let one = AttributeValue::L(vec![s(
+            serde_json::to_string(attempt).expect("attempts serialise")
+        )]);
+        let set = "#st = :st, attemptCount = :n, attempts = list_append(if_not_exists(attempts, :none), :one)";
+        let update = match next_attempt_at {
+            Some(_) => format!("SET {set}, nextAttemptAt = :next"),
+            None => format!("SET {set} REMOVE nextAttemptAt"),
+        };
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(call_id, event_id)))
+            .update_expression(update)
+            .condition_expression("#st = :expected AND attemptCount = :before")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":st", state_word(state))
+            .expression_attribute_values(":expected", state_word(expected))
+            .expression_attribute_values(":n", n(attempt.attempt))
+            .expression_attribute_values(":before", n(attempt.attempt.saturating_sub(1)))
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":one", one);
+        if let Some(next) = next_attempt_at {
+            req = req.expression_attribute_values(":next", s(next));
+        }
+        conditional(req.send().await, "UpdateItem (attempt)")
+    }
+
+    async fn reopen(&self, call_id: &str, event_id: &str, now: &str) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(call_id, event_id)))
+            .update_expression(
+                "SET #st = :pending, roundStart = attemptCount, nextAttemptAt = :now",
+            )
+            .condition_expression("attribute_exists(#st) AND #st <> :pending")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":pending", state_word(PushState::Pending))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await;
+        conditional(sent, "UpdateItem (reopen)")
+    }
+
+    async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#id = :id AND begins_with(#sk, :push)")
+                .expression_attribute_names("#id", ID)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":id", s(call_id))
+                .expression_attribute_values(":push", s("push#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("Query (events)", &e))?;
+            for item in page.items() {
+                out.push(Self::decode(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.event.timestamp.cmp(&b.event.timestamp));
+        Ok(out)
+    }
+}
+
+fn conditional<T, E, R>(
+    sent: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    what: &str,
+) -> Result<(), StoreError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    match sent {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .and_then(|s| s.code())
+                .is_some_and(|c| c == "ConditionalCheckFailedException") =>
+        {
+            Err(StoreError::Conflict)
+        }
+        Err(e) => Err(unavailable(what, &e)),
+    }
+}

@@ -1,0 +1,175 @@
+//! A call's history for people: `GET /api/v1/vapi/calls/{id}/events` (the timeline of what the
+//! record says happened and every pushed event with its attempts), and
+//! `POST /api/v1/vapi/callbacks/{eventId}/redeliver` (send a pushed event again).
+
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use tracing::warn;
+
+use super::{error, ok, require_api_token, Code, Response, CALLS_PATH};
+use crate::config::ApiAuth;
+use crate::domain::CallId;
+use crate::ports::{CallStore, PushRecord, PushStore};
+use crate::service::push::{PushService, RedeliverError};
+
+pub const CALLBACKS_PATH: &str = "/api/v1/vapi/callbacks";
+
+/// `/api/v1/vapi/calls/{id}/{action}` → `(id, action)`.
+pub fn call_action(path: &str) -> Option<(String, &str)> {
+    let rest = path.strip_prefix(CALLS_PATH)?.strip_prefix('/')?;
+    let (id, action) = rest.trim_end_matches('/').rsplit_once('/')?;
+    (!id.is_empty() && !id.contains('/')).then(|| (super::percent_decode(id), action))
+}
+
+/// `/api/v1/vapi/callbacks/{eventId}/redeliver` → the event id.
+pub fn redeliver_target(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(CALLBACKS_PATH)?.strip_prefix('/')?;
+    let id = rest.trim_end_matches('/').strip_suffix("/redeliver")?;
+    (!id.is_empty() && !id.contains('/')).then(|| super::percent_decode(id))
+}
+
+fn push_json(p: &PushRecord) -> Value {
+    json!({
+        "eventId": p.event.id,
+        "type": p.event.kind.as_str(),
+        "createdAt": p.event.timestamp,
+        "url": p.url,
+        "state": p.state.as_str(),
+        "nextAttemptAt": p.next_attempt_at,
+        "attempts": p.attempts,
+    })
+}
+
+/// The timeline: the record's milestones (while it lives), then each event and attempt, by time.
+pub async fn get_events(
+    calls: &dyn CallStore,
+    events: Option<&dyn PushStore>,
+    auth: &ApiAuth,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Response {
+    if let Some(denied) = require_api_token(auth, headers) {
+        return denied;
+    }
+    let Ok(id) = CallId::parse(raw_id) else {
+        return error(Code::NotFound, format!("no call {raw_id}"));
+    };
+    let record = match calls.get(id.as_str()).await {
+        Ok(r) => r.map(|v| v.record.result),
+        Err(e) => return unavailable(e),
+    };
+    let pushes = match events {
+        Some(store) => match store.list(id.as_str()).await {
+            Ok(p) => p,
+            Err(e) => return unavailable(e),
+        },
+        None => Vec::new(),
+    };
+    if record.is_none() && pushes.is_empty() {
+        return error(
+            Code::NotFound,
+            format!("no call {raw_id}, or its record and events have expired"),
+        );
+    }
+    let mut timeline: Vec<Value> = Vec::new();
+    if let Some(r) = &record {
+        let mut mark = |at: &Option<String>, what: &str, extra: Value| {
+            if let Some(at) = at {
+                let mut e = json!({"at": at, "what": what});
+                if let (Some(e), Value::Object(x)) = (e.as_object_mut(), extra) {
+                    e.extend(x);
+                }
+                timeline.push(e);
+            }
+        };
+        mark(&Some(r.created_at.clone()), "record.created", json!({}));
+        mark(&r.webhook_received_at, "webhook.received", json!({}));
+        mark(
+            &r.fetched_at,
+            "enrichment.fetched",
+            json!({"fetchAttempts": r.fetch_attempts, "fetchError": r.fetch_error}),
+        );
+        mark(
+            &Some(r.updated_at.clone()),
+            "record.updated",
+            json!({"dataStatus": r.data_status.as_str()}),
+        );
+    }
+    for p in &pushes {
+        timeline.push(json!({"at": p.event.timestamp, "what": "push.made",
+            "eventId": p.event.id, "type": p.event.kind.as_str()}));
+        for a in &p.attempts {
+            timeline.push(json!({"at": a.at, "what": "push.attempt", "eventId": p.event.id,
+                "attempt": a.attempt, "status": a.status, "latencyMs": a.latency_ms, "error": a.error}));
+        }
+    }
+    timeline.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    ok(
+        StatusCode::OK,
+        json!({
+            "callId": id.as_str(),
+            "dataStatus": record.as_ref().map(|r| r.data_status.as_str()),
+            "pushes": pushes.iter().map(push_json).collect::<Vec<_>>(),
+            "timeline": timeline,
+        }),
+    )
+}
+
+pub async fn post_redeliver(
+    push: Option<&PushService>,
+    auth: &ApiAuth,
+    headers: &HeaderMap,
+    event_id: &str,
+) -> Response {
+    if let Some(denied) = require_api_token(auth, headers) {
+        return denied;
+    }
+    let Some(push) = push else {
+        return error(
+            Code::NotFound,
+            "pushed events are not configured on this deployment (CALLBACK_SIGNING_SECRET)",
+        );
+    };
+    match push.redeliver(event_id).await {
+        Ok(p) => ok(StatusCode::ACCEPTED, push_json(&p)),
+        Err(RedeliverError::NotFound(id)) => error(
+            Code::NotFound,
+            format!("no event {id}: unknown, or past EVENT_RETENTION_DAYS"),
+        ),
+        Err(RedeliverError::Pending(id)) => error(
+            Code::Conflict,
+            format!("event {id} is still being delivered; redeliver it once it is delivered, gone or failed"),
+        ),
+        Err(RedeliverError::Push(e)) => unavailable(e),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    warn!(error = %e, "events unavailable");
+    error(Code::Unavailable, "storage unavailable; retry later")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            call_action("/api/v1/vapi/calls/abc/events"),
+            Some(("abc".to_owned(), "events"))
+        );
+        assert_eq!(
+            call_action("/api/v1/vapi/calls/a%20b/replay/"),
+            Some(("a b".to_owned(), "replay"))
+        );
+        assert_eq!(call_action("/api/v1/vapi/calls/abc"), None);
+        assert_eq!(call_action("/api/v1/vapi/calls/a/b/events"), None);
+        assert_eq!(
+            redeliver_target("/api/v1/vapi/callbacks/evt_1/redeliver").as_deref(),
+            Some("evt_1")
+        );
+        assert_eq!(redeliver_target("/api/v1/vapi/callbacks/evt_1"), None);
+        assert_eq!(redeliver_target("/api/v1/vapi/callbacks//redeliver"), None);
+    }
+}

@@ -1,0 +1,104 @@
+//! Pushed events' settings: on when `CALLBACK_SIGNING_SECRET` is set.
+
+use std::time::Duration;
+
+use super::{ConfigError, Env};
+use crate::domain::push::{SigningSecret, DEFAULT_RETRY_DELAYS};
+
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// `CALLBACK_SIGNING_SECRET` (`whsec_` + base64), from the deployment's secret store.
+    pub secret: SigningSecret,
+    /// `EVENTS_TABLE`: events and their delivery attempts.
+    pub events_table: String,
+    /// `EVENT_RETENTION_DAYS` (default 7).
+    pub retention: Duration,
+    /// `CALLBACK_RETRY_DELAYS`: seconds before each retry (any length: SQS's 900 s cap is
+    /// bridged by re-queueing).
+    pub retry_delays: Vec<Duration>,
+    /// `CALLBACK_ALLOW_HTTP_LOOPBACK=true`: plain http to loopback receivers (the local runner).
+    pub allow_http_loopback: bool,
+}
+
+impl PushConfig {
+    /// `None` when pushes are off (no secret): a call request with a `callbackUrl` is then refused.
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(secret) = env.get("CALLBACK_SIGNING_SECRET") else {
+            return Ok(None);
+        };
+        let secret = SigningSecret::parse(secret).map_err(|reason| ConfigError::Invalid {
+            name: "CALLBACK_SIGNING_SECRET",
+            reason,
+        })?;
+        let days: u64 = env.parse_or("EVENT_RETENTION_DAYS", 7)?;
+        if !(1..=365).contains(&days) {
+            return Err(ConfigError::Invalid {
+                name: "EVENT_RETENTION_DAYS",
+                reason: format!("{days} is not between 1 and 365"),
+            });
+        }
+        Ok(Some(Self {
+            secret,
+            events_table: env.required("EVENTS_TABLE")?,
+            retention: Duration::from_secs(days * 86_400),
+            retry_delays: retry_delays(
+                env.get("CALLBACK_RETRY_DELAYS")
+                    .unwrap_or(DEFAULT_RETRY_DELAYS),
+            )?,
+            allow_http_loopback: env.parse_or("CALLBACK_ALLOW_HTTP_LOOPBACK", false)?,
+        }))
+    }
+}
+
+fn retry_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
+    raw.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| ConfigError::Invalid {
+                    name: "CALLBACK_RETRY_DELAYS",
+                    reason: format!("{s:?} is not a whole number of seconds"),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn off_without_a_secret_and_named_errors_with_one() {
+        assert!(PushConfig::from_env(&Env::default()).unwrap().is_none());
+        let missing = PushConfig::from_env(&Env::from_pairs([("CALLBACK_SIGNING_SECRET", SECRET)]));
+        assert_eq!(missing.unwrap_err(), ConfigError::Missing("EVENTS_TABLE"));
+        for (name, value) in [
+            ("CALLBACK_SIGNING_SECRET", "plain"),
+            ("EVENT_RETENTION_DAYS", "0"),
+            ("CALLBACK_RETRY_DELAYS", "5,,30"),
+            ("CALLBACK_ALLOW_HTTP_LOOPBACK", "yes please"),
+        ] {
+            let mut env =
+                Env::from_pairs([("CALLBACK_SIGNING_SECRET", SECRET), ("EVENTS_TABLE", "e")]);
+            env.set(name, value);
+            let err = PushConfig::from_env(&env).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+            assert!(
+                !err.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                "secret leaked: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let env = Env::from_pairs([("CALLBACK_SIGNING_SECRET", SECRET), ("EVENTS_TABLE", "e")]);
+        let c = PushConfig::from_env(&env).unwrap().unwrap();
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.retry_delays.len(), 9);
+        assert!(!c.allow_http_loopback);
+    }
+}

@@ -1,0 +1,329 @@
+//! Pushing a call's completion events to its `callbackUrl` (SPEC §8 "Push"), at least once, one
+//! `webhook-id` per event. The rules are in [`crate::domain::push`]; this file does the I/O.
+//!
+//! ## Nothing lost, nothing made twice
+//! - **Making an event** ([`PushService::emit`]) happens inside the enrichment step that settles the
+//!   call (or saves its late data), *before* that step's record write. It keeps the event in the
+//!   events table (a conditional create: the id is derived from the call, so a redelivered step
+//!   makes the same event, not a second one) and queues its first delivery job. If either fails,
+//!   the enrichment step is retried through SQS and does both again.
+//! - **Delivering** ([`PushService::deliver`]) is a `push` job on the enrichment queue:
+//!   `{callId, eventId, attempt}`. Job `n` is the `n`th attempt; it POSTs the event and records the
+//!   attempt with one conditional write (the event must still have `n - 1` attempts and be
+//!   pending), then queues job `n + 1` for the retry, if one is due. A job whose attempt is already
+//!   recorded only makes sure its follow-up is queued (the queue send may have failed after the
+//!   write), so duplicates converge on the conditional write instead of multiplying.
+//! - **Retries** back off exponentially with jitter over hours (`CALLBACK_RETRY_DELAYS`). SQS
+//!   delays stop at 900 s, so a job that arrives before its event's `nextAttemptAt` is queued again
+//!   for the rest of the wait. A 2xx ends it, a 410 stops it (`gone`), and an event out of attempts
+//!   is `failed`: dead-lettered in the events table, counted (`CallbackDeadLettered`, alarmed) and
+//!   redeliverable by an operator ([`PushService::redeliver`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use crate::domain::push::{
+    check_callback_url, event_id, retry_delay, verdict, CallEvent, EventType, SigningSecret,
+    Verdict,
+};
+use crate::domain::{to_iso, CallResult};
+use crate::metrics::Metrics;
+use crate::ports::{
+    CallbackSender, Clock, DeliveryAttempt, EnrichmentJob, EnrichmentQueue, JobKind, PushRecord,
+    PushState, PushStore, QueueError, StoreError, MAX_QUEUE_DELAY,
+};
+
+pub struct PushService {
+    pub store: Arc<dyn PushStore>,
+    pub queue: Arc<dyn EnrichmentQueue>,
+    pub sender: Arc<dyn CallbackSender>,
+    pub secret: SigningSecret,
+    pub clock: Arc<dyn Clock>,
+    /// `CALLBACK_RETRY_DELAYS`: the wait before each retry; its length is the retry budget.
+    pub retry_delays: Vec<Duration>,
+    /// `http://` to loopback hosts is allowed (the local runner only).
+    pub allow_http_loopback: bool,
+    /// A number in `[-1, 1]` scaling each retry's jitter (random in production, fixed in tests).
+    pub jitter: Arc<dyn Fn() -> f64 + Send + Sync>,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("events table: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// What a push job came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Attempted; the event is now in this state.
+    Attempted(PushState),
+    /// Not due yet: queued again for the rest of its wait.
+    Waiting,
+    /// Nothing to do (unknown or settled event, stale job, or another delivery won the race).
+    Skipped(&'static str),
+}
+
+/// Why an operator's redelivery was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeliverError {
+    #[error("no event {0}")]
+    NotFound(String),
+    #[error("event {0} is still being delivered")]
+    Pending(String),
+    #[error(transparent)]
+    Push(#[from] PushError),
+}
+
+/// Random jitter in `[-1, 1]` (from the OS-seeded RNG behind UUID v4).
+pub fn random_jitter() -> f64 {
+    let r = uuid::Uuid::new_v4().as_u128() as u64;
+    (r as f64 / u64::MAX as f64) * 2.0 - 1.0
+}
+
+impl PushService {
+    fn job(call_id: &str, event_id: &str, attempt: u32) -> EnrichmentJob {
+        EnrichmentJob {
+            call_id: call_id.to_owned(),
+            attempt,
+            kind: JobKind::Push,
+            event_id: Some(event_id.to_owned()),
+        }
+    }
+
+    /// Makes `kind`'s event for `result` and queues its delivery, if the call has a callback URL.
+    pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
+        let Some(url) = result.callback_url.as_deref() else {
+            return Ok(());
+        };
+        if let Err(why) = check_callback_url(url, self.allow_http_loopback) {
+            // Only a URL read back from Vapi's metadata can get here; the initiator refuses these.
+            warn!(call_id = %result.call_id, reason = %why, "callback URL refused; no event pushed");
+            self.metrics.count("CallbackUrlRefused", 1, &[]);
+            return Ok(());
+        }
+        let now = to_iso(self.clock.now());
+        let id = event_id(&result.call_id, kind, &result.updated_at);
+        let push = PushRecord {
+            event: CallEvent {
+                kind,
+                id: id.clone(),
+                timestamp: now.clone(),
+                data: result.clone(),
+            },
+            url: url.to_owned(),
+            state: PushState::Pending,
+            attempts: Vec::new(),
+            round_start: 0,
+            next_attempt_at: Some(now),
+        };
+        let attempt = if self.store.create(&push).await? {
+            info!(call_id = %result.call_id, event_id = %id, kind = kind.as_str(), "event made");
+            1
+        } else {
+            // Made before (this step runs again): queue its next attempt in case that was lost.
+            match self.store.get(&result.call_id, &id).await? {
+                Some(kept) if kept.state == PushState::Pending => kept.attempts.len() as u32 + 1,
+                _ => return Ok(()),
+            }
+        };
+        self.queue
+            .schedule(&Self::job(&result.call_id, &id, attempt), Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
+    /// Handles one `push` job. `Err`: report the message failed, so SQS delivers it again.
+    pub async fn deliver(&self, job: &EnrichmentJob) -> Result<Delivery, PushError> {
+        let Some(id) = job.event_id.as_deref() else {
+            return Ok(Delivery::Skipped("no_event_id"));
+        };
+        let Some(push) = self.store.get(&job.call_id, id).await? else {
+            warn!(
+                event_id = id,
+                "push job for an event that is not kept (expired?)"
+            );
+            return Ok(Delivery::Skipped("unknown_event"));
+        };
+        if push.state != PushState::Pending {
+            return Ok(Delivery::Skipped("settled"));
+        }
+        let done = push.attempts.len() as u32;
+        let now = self.clock.now();
+        let due = push.next_attempt_at.as_deref().and_then(parse_iso);
+        if job.attempt == done && due.is_some() {
+            // Our attempt is recorded; its follow-up's send may have been lost: queue it again.
+            self.wait_for(&push, done + 1, now).await?;
+            return Ok(Delivery::Waiting);
+        }
+        if job.attempt != done + 1 {
+            return Ok(Delivery::Skipped("stale"));
+        }
+        if due.is_some_and(|d| d > now) {
+            self.wait_for(&push, job.attempt, now).await?;
+            return Ok(Delivery::Waiting);
+        }
+
+        let answer = self.post(&push).await;
+        let at = self.clock.now();
+        let outcome = verdict(answer.status);
+        let (state, next) = match outcome {
+            Verdict::Delivered => (PushState::Delivered, None),
+            Verdict::Gone => (PushState::Gone, None),
+            Verdict::Retry => {
+                let in_round = job.attempt + 1 - push.round_start;
+                match retry_delay(&self.retry_delays, in_round, (self.jitter)() * 0.2) {
+                    Some(wait) => (PushState::Pending, Some(at + to_chrono(wait))),
+                    None => (PushState::Failed, None),
+                }
+            }
+        };
+        let attempt = DeliveryAttempt {
+            attempt: job.attempt,
+            at: to_iso(at),
+            status: answer.status,
+            latency_ms: u64::try_from(answer.latency.as_millis()).unwrap_or(u64::MAX),
+            error: answer.error.clone(),
+        };
+        let next_iso = next.map(to_iso);
+        match self
+            .store
+            .record_attempt(
+                &job.call_id,
+                id,
+                PushState::Pending,
+                &attempt,
+                state,
+                next_iso.as_deref(),
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(Delivery::Skipped("raced")),
+            Err(e) => return Err(e.into()),
+        }
+        self.log_attempt(&push, &attempt, state);
+        if let Some(next) = next {
+            let wait = (next - at)
+                .to_std()
+                .unwrap_or_default()
+                .min(MAX_QUEUE_DELAY);
+            self.queue
+                .schedule(&Self::job(&job.call_id, id, job.attempt + 1), wait)
+                .await?;
+        }
+        Ok(Delivery::Attempted(state))
+    }
+
+    /// Queues job `attempt` for when `push` is due (at most SQS's 900 s from now).
+    async fn wait_for(
+        &self,
+        push: &PushRecord,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), PushError> {
+        let due = push.next_attempt_at.as_deref().and_then(parse_iso);
+        let wait = due
+            .and_then(|d| (d - now).to_std().ok())
+            .unwrap_or_default()
+            .min(MAX_QUEUE_DELAY);
+        let job = Self::job(&push.event.data.call_id, &push.event.id, attempt);
+        self.queue.schedule(&job, wait).await?;
+        Ok(())
+    }
+
+    async fn post(&self, push: &PushRecord) -> crate::ports::CallbackAnswer {
+        if let Err(why) = check_callback_url(&push.url, self.allow_http_loopback) {
+            return crate::ports::CallbackAnswer {
+                status: None,
+                error: Some(format!("callback URL refused: {why}")),
+                latency: Duration::ZERO,
+            };
+        }
+        let body = serde_json::to_vec(&push.event).expect("events serialise");
+        let ts = self.clock.now().timestamp();
+        let headers = [
+            ("content-type", "application/json".to_owned()),
+            ("webhook-id", push.event.id.clone()),
+            ("webhook-timestamp", ts.to_string()),
+            (
+                "webhook-signature",
+                self.secret.sign(&push.event.id, ts, &body),
+            ),
+        ];
+        self.sender.post(&push.url, &headers, &body).await
+    }
+
+    fn log_attempt(&self, push: &PushRecord, a: &DeliveryAttempt, state: PushState) {
+        let (call_id, event_id) = (&push.event.data.call_id, &push.event.id);
+        self.metrics
+            .count("CallbackAttempts", 1, &[("state", state.as_str())]);
+        match state {
+            PushState::Delivered => {
+                self.metrics
+                    .millis("CallbackLatency", a.latency_ms as f64, &[]);
+                info!(%call_id, %event_id, attempt = a.attempt, status = a.status, "event delivered")
+            }
+            PushState::Pending => {
+                warn!(%call_id, %event_id, attempt = a.attempt, status = a.status,
+                error = a.error.as_deref().unwrap_or(""), "event delivery failed; will retry")
+            }
+            PushState::Gone => {
+                warn!(%call_id, %event_id, "receiver answered 410 Gone; event dropped")
+            }
+            PushState::Failed => {
+                self.metrics.count("CallbackDeadLettered", 1, &[]);
+                error!(%call_id, %event_id, attempts = a.attempt, "event out of attempts; dead-lettered")
+            }
+        }
+    }
+
+    /// Sends a delivered, gone or failed event again, with a fresh retry budget.
+    pub async fn redeliver(&self, event_id: &str) -> Result<PushRecord, RedeliverError> {
+        let not_found = || RedeliverError::NotFound(event_id.to_owned());
+        let call_id = self.store.find(event_id).await.map_err(PushError::from)?;
+        let call_id = call_id.ok_or_else(not_found)?;
+        let push = self
+            .store
+            .get(&call_id, event_id)
+            .await
+            .map_err(PushError::from)?;
+        let push = push.ok_or_else(not_found)?;
+        if push.state == PushState::Pending {
+            return Err(RedeliverError::Pending(event_id.to_owned()));
+        }
+        let now = to_iso(self.clock.now());
+        match self.store.reopen(&call_id, event_id, &now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(RedeliverError::Pending(event_id.to_owned())),
+            Err(e) => return Err(PushError::from(e).into()),
+        }
+        let attempt = push.attempts.len() as u32 + 1;
+        self.queue
+            .schedule(&Self::job(&call_id, event_id, attempt), Duration::ZERO)
+            .await
+            .map_err(PushError::from)?;
+        info!(%call_id, event_id, "event redelivery requested");
+        let mut reopened = push;
+        reopened.state = PushState::Pending;
+        reopened.round_start = attempt - 1;
+        reopened.next_attempt_at = Some(now);
+        Ok(reopened)
+    }
+}
+
+fn parse_iso(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
