@@ -11,7 +11,7 @@ use ringback::domain::{CallRecord, CallResult};
 use ringback::ports::{
     Attempt, CallStore, Deadline, DeliveryAttempt, IdempotencyRecord, IdempotencyStore,
     OverduePage, Persisted, PushRecord, PushState, PushStore, ResultSink, SavedResponse, SinkError,
-    StoreError, Versioned,
+    StoreError, StoredWebhook, Versioned, WebhookArchive,
 };
 
 use crate::sched::{Fault, Gates, Op};
@@ -212,5 +212,15 @@ impl PushStore for FaultyEvents {
     }
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
         through(&self.gates, Op::EventGet, self.inner.list(call_id)).await
+    }
+}
+
+#[async_trait]
+impl WebhookArchive for FaultyEvents {
+    async fn keep(&self, webhook: &StoredWebhook) -> Result<(), StoreError> {
+        through(&self.gates, Op::EventPut, self.inner.keep(webhook)).await
+    }
+    async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError> {
+        through(&self.gates, Op::EventGet, self.inner.webhooks(call_id)).await
     }
 }

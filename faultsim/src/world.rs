@@ -275,16 +275,17 @@ impl World {
         });
         // Jitter from a counter: deterministic per seed, spread over [-1, 1].
         let jitter_seq = Arc::new(std::sync::atomic::AtomicU64::new(seed));
+        let events = Arc::new(FaultyEvents {
+            inner: EventsTable::new(
+                dynamo.clone(),
+                EVENTS_TABLE.into(),
+                Duration::from_secs(7 * 86_400),
+                clock.clone(),
+            ),
+            gates: gates.clone(),
+        });
         let push = Arc::new(PushService {
-            store: Arc::new(FaultyEvents {
-                inner: EventsTable::new(
-                    dynamo.clone(),
-                    EVENTS_TABLE.into(),
-                    Duration::from_secs(7 * 86_400),
-                    clock.clone(),
-                ),
-                gates: gates.clone(),
-            }),
+            store: events.clone(),
             queue: queue.clone(),
             sender: receiver.clone(),
             secret: SigningSecret::parse(CALLBACK_SECRET).expect("a valid secret"),
@@ -308,6 +309,7 @@ impl World {
                 max_bytes: 1 << 20,
                 timing: timing.clone(),
                 metrics: Metrics::off(),
+                archive: Some(events.clone()),
             },
             initiator: InitiatorService {
                 store: store.clone(),

@@ -8,9 +8,10 @@ use axum::response::{IntoResponse, Response};
 use http::Method;
 use ringback::api::{self, Code};
 use ringback::config::ApiAuth;
-use ringback::ports::{CallStore, PushStore};
+use ringback::ports::{CallStore, PushStore, WebhookArchive};
 use ringback::service::initiate::InitiatorService;
 use ringback::service::push::PushService;
+use ringback::service::replay::ReplayService;
 use ringback::service::status::StatusService;
 use ringback::service::webhook::WebhookService;
 use tracing::Instrument;
@@ -28,6 +29,8 @@ pub struct Routes {
     /// Pushed events (read side), when pushes are on.
     pub events: Option<Arc<dyn PushStore>>,
     pub push: Option<Arc<PushService>>,
+    pub webhooks: Option<Arc<dyn WebhookArchive>>,
+    pub replay: Option<ReplayService>,
 }
 
 pub fn router(routes: Arc<Routes>) -> axum::Router {
@@ -76,8 +79,22 @@ async fn route(r: &Routes, req: Request) -> api::Response {
         (&Method::GET, p) if api::call_action(p).is_some_and(|(_, a)| a == "events") => {
             let (id, _) = api::call_action(p).unwrap_or_default();
             tracing::Span::current().record("call_id", id.as_str());
-            let events = r.events.as_deref();
-            api::get_events(r.calls.as_ref(), events, &r.api_auth, &parts.headers, &id).await
+            let (events, kept) = (r.events.as_deref(), r.webhooks.as_deref());
+            api::get_events(
+                r.calls.as_ref(),
+                events,
+                kept,
+                &r.api_auth,
+                &parts.headers,
+                &id,
+            )
+            .await
+        }
+        (&Method::POST, p) if api::call_action(p).is_some_and(|(_, a)| a == "replay") => {
+            let (id, _) = api::call_action(p).unwrap_or_default();
+            tracing::Span::current().record("call_id", id.as_str());
+            let resp = api::post_replay(r.replay.as_ref(), &r.api_auth, &parts.headers, &id).await;
+            durable(r, resp).await
         }
         (&Method::POST, p) if api::redeliver_target(p).is_some() => {
             let id = api::redeliver_target(p).unwrap_or_default();

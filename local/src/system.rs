@@ -126,7 +126,7 @@ impl System {
         let mut env = env.clone();
         env.set("VAPI_WEBHOOK_URL", webhook_url);
         let config_error = |e: ringback::config::ConfigError| e.to_string();
-        let push = core.push(&dynamo, &env).map_err(config_error)?;
+        let push = core.push(&env).map_err(config_error)?;
         let events = push.as_ref().map(|p| p.store.clone());
         let routes = Arc::new(Routes {
             webhook: core.webhook(&env).map_err(config_error)?,
@@ -137,6 +137,11 @@ impl System {
             calls: core.calls.clone(),
             events,
             push: push.clone(),
+            webhooks: core
+                .events(&env)
+                .map_err(config_error)?
+                .map(|e| e as Arc<dyn ringback::ports::WebhookArchive>),
+            replay: core.replay(&env).map_err(config_error)?,
         });
         let (stop, mut stopped) = watch::channel(false);
         let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push));

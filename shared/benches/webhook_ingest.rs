@@ -78,6 +78,7 @@ async fn main() {
         max_bytes: 1 << 20,
         timing: Timing::default(),
         metrics: ringback::metrics::Metrics::off(),
+        archive: None,
     });
     let sample = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::vapi::{Algorithm, Encoding, Scheme, WebhookAuth};
 
 mod push;
-pub use push::PushConfig;
+pub use push::{EventsConfig, PushConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

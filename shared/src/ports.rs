@@ -339,6 +339,32 @@ pub trait PushStore: Send + Sync {
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError>;
 }
 
+// ---- kept webhooks ----
+
+/// One authenticated webhook delivery, kept raw for `EVENT_RETENTION_DAYS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWebhook {
+    pub call_id: String,
+    /// Unique per delivery (a redelivery is kept again, as what it is: a duplicate).
+    pub id: String,
+    /// ISO-8601.
+    pub received_at: String,
+    pub message_type: String,
+    /// The scheme that authenticated it (`x-vapi-secret`, `bearer`, `signature`, `none`).
+    pub auth: String,
+    /// `applied`, `duplicate` or `ignored`.
+    pub outcome: String,
+    /// The body exactly as received.
+    pub body: Vec<u8>,
+}
+
+#[async_trait]
+pub trait WebhookArchive: Send + Sync {
+    async fn keep(&self, webhook: &StoredWebhook) -> Result<(), StoreError>;
+    /// A call's kept webhooks, oldest first.
+    async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError>;
+}
+
 /// What a receiver answered one POST.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallbackAnswer {

@@ -9,15 +9,18 @@ use std::time::Duration;
 use crate::adapters::callback_http::HttpCallbacks;
 use crate::adapters::dynamodb::{CallsTable, EventsTable, ProvidersAndLogs};
 use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
-use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, PushConfig, Timing, VapiConfig};
+use crate::config::{
+    self, ApiAuth, CallsConfig, ConfigError, Env, EventsConfig, PushConfig, Timing, VapiConfig,
+};
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi,
+    CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi, WebhookArchive,
 };
 use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::{Callbacks, InitiatorService};
 use crate::service::push::{random_jitter, PushService};
+use crate::service::replay::ReplayService;
 use crate::service::status::StatusService;
 use crate::service::webhook::WebhookService;
 use crate::vapi::{CallSettings, VapiClient, VapiClientConfig};
@@ -43,7 +46,9 @@ pub struct Core {
 
 impl Core {
     pub fn webhook(&self, env: &Env) -> Result<WebhookService, ConfigError> {
+        let archive = self.events(env)?;
         Ok(WebhookService {
+            archive: archive.map(|a| a as Arc<dyn WebhookArchive>),
             store: self.calls.clone(),
             queue: self.queue.clone(),
             clock: self.clock.clone(),
@@ -106,22 +111,34 @@ impl Core {
         }
     }
 
+    /// The events table, when `EVENTS_TABLE` is set.
+    pub fn events(&self, env: &Env) -> Result<Option<Arc<EventsTable>>, ConfigError> {
+        Ok(EventsConfig::from_env(env)?.map(|c| Arc::new(self.events_table(c))))
+    }
+
+    fn events_table(&self, c: EventsConfig) -> EventsTable {
+        let client = self.calls.client().clone();
+        EventsTable::new(client, c.table, c.retention, self.clock.clone())
+    }
+
+    /// Replays from the kept webhooks, when `EVENTS_TABLE` is set.
+    pub fn replay(&self, env: &Env) -> Result<Option<ReplayService>, ConfigError> {
+        Ok(self.events(env)?.map(|archive| ReplayService {
+            store: self.calls.clone(),
+            archive,
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            timing: self.timing.clone(),
+        }))
+    }
+
     /// The pushed-events service, when `CALLBACK_SIGNING_SECRET` is set.
-    pub fn push(
-        &self,
-        dynamo: &aws_sdk_dynamodb::Client,
-        env: &Env,
-    ) -> Result<Option<Arc<PushService>>, ConfigError> {
+    pub fn push(&self, env: &Env) -> Result<Option<Arc<PushService>>, ConfigError> {
         let Some(cfg) = PushConfig::from_env(env)? else {
             return Ok(None);
         };
         Ok(Some(Arc::new(PushService {
-            store: Arc::new(EventsTable::new(
-                dynamo.clone(),
-                cfg.events_table,
-                cfg.retention,
-                self.clock.clone(),
-            )),
+            store: Arc::new(self.events_table(cfg.events)),
             queue: self.queue.clone(),
             sender: Arc::new(HttpCallbacks::new()),
             secret: cfg.secret,
@@ -266,7 +283,7 @@ pub async fn enrichment_service(env: &Env) -> Result<EnrichmentService, ConfigEr
     let poison = env
         .get("ENRICHMENT_DLQ_URL")
         .map(|url| Arc::new(SqsPoisonSink::new(aws.sqs.clone(), url)) as Arc<dyn PoisonSink>);
-    let push = core.push(&aws.dynamo, env)?;
+    let push = core.push(env)?;
     Ok(core.enrichment(vapi, sink, poison, push))
 }
 

@@ -139,6 +139,7 @@ async fn flow() -> Flow {
         max_bytes: 1 << 20,
         timing: timing(),
         metrics: Metrics::off(),
+        archive: None,
     };
     Flow {
         store,

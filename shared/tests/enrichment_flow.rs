@@ -1062,6 +1062,7 @@ async fn a_report_after_the_chain_settled_reaches_the_provider_row_and_the_log()
         max_bytes: 1 << 20,
         timing: timing(),
         metrics: ringback::metrics::Metrics::off(),
+        archive: None,
     };
     h.clock.advance(Duration::from_secs(120));
     let report = json!({"message": {"type": "end-of-call-report", "call": ended_call(&id),

@@ -660,6 +660,7 @@ async fn a_webhook_that_arrived_first_keeps_its_state_and_gains_the_request_deta
         max_bytes: 1 << 20,
         timing: timing(Duration::from_secs(60)),
         metrics: Metrics::off(),
+        archive: None,
     };
     let svc = InitiatorService {
         vapi: Arc::new(WebhookFirst {

@@ -89,6 +89,7 @@ impl World {
             max_bytes: 1 << 20,
             timing: Timing::default(),
             metrics: self.metrics.clone(),
+            archive: None,
         }
     }
 

@@ -69,6 +69,7 @@ async fn app() -> App {
             max_bytes: 1 << 20,
             timing,
             metrics: ringback::metrics::Metrics::off(),
+            archive: None,
         },
         status: StatusService { store },
         queue,
@@ -407,6 +408,7 @@ async fn storage_failure_answers_503() {
         max_bytes: 1 << 20,
         timing: Timing::default(),
         metrics: ringback::metrics::Metrics::off(),
+        archive: None,
     };
     let r = api::post_webhook(&svc, &secret_headers(), &sample("end-of-call-report.json")).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -530,6 +532,7 @@ async fn a_landed_write_whose_answer_was_lost_still_starts_the_chain() {
             max_bytes: 1 << 20,
             timing: Timing::default(),
             metrics: ringback::metrics::Metrics::off(),
+            archive: None,
         };
         let (headers, report) = (secret_headers(), sample("end-of-call-report.json"));
         let first = api::post_webhook(&svc, &headers, &report).await;

@@ -192,7 +192,7 @@ async fn cost_per_call_by_scenario() {
     // change that doubles any kind of request fails here.
     let answered = &rows[0].call;
     let ceilings: [(&str, f64, f64); 9] = [
-        ("DynamoDB requests", answered.dynamo.total() as f64, 26.0),
+        ("DynamoDB requests", answered.dynamo.total() as f64, 32.0),
         (
             "DynamoDB read units",
             answered.dynamo.units("read ", false),
@@ -201,7 +201,7 @@ async fn cost_per_call_by_scenario() {
         (
             "DynamoDB write units (tables)",
             answered.dynamo.units("write ", false),
-            20.0,
+            30.0,
         ),
         (
             "DynamoDB write units (indexes)",

@@ -1,5 +1,6 @@
 //! A call's history for people: `GET /api/v1/vapi/calls/{id}/events` (the timeline of what the
-//! record says happened and every pushed event with its attempts), and
+//! record says happened, every kept webhook and every pushed event with its attempts),
+//! `POST /api/v1/vapi/calls/{id}/replay` (rebuild the record from its kept webhooks) and
 //! `POST /api/v1/vapi/callbacks/{eventId}/redeliver` (send a pushed event again).
 
 use http::{HeaderMap, StatusCode};
@@ -9,8 +10,9 @@ use tracing::warn;
 use super::{error, ok, require_api_token, Code, Response, CALLS_PATH};
 use crate::config::ApiAuth;
 use crate::domain::CallId;
-use crate::ports::{CallStore, PushRecord, PushStore};
+use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive};
 use crate::service::push::{PushService, RedeliverError};
+use crate::service::replay::{ReplayError, ReplayService};
 
 pub const CALLBACKS_PATH: &str = "/api/v1/vapi/callbacks";
 
@@ -44,6 +46,7 @@ fn push_json(p: &PushRecord) -> Value {
 pub async fn get_events(
     calls: &dyn CallStore,
     events: Option<&dyn PushStore>,
+    webhooks: Option<&dyn WebhookArchive>,
     auth: &ApiAuth,
     headers: &HeaderMap,
     raw_id: &str,
@@ -65,7 +68,14 @@ pub async fn get_events(
         },
         None => Vec::new(),
     };
-    if record.is_none() && pushes.is_empty() {
+    let kept = match webhooks {
+        Some(archive) => match archive.webhooks(id.as_str()).await {
+            Ok(k) => k,
+            Err(e) => return unavailable(e),
+        },
+        None => Vec::new(),
+    };
+    if record.is_none() && pushes.is_empty() && kept.is_empty() {
         return error(
             Code::NotFound,
             format!("no call {raw_id}, or its record and events have expired"),
@@ -83,10 +93,10 @@ pub async fn get_events(
             }
         };
         mark(&Some(r.created_at.clone()), "record.created", json!({}));
-        mark(&r.webhook_received_at, "webhook.received", json!({}));
+        mark(&r.webhook_received_at, "record.first_webhook", json!({}));
         mark(
             &r.fetched_at,
-            "enrichment.fetched",
+            "record.fetched",
             json!({"fetchAttempts": r.fetch_attempts, "fetchError": r.fetch_error}),
         );
         mark(
@@ -94,6 +104,11 @@ pub async fn get_events(
             "record.updated",
             json!({"dataStatus": r.data_status.as_str()}),
         );
+    }
+    for w in &kept {
+        timeline.push(json!({"at": w.received_at, "what": "webhook.received",
+            "messageType": w.message_type, "auth": w.auth, "outcome": w.outcome,
+            "bytes": w.body.len()}));
     }
     for p in &pushes {
         timeline.push(json!({"at": p.event.timestamp, "what": "push.made",
@@ -113,6 +128,33 @@ pub async fn get_events(
             "timeline": timeline,
         }),
     )
+}
+
+pub async fn post_replay(
+    replay: Option<&ReplayService>,
+    auth: &ApiAuth,
+    headers: &HeaderMap,
+    call_id: &str,
+) -> Response {
+    if let Some(denied) = require_api_token(auth, headers) {
+        return denied;
+    }
+    let Some(replay) = replay else {
+        return error(
+            Code::NotFound,
+            "webhooks are not kept on this deployment (EVENTS_TABLE), so there is nothing to replay",
+        );
+    };
+    match replay.replay(call_id).await {
+        Ok(r) => ok(
+            StatusCode::ACCEPTED,
+            json!({"callId": r.call_id, "replayedEvents": r.events,
+                "dataStatus": r.data_status.as_str(), "pollUrl": format!("{CALLS_PATH}/{}", r.call_id)}),
+        ),
+        Err(e @ ReplayError::NotFound(_)) => error(Code::NotFound, e.to_string()),
+        Err(e @ ReplayError::Busy(..)) => error(Code::Conflict, e.to_string()),
+        Err(ReplayError::Unavailable(e)) => unavailable(e),
+    }
 }
 
 pub async fn post_redeliver(

@@ -9,7 +9,9 @@ mod webhook;
 
 pub use calls::{get_call, post_call, require_api_token};
 pub use envelope::{error, json, ok, Code, Response};
-pub use events::{call_action, get_events, post_redeliver, redeliver_target, CALLBACKS_PATH};
+pub use events::{
+    call_action, get_events, post_redeliver, post_replay, redeliver_target, CALLBACKS_PATH,
+};
 pub use webhook::post_webhook;
 
 pub const WEBHOOK_PATH: &str = "/api/v1/vapi/webhook";
@@ -26,7 +28,7 @@ pub fn call_id_from_path(path: &str) -> Option<String> {
     (!rest.is_empty() && !rest.contains('/')).then(|| percent_decode(rest))
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

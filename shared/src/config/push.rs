@@ -1,18 +1,44 @@
-//! Pushed events' settings: on when `CALLBACK_SIGNING_SECRET` is set.
+//! The events table's settings (kept webhooks, pushed events), and pushes': on when
+//! `CALLBACK_SIGNING_SECRET` is set.
 
 use std::time::Duration;
 
 use super::{ConfigError, Env};
 use crate::domain::push::{SigningSecret, DEFAULT_RETRY_DELAYS};
 
+/// `EVENTS_TABLE` and `EVENT_RETENTION_DAYS` (default 7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    pub table: String,
+    pub retention: Duration,
+}
+
+impl EventsConfig {
+    /// `None` without `EVENTS_TABLE`: nothing is kept.
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(table) = env.get("EVENTS_TABLE") else {
+            return Ok(None);
+        };
+        let days: u64 = env.parse_or("EVENT_RETENTION_DAYS", 7)?;
+        if !(1..=365).contains(&days) {
+            return Err(ConfigError::Invalid {
+                name: "EVENT_RETENTION_DAYS",
+                reason: format!("{days} is not between 1 and 365"),
+            });
+        }
+        Ok(Some(Self {
+            table: table.to_owned(),
+            retention: Duration::from_secs(days * 86_400),
+        }))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PushConfig {
     /// `CALLBACK_SIGNING_SECRET` (`whsec_` + base64), from the deployment's secret store.
     pub secret: SigningSecret,
-    /// `EVENTS_TABLE`: events and their delivery attempts.
-    pub events_table: String,
-    /// `EVENT_RETENTION_DAYS` (default 7).
-    pub retention: Duration,
+    /// Where events and their delivery attempts are kept (required with a secret).
+    pub events: EventsConfig,
     /// `CALLBACK_RETRY_DELAYS`: seconds before each retry (any length: SQS's 900 s cap is
     /// bridged by re-queueing).
     pub retry_delays: Vec<Duration>,
@@ -30,17 +56,9 @@ impl PushConfig {
             name: "CALLBACK_SIGNING_SECRET",
             reason,
         })?;
-        let days: u64 = env.parse_or("EVENT_RETENTION_DAYS", 7)?;
-        if !(1..=365).contains(&days) {
-            return Err(ConfigError::Invalid {
-                name: "EVENT_RETENTION_DAYS",
-                reason: format!("{days} is not between 1 and 365"),
-            });
-        }
         Ok(Some(Self {
             secret,
-            events_table: env.required("EVENTS_TABLE")?,
-            retention: Duration::from_secs(days * 86_400),
+            events: EventsConfig::from_env(env)?.ok_or(ConfigError::Missing("EVENTS_TABLE"))?,
             retry_delays: retry_delays(
                 env.get("CALLBACK_RETRY_DELAYS")
                     .unwrap_or(DEFAULT_RETRY_DELAYS),
@@ -97,7 +115,7 @@ mod tests {
     fn defaults() {
         let env = Env::from_pairs([("CALLBACK_SIGNING_SECRET", SECRET), ("EVENTS_TABLE", "e")]);
         let c = PushConfig::from_env(&env).unwrap().unwrap();
-        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.events.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(c.retry_delays.len(), 9);
         assert!(!c.allow_http_loopback);
     }

@@ -9,6 +9,7 @@ mod ids;
 mod merge;
 mod outcome;
 pub mod push;
+pub mod replay;
 mod snapshot;
 mod state;
 mod time;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use tracing::{info, warn};
 
@@ -11,10 +12,32 @@ use super::{deadline_for, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::{apply_webhook, to_iso, DataStatus, WebhookOutcome};
 use crate::metrics::Metrics;
-use crate::ports::{CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, StoreError};
+use crate::ports::{
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, StoreError, StoredWebhook,
+    WebhookArchive,
+};
 use crate::vapi::{parse_webhook, AuthError, PayloadError, WebhookAuth, WebhookMessage};
 
+/// What a kept delivery is filed under.
+struct Kept<'a> {
+    call_id: &'a str,
+    message_type: &'a str,
+    scheme: &'static str,
+    outcome: &'static str,
+}
+
+/// `message.call.id` of a message type ringback does not record, if it names a valid call.
+fn ignored_call_id(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = v.pointer("/message/call/id")?.as_str()?;
+    crate::domain::CallId::parse(id)
+        .ok()
+        .map(|c| c.as_str().to_owned())
+}
+
 pub struct WebhookService {
+    /// Where every authenticated delivery is kept raw (`EVENTS_TABLE`); `None`: not kept.
+    pub archive: Option<Arc<dyn WebhookArchive>>,
     pub store: Arc<dyn CallStore>,
     pub queue: Arc<dyn EnrichmentQueue>,
     pub clock: Arc<dyn Clock>,
@@ -94,14 +117,24 @@ impl WebhookService {
             });
         }
         let now = self.clock.now();
-        self.auth
-            .verify(headers, body, now.timestamp())
+        let scheme = self
+            .auth
+            .scheme_of(headers, body, now.timestamp())
             .map_err(IngestError::Unauthorized)?;
         let msg = parse_webhook(body)?;
         let key = msg.event_key();
         let (kind, snap) = match msg {
             WebhookMessage::Ignored { message_type } => {
-                return Ok(Ingested::Ignored { message_type })
+                if let Some(call_id) = ignored_call_id(body) {
+                    let kept = Kept {
+                        call_id: &call_id,
+                        message_type: &message_type,
+                        scheme,
+                        outcome: "ignored",
+                    };
+                    self.keep(kept, body, now).await?;
+                }
+                return Ok(Ingested::Ignored { message_type });
             }
             WebhookMessage::Call { kind, snapshot } => (kind, snapshot),
         };
@@ -130,6 +163,13 @@ impl WebhookService {
             // A failed send answers 503: Vapi's retry finds the event applied, and sends what is
             // still owed (`apply_webhook` asks again until the consumer shows it ran).
             self.send_jobs(&snap.call_id, &out).await?;
+            let kept = Kept {
+                call_id: &snap.call_id,
+                message_type: kind.as_str(),
+                scheme,
+                outcome: if out.write { "applied" } else { "duplicate" },
+            };
+            self.keep(kept, body, now).await?;
             return Ok(Ingested::Accepted {
                 call_id: snap.call_id,
                 data_status,
@@ -140,6 +180,27 @@ impl WebhookService {
         Err(IngestError::Unavailable(
             "the record kept changing under concurrent writes".into(),
         ))
+    }
+
+    /// Keeps the delivery raw, after what it did is known. A failure answers 503: Vapi's retry
+    /// is then kept (as a duplicate), so no delivery the record took goes unkept.
+    async fn keep(&self, k: Kept<'_>, body: &[u8], now: DateTime<Utc>) -> Result<(), IngestError> {
+        let Some(archive) = &self.archive else {
+            return Ok(());
+        };
+        let w = StoredWebhook {
+            call_id: k.call_id.to_owned(),
+            id: uuid::Uuid::new_v4().to_string(),
+            received_at: to_iso(now),
+            message_type: k.message_type.to_owned(),
+            auth: k.scheme.to_owned(),
+            outcome: k.outcome.to_owned(),
+            body: body.to_vec(),
+        };
+        archive.keep(&w).await.map_err(|e| {
+            warn!(call_id = k.call_id, error = %e, "webhook not kept; asking Vapi to retry");
+            IngestError::Unavailable(e.to_string())
+        })
     }
 
     /// The first enrichment job and the `persist` job the delivery set off (ids only).

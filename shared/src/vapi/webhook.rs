@@ -11,6 +11,16 @@ pub enum CallEventKind {
     StatusUpdate { status: Option<String> },
 }
 
+impl CallEventKind {
+    /// Vapi's `message.type`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::EndOfCallReport => "end-of-call-report",
+            Self::StatusUpdate { .. } => "status-update",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookMessage {
     /// `status-update` or `end-of-call-report`: something to record.

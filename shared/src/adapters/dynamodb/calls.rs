@@ -47,6 +47,11 @@ impl std::fmt::Debug for CallsTable {
 struct Torn(String);
 
 impl CallsTable {
+    /// The SDK client, for the other tables of the same deployment.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// `ttl` is how long a record lives after its last write (`RESULT_TTL_SECONDS`).
     pub fn new(client: Client, table: String, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {

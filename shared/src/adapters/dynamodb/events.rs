@@ -3,6 +3,7 @@
 //!
 //! | item | `sk` | attributes |
 //! |---|---|---|
+//! | kept webhook | `webhook#{receivedAt}#{id}` (+ parts) | see [`super::archive`] |
 //! | pushed event | `push#{eventId}` | `kind`="push", `eventId`, `eventType`, `url`, `state`, `attemptCount` N, `attempts` L of S (each a [`DeliveryAttempt`] as JSON), `roundStart` N, `nextAttemptAt` S (while pending), `event` B (gzip of the event as sent), `createdAt`, `expiresAt` N |
 //!
 //! The sparse GSI `by-event-id` (HASH `eventId`, KEYS_ONLY) finds an event's call for an
@@ -38,10 +39,10 @@ const MAX_EVENT_BYTES: usize = 350 * 1024;
 
 #[derive(Clone)]
 pub struct EventsTable {
-    client: Client,
-    table: String,
-    retention: Duration,
-    clock: Arc<dyn Clock>,
+    pub(super) client: Client,
+    pub(super) table: String,
+    pub(super) retention: Duration,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for EventsTable {

@@ -30,6 +30,7 @@
 //! Call ids never contain `#` ([`crate::domain::CallId`]), so the three key spaces cannot collide,
 //! and `get` answers only for `kind = "call"`.
 
+mod archive;
 mod attrs;
 mod calls;
 mod codec;

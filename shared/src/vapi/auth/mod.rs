@@ -104,8 +104,19 @@ impl WebhookAuth {
         body: &[u8],
         now_epoch_secs: i64,
     ) -> Result<(), AuthError> {
+        self.scheme_of(headers, body, now_epoch_secs).map(|_| ())
+    }
+
+    /// [`Self::verify`], saying which scheme let the body in: `none` (auth off),
+    /// `x-vapi-secret`, `bearer` or `signature`.
+    pub fn scheme_of(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_epoch_secs: i64,
+    ) -> Result<&'static str, AuthError> {
         if !self.is_enabled() {
-            return Ok(());
+            return Ok("none");
         }
         let header = |name: &str| {
             headers
@@ -118,20 +129,20 @@ impl WebhookAuth {
         if let Some(token) = header("x-vapi-secret") {
             presented = true;
             if self.matches_any(token.as_bytes()) {
-                return Ok(());
+                return Ok("x-vapi-secret");
             }
         }
         if let Some(auth) = header("authorization") {
             presented = true;
             if self.matches_any(bearer_token(auth).unwrap_or("").as_bytes()) {
-                return Ok(());
+                return Ok("bearer");
             }
         }
         if let Some(value) = self.bearer_header.as_deref().and_then(header) {
             presented = true;
             let token = bearer_token(value).unwrap_or(value);
             if self.matches_any(token.as_bytes()) {
-                return Ok(());
+                return Ok("bearer");
             }
         }
         if let Some(sig) = self.scheme.headers.iter().find_map(|h| header(h)) {
@@ -156,7 +167,7 @@ impl WebhookAuth {
                 acc | bool::from(signed(s).as_slice().ct_eq(&sig))
             });
             if ok {
-                return Ok(());
+                return Ok("signature");
             }
         }
         Err(if presented {
