@@ -12,7 +12,7 @@ use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, PushConfig, Timing, VapiConfig};
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi,
+    CallStore, Clock, EnrichmentQueue, PoisonSink, PushStore, ResultSink, SystemClock, VapiApi,
 };
 use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
@@ -242,20 +242,42 @@ pub async fn webhook_service(env: &Env) -> Result<WebhookService, ConfigError> {
     aws_core(env).await?.1.webhook(env)
 }
 
-/// The status function reads only the calls table: it needs neither the queue nor timing.
-pub async fn status_service(env: &Env) -> Result<(StatusService, ApiAuth), ConfigError> {
+/// The status function only reads: the calls table, and the events table (`EVENTS_TABLE`) for a
+/// call's timeline when it is set. It needs neither the queue nor timing, nor the signing secret.
+pub async fn status_service(
+    env: &Env,
+) -> Result<(StatusService, Option<Arc<dyn PushStore>>, ApiAuth), ConfigError> {
     let calls = CallsConfig::from_env(env)?;
     let auth = ApiAuth::from_env(env)?;
+    let events_table = env.get("EVENTS_TABLE").map(str::to_owned);
     let aws = Aws::from_env().await;
-    let store = calls_table(&aws, calls, Arc::new(SystemClock)).await;
-    Ok((StatusService { store }, auth))
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // One client for both tables: the calls table's warm-up opens the connection for both.
+    let store = calls_table(&aws, calls, clock.clone()).await;
+    let events = events_table.map(|table| {
+        // Read-only here: the retention only dates the items this function never writes.
+        let retention = Duration::from_secs(7 * 86_400);
+        Arc::new(EventsTable::new(
+            aws.dynamo.clone(),
+            table,
+            retention,
+            clock,
+        )) as Arc<dyn PushStore>
+    });
+    Ok((StatusService { store }, events, auth))
 }
 
-pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth), ConfigError> {
+/// The initiator, and the pushed-events service for `POST /callbacks/{eventId}/redeliver` when
+/// pushes are on (`CALLBACK_SIGNING_SECRET`, `EVENTS_TABLE`): redelivery reopens the event in the
+/// events table and queues its delivery job; the enrichment function sends it.
+pub async fn initiator_service(
+    env: &Env,
+) -> Result<(InitiatorService, Option<Arc<PushService>>, ApiAuth), ConfigError> {
     let auth = ApiAuth::from_env(env)?;
     let vapi = Arc::new(vapi_client(env)?);
-    let (_, core) = aws_core(env).await?;
-    Ok((core.initiator(env, vapi)?, auth))
+    let (aws, core) = aws_core(env).await?;
+    let push = core.push(&aws.dynamo, env)?;
+    Ok((core.initiator(env, vapi)?, push, auth))
 }
 
 /// Bodies that are not jobs are parked in `ENRICHMENT_DLQ_URL` when it is set.

@@ -1,4 +1,5 @@
-//! The call-initiator Lambda: `POST /api/v1/vapi/calls` places a call and answers 202 with its id.
+//! The call-initiator Lambda: `POST /api/v1/vapi/calls` places a call and answers 202 with its id;
+//! `POST /api/v1/vapi/callbacks/{eventId}/redeliver` sends a pushed event again.
 
 use lambda_http::{run, service_fn, Error, Request};
 use ringback::{api, config::Env, lambda, request_span, telemetry, wiring};
@@ -7,11 +8,17 @@ use tracing::Instrument;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_json();
-    let (svc, auth) = wiring::initiator_service(&Env::from_process()).await?;
-    let (svc, auth) = (&svc, &auth);
+    let (svc, push, auth) = wiring::initiator_service(&Env::from_process()).await?;
+    let (svc, push, auth) = (&svc, push.as_deref(), &auth);
     run(service_fn(move |req: Request| {
         async move {
-            let resp = api::post_call(svc, auth, req.headers(), lambda::body(&req)).await;
+            let path = req.uri().path();
+            let resp = match lambda::path_param(&req, "eventId")
+                .or_else(|| api::redeliver_target(path))
+            {
+                Some(event_id) => api::post_redeliver(push, auth, req.headers(), &event_id).await,
+                None => api::post_call(svc, auth, req.headers(), lambda::body(&req)).await,
+            };
             Ok::<_, Error>(lambda::response(resp))
         }
         .instrument(request_span!("call_initiator"))
