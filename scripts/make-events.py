@@ -26,6 +26,9 @@ CALL_ID = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"  # the call id of the Vapi samp
 TIME_EPOCH_MS = 1772463918811  # 2026-03-02T15:05:18.811Z, when the sample end-of-call-report was sent
 WEBHOOK_SECRET = "dev-webhook-secret"  # fake: matches events/env.json
 API_TOKEN = "dev-api-token"  # fake: matches events/env.json
+# Fake (whsec_ + base64 of a fixed 32-byte key): lets sam local run with Callbacks=on.
+CALLBACK_SIGNING_SECRET = "whsec_jnC31S+M/DGxOOBz48KRYUZrJlSbJ7T4Uw8JgtIt2iY="
+EVENT_ID = "evt_3b6f0c1d9a2e4f5b8c7d6e5f4a3b2c1d"  # a pushed event's id (domain::push::event_id's shape)
 
 
 def http_time(epoch_ms: int) -> str:
@@ -129,22 +132,31 @@ def env_json() -> dict:
     vapi = {"VAPI_BASE_URL": "http://127.0.0.1:3001", "VAPI_API_KEY": "dev-vapi-api-key"}
     # The timing settings every function shares (template.yaml Globals).
     common = {"RESULT_TTL_SECONDS": "1800", "ENRICHMENT_DELAYS": "3,5,8", "WATCHDOG_DELAY_SECONDS": "900"}
+    # Kept webhooks and pushed events (template.yaml: EventsTable, Callbacks=on); call-status only
+    # reads the table, the webhook only keeps deliveries in it.
+    events = {"EVENTS_TABLE": "ringback-events"}
+    push = {**events, "CALLBACK_SIGNING_SECRET": CALLBACK_SIGNING_SECRET}
     return {
         "WebhookFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **queue, **common,
                             "MAX_WEBHOOK_BYTES": "1048576", "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
                             "VAPI_SIGNATURE_HEADER": "", "VAPI_SIGNATURE_ALGORITHM": "sha256",
-                            "VAPI_SIGNATURE_ENCODING": "hex", "VAPI_BEARER_HEADER": "Authorization"},
+                            "VAPI_SIGNATURE_ENCODING": "hex", "VAPI_BEARER_HEADER": "Authorization",
+                            **events, "EVENT_RETENTION_DAYS": "7"},
         "CallStatusFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **common, "API_TOKEN": API_TOKEN,
-                               "API_AUTH": "bearer"},
+                               "API_AUTH": "bearer", **events},
         "CallInitiatorFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **queue, **vapi, **common,
                                   "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
                                   "VAPI_WEBHOOK_URL": "http://127.0.0.1:3000/api/v1/vapi/webhook",
                                   "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET, "API_TOKEN": API_TOKEN,
-                                  "API_AUTH": "bearer"},
+                                  "API_AUTH": "bearer", **push},
         "EnrichmentFunction": {**aws, **tables, **queue, **vapi, **common,
-                               "ENRICHMENT_DLQ_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment-dlq"},
+                               "ENRICHMENT_DLQ_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment-dlq",
+                               **push, "EVENT_RETENTION_DAYS": "7",
+                               "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
         "CleanupFunction": {**aws, **tables, **queue, **vapi, **common,
-                            "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10"},
+                            "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
+                            **push, "EVENT_RETENTION_DAYS": "7",
+                            "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
     }
 
 
@@ -173,6 +185,18 @@ def main() -> None:
             headers={"authorization": f"Bearer {API_TOKEN}"}, path_parameters={"callId": CALL_ID},
             request_id="Yx1Rb3kJIAMEb1w=", source_ip="203.0.113.10", user_agent="curl/8.5.0",
             epoch_ms=TIME_EPOCH_MS + 5000,
+        ),
+        "call-events.json": api_event(
+            "GET", "/api/v1/vapi/calls/{callId}/events", f"/api/v1/vapi/calls/{CALL_ID}/events", api_id=API_ID,
+            headers={"authorization": f"Bearer {API_TOKEN}"}, path_parameters={"callId": CALL_ID},
+            request_id="Yx1Rc4mKIAMEb2A=", source_ip="203.0.113.10", user_agent="curl/8.5.0",
+            epoch_ms=TIME_EPOCH_MS + 6000,
+        ),
+        "callback-redeliver.json": api_event(
+            "POST", "/api/v1/vapi/callbacks/{eventId}/redeliver", f"/api/v1/vapi/callbacks/{EVENT_ID}/redeliver",
+            api_id=API_ID, headers={"authorization": f"Bearer {API_TOKEN}"}, path_parameters={"eventId": EVENT_ID},
+            request_id="Yx1Rd5nLIAMEb3B=", source_ip="203.0.113.10", user_agent="curl/8.5.0",
+            epoch_ms=TIME_EPOCH_MS + 7000,
         ),
         "call-initiator.json": api_event(
             "POST", "/api/v1/vapi/calls", "/api/v1/vapi/calls", api_id=API_ID,

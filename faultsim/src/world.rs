@@ -343,7 +343,7 @@ impl World {
                 clock: clock.clone(),
                 timing: timing.clone(),
                 poison: None,
-                push: Some(push),
+                push: Some(push.clone()),
                 metrics: Metrics::off(),
             },
             cleanup: CleanupService {
@@ -359,6 +359,7 @@ impl World {
                 timing,
                 page_size: 100,
                 metrics: Metrics::off(),
+                push: Some(push.clone()),
             },
         });
 

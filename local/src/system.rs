@@ -144,7 +144,7 @@ impl System {
             replay: core.replay(&env).map_err(config_error)?,
         });
         let (stop, mut stopped) = watch::channel(false);
-        let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push));
+        let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push.clone()));
         let consumer = workers::start_consumer(
             &queue,
             enrichment,
@@ -159,7 +159,7 @@ impl System {
                 .to_owned(),
             window: calls_cfg.result_ttl,
         };
-        let cleanup = Arc::new(core.cleanup(sink, Some(reconcile)));
+        let cleanup = Arc::new(core.cleanup(sink, Some(reconcile), push));
         let cleaner = opts
             .cleanup_interval
             .map(|every| workers::start_cleanup(cleanup.clone(), every, stop.subscribe()));

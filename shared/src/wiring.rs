@@ -154,6 +154,7 @@ impl Core {
         &self,
         sink: Arc<dyn ResultSink>,
         reconcile: Option<Reconcile>,
+        push: Option<Arc<PushService>>,
     ) -> CleanupService {
         CleanupService {
             reconcile,
@@ -164,6 +165,7 @@ impl Core {
             timing: self.timing.clone(),
             page_size: CLEANUP_PAGE,
             metrics: self.metrics.clone(),
+            push,
         }
     }
 }
@@ -259,20 +261,51 @@ pub async fn webhook_service(env: &Env) -> Result<WebhookService, ConfigError> {
     aws_core(env).await?.1.webhook(env)
 }
 
-/// The status function reads only the calls table: it needs neither the queue nor timing.
-pub async fn status_service(env: &Env) -> Result<(StatusService, ApiAuth), ConfigError> {
+/// The status function only reads: the calls table, and the events table (`EVENTS_TABLE`) for a
+/// call's timeline when it is set. It needs neither the queue nor timing, nor the signing secret.
+pub async fn status_service(
+    env: &Env,
+) -> Result<(StatusService, Option<Arc<EventsTable>>, ApiAuth), ConfigError> {
     let calls = CallsConfig::from_env(env)?;
     let auth = ApiAuth::from_env(env)?;
+    let events = EventsConfig::from_env(env)?;
     let aws = Aws::from_env().await;
-    let store = calls_table(&aws, calls, Arc::new(SystemClock)).await;
-    Ok((StatusService { store }, auth))
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // One client for both tables: the calls table's warm-up opens the connection for both.
+    let store = calls_table(&aws, calls, clock.clone()).await;
+    let events = events.map(|c| {
+        Arc::new(EventsTable::new(
+            aws.dynamo.clone(),
+            c.table,
+            c.retention,
+            clock,
+        ))
+    });
+    Ok((StatusService { store }, events, auth))
 }
 
-pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth), ConfigError> {
+/// The initiator, and the pushed-events service for `POST /callbacks/{eventId}/redeliver` when
+/// pushes are on (`CALLBACK_SIGNING_SECRET`, `EVENTS_TABLE`): redelivery reopens the event in the
+/// events table and queues its delivery job; the enrichment function sends it.
+/// The call-initiator function's routes: placing calls, and the operator's writes (replay,
+/// redelivery), which need what placing a call needs: the calls table and the queue.
+pub struct InitiatorRoutes {
+    pub initiator: InitiatorService,
+    pub push: Option<Arc<PushService>>,
+    pub replay: Option<ReplayService>,
+    pub auth: ApiAuth,
+}
+
+pub async fn initiator_service(env: &Env) -> Result<InitiatorRoutes, ConfigError> {
     let auth = ApiAuth::from_env(env)?;
     let vapi = Arc::new(vapi_client(env)?);
     let (_, core) = aws_core(env).await?;
-    Ok((core.initiator(env, vapi)?, auth))
+    Ok(InitiatorRoutes {
+        push: core.push(env)?,
+        replay: core.replay(env)?,
+        initiator: core.initiator(env, vapi)?,
+        auth,
+    })
 }
 
 /// Bodies that are not jobs are parked in `ENRICHMENT_DLQ_URL` when it is set.
@@ -295,5 +328,6 @@ pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
     };
     let (aws, core) = aws_core(env).await?;
     let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
-    Ok(core.cleanup(sink, Some(reconcile)))
+    let push = core.push(env)?;
+    Ok(core.cleanup(sink, Some(reconcile), push))
 }

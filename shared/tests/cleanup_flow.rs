@@ -170,6 +170,7 @@ impl Flow {
             timing: timing(),
             page_size,
             metrics: Metrics::off(),
+            push: None,
         }
     }
 

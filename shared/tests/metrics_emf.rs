@@ -117,6 +117,7 @@ impl World {
             timing: Timing::default(),
             page_size: 10,
             metrics: self.metrics.clone(),
+            push: None,
         }
     }
 

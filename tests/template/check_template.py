@@ -41,32 +41,36 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "bin": "webhook",
         "routes": {("POST", "/api/v1/vapi/webhook")},
         "env": {"CALLS_TABLE", "ENRICHMENT_QUEUE_URL", "ENRICHMENT_DELAYS", "RESULT_TTL_SECONDS",
-                "MAX_WEBHOOK_BYTES", "VAPI_WEBHOOK_SECRET", "RUST_LOG"},
-        "tables": {"CallsTable"},
+                "MAX_WEBHOOK_BYTES", "VAPI_WEBHOOK_SECRET", "RUST_LOG", "EVENTS_TABLE",
+                "EVENT_RETENTION_DAYS"},
+        "tables": {"CallsTable", "EventsTable"},
         "read_only": False,
     },
     "CallStatusFunction": {
         "bin": "call-status",
-        "routes": {("GET", "/api/v1/vapi/calls/{callId}"), ("GET", "/health")},
-        "env": {"CALLS_TABLE", "API_TOKEN", "API_AUTH", "RUST_LOG"},
-        "tables": {"CallsTable"},
+        "routes": {("GET", "/api/v1/vapi/calls/{callId}"), ("GET", "/api/v1/vapi/calls/{callId}/events"),
+                   ("GET", "/health")},
+        "env": {"CALLS_TABLE", "API_TOKEN", "API_AUTH", "RUST_LOG", "EVENTS_TABLE"},
+        "tables": {"CallsTable", "EventsTable"},
         "read_only": True,
     },
     "CallInitiatorFunction": {
         "bin": "call-initiator",
-        "routes": {("POST", "/api/v1/vapi/calls")},
+        "routes": {("POST", "/api/v1/vapi/calls"), ("POST", "/api/v1/vapi/callbacks/{eventId}/redeliver"),
+                   ("POST", "/api/v1/vapi/calls/{callId}/replay")},
         "env": {"CALLS_TABLE", "ENRICHMENT_QUEUE_URL", "VAPI_API_KEY", "VAPI_BASE_URL", "VAPI_PHONE_NUMBER_ID",
                 "VAPI_WEBHOOK_URL", "VAPI_WEBHOOK_SECRET", "API_TOKEN", "WATCHDOG_DELAY_SECONDS",
-                "RESULT_TTL_SECONDS", "RUST_LOG"},
-        "tables": {"CallsTable"},
+                "RESULT_TTL_SECONDS", "RUST_LOG", "EVENTS_TABLE", "CALLBACK_SIGNING_SECRET"},
+        "tables": {"CallsTable", "EventsTable"},
         "read_only": False,
     },
     "EnrichmentFunction": {
         "bin": "enrichment",
         "routes": set(),
         "env": {"CALLS_TABLE", "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE", "ENRICHMENT_QUEUE_URL",
-                "ENRICHMENT_DELAYS", "RESULT_TTL_SECONDS", "VAPI_API_KEY", "VAPI_BASE_URL", "RUST_LOG"},
-        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable"},
+                "ENRICHMENT_DELAYS", "RESULT_TTL_SECONDS", "VAPI_API_KEY", "VAPI_BASE_URL", "RUST_LOG",
+                "EVENTS_TABLE", "EVENT_RETENTION_DAYS", "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET"},
+        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable"},
         "read_only": False,
     },
     "CleanupFunction": {
@@ -74,13 +78,32 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "routes": set(),
         "env": {"CALLS_TABLE", "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE", "ENRICHMENT_QUEUE_URL",
                 "RESULT_TTL_SECONDS", "ENRICHMENT_DELAYS", "VAPI_API_KEY", "VAPI_BASE_URL",
-                "VAPI_PHONE_NUMBER_ID", "RUST_LOG"},
-        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable"},
+                "VAPI_PHONE_NUMBER_ID", "RUST_LOG", "EVENTS_TABLE", "EVENT_RETENTION_DAYS",
+                "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET"},
+        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable"},
         "read_only": False,
     },
 }
-TABLES = {"CallsTable", "ProvidersTable", "InteractionLogsTable"}
-SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIOUS", "API_TOKEN"}
+TABLES = {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable"}
+SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIOUS", "API_TOKEN",
+              "CALLBACK_SIGNING_SECRET"}
+# Kept webhooks and pushed events (SPEC §8): exactly what each function may do on the events table,
+# per resource, and no more (shared/src/adapters/dynamodb/{events,archive}.rs). The webhook keeps each
+# delivery (PutItem); the enrichment makes events and records attempts (PushStore::create/get/
+# record_attempt); the cleanup makes the call.failed event of a call it settles (create/get);
+# call-status lists a call's history (consistent Query on the table); the call-initiator's
+# redelivery finds the event's call through the by-event-id index, reads the event and reopens it
+# (PushStore::find/get/reopen), and its replay reads the kept webhooks (Query).
+EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
+    "EnrichmentFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}},
+    "CallStatusFunction": {"EventsTable": {"dynamodb:Query"}},
+    "CallInitiatorFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+                              "EventsTable/index/by-event-id": {"dynamodb:Query"}},
+    "WebhookFunction": {"EventsTable": {"dynamodb:PutItem"}},
+    "CleanupFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem"}},
+}
+# The functions that sign or accept callbacks: they alone hold CALLBACK_SIGNING_SECRET (PushConfig).
+PUSH_SECRET_HOLDERS = {"EnrichmentFunction", "CallInitiatorFunction", "CleanupFunction"}
 DYNAMO_READ = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
                "dynamodb:DescribeTable", "dynamodb:ConditionCheckItem"}
 # Real IAM action names for the two services the functions touch. Anything else is a typo or an API name
@@ -97,6 +120,8 @@ EMF_ALARMS = {  # metric name -> required dimensions (as a dict) on an alarm in 
     "EnrichmentOutcome": {"outcome": "fetch_failed"},
     "PersistRefused": {},
     "CallsAdoptedByCleanup": {},
+    "CallbackDeadLettered": {},
+    "CallbackAttempts": {"state": "pending"},
 }
 
 
@@ -407,6 +432,107 @@ def _other_tables(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
+@check("events table: callId (S) + sk (S), TTL on expiresAt, sparse GSI by-event-id on eventId (S), KEYS_ONLY")
+def _events_table(t: dict[str, Any]) -> str | None:
+    # The same shape as ensure_events_table (shared/src/adapters/dynamodb/tables.rs), which the local
+    # runner and the tests use: a difference would only show once deployed.
+    res = t["Resources"].get("EventsTable")
+    if not res or res.get("Type") != "AWS::DynamoDB::Table":
+        return "EventsTable is missing or not an AWS::DynamoDB::Table"
+    p = res.get("Properties") or {}
+    problems = []
+    if p.get("KeySchema") != [{"AttributeName": "callId", "KeyType": "HASH"},
+                              {"AttributeName": "sk", "KeyType": "RANGE"}]:
+        problems.append(f"KeySchema is {p.get('KeySchema')!r}")
+    types = {a.get("AttributeName"): a.get("AttributeType") for a in p.get("AttributeDefinitions") or []}
+    if types != {"callId": "S", "sk": "S", "eventId": "S"}:
+        problems.append(f"AttributeDefinitions are {types!r}, expected callId, sk and eventId as S")
+    ttl = p.get("TimeToLiveSpecification") or {}
+    if ttl.get("AttributeName") != "expiresAt" or ttl.get("Enabled") is not True:
+        problems.append(f"TimeToLiveSpecification is {ttl!r}, expected expiresAt enabled (EVENT_RETENTION_DAYS)")
+    gsis = {g.get("IndexName"): g for g in p.get("GlobalSecondaryIndexes") or []}
+    g = gsis.get("by-event-id")
+    if not g:
+        problems.append(f"no GSI named by-event-id (found {sorted(gsis)})")
+    else:
+        if g.get("KeySchema") != [{"AttributeName": "eventId", "KeyType": "HASH"}]:
+            problems.append(f"by-event-id KeySchema is {g.get('KeySchema')!r}")
+        if (g.get("Projection") or {}).get("ProjectionType") != "KEYS_ONLY":
+            problems.append(f"by-event-id Projection is {g.get('Projection')!r}, expected KEYS_ONLY")
+    if p.get("BillingMode") != "PAY_PER_REQUEST":
+        problems.append("BillingMode is not PAY_PER_REQUEST")
+    if (p.get("SSESpecification") or {}).get("SSEEnabled") is not True:
+        problems.append("SSE is not enabled")
+    return "; ".join(problems) or None
+
+
+@check("pushes: CALLBACK_SIGNING_SECRET only while Callbacks=on (default off), only where used; EVENTS_TABLE wired")
+def _pushes(t: dict[str, Any]) -> str | None:
+    # A dynamic reference to a key the secret lacks fails the deploy: stacks whose secret predates pushes
+    # must keep deploying, so the reference is made only under a condition on Callbacks, off by default.
+    problems = []
+    param = (t.get("Parameters") or {}).get("Callbacks") or {}
+    if param.get("Default") != "off" or sorted(param.get("AllowedValues") or []) != ["off", "on"]:
+        problems.append(f"parameter Callbacks must allow off and on and default to off, is {param!r}")
+    conditions = t.get("Conditions") or {}
+    for lid in FUNCTIONS:
+        env = fn_env(t, lid)
+        if "CALLBACK_ALLOW_HTTP_LOOPBACK" in env:
+            problems.append(f"{lid} sets CALLBACK_ALLOW_HTTP_LOOPBACK (plain http is for the local runner only)")
+        if "EVENTS_TABLE" in env and env["EVENTS_TABLE"] != {"Ref": "EventsTable"}:
+            problems.append(f"{lid}: EVENTS_TABLE is {env['EVENTS_TABLE']!r}, expected !Ref EventsTable")
+        if "CALLBACK_SIGNING_SECRET" not in env:
+            continue
+        if lid not in PUSH_SECRET_HOLDERS:
+            problems.append(f"{lid} holds CALLBACK_SIGNING_SECRET but neither signs nor checks callbacks")
+        if "EVENTS_TABLE" not in env:
+            problems.append(f"{lid} has CALLBACK_SIGNING_SECRET without EVENTS_TABLE (PushConfig requires both)")
+        value = env["CALLBACK_SIGNING_SECRET"]
+        branches = value.get("Fn::If") if isinstance(value, dict) else None
+        if not (isinstance(branches, list) and len(branches) == 3 and branches[2] == {"Ref": "AWS::NoValue"}):
+            problems.append(f"{lid}: CALLBACK_SIGNING_SECRET is not !If [<Callbacks=on>, <secret>, !Ref AWS::NoValue]")
+            continue
+        cond = conditions.get(branches[0])
+        if cond != {"Fn::Equals": [{"Ref": "Callbacks"}, "on"]}:
+            problems.append(f"{lid}: CALLBACK_SIGNING_SECRET's condition {branches[0]!r} is {cond!r}, "
+                            "expected !Equals [!Ref Callbacks, \"on\"]")
+    enr = fn_env(t, "EnrichmentFunction")
+    for var, ref in (("EVENT_RETENTION_DAYS", "EventRetentionDays"), ("CALLBACK_RETRY_DELAYS", "CallbackRetryDelays")):
+        if enr.get(var) != {"Ref": ref}:
+            problems.append(f"EnrichmentFunction: {var} is {enr.get(var)!r}, expected !Ref {ref}")
+    return "; ".join(problems) or None
+
+
+def _resource_key(r: Any) -> str:
+    """A statement's resource as 'Table' or 'Table/index/Name' (for GetAtt Arn / Sub of it), else its repr."""
+    if isinstance(r, dict) and isinstance(r.get("Fn::GetAtt"), list) and r["Fn::GetAtt"][1:] == ["Arn"]:
+        return str(r["Fn::GetAtt"][0])
+    text = r.get("Fn::Sub") if isinstance(r, dict) else None
+    m = re.fullmatch(r"\$\{(\w+)\.Arn\}(/index/[\w.*-]+)", text) if isinstance(text, str) else None
+    return f"{m.group(1)}{m.group(2)}" if m else repr(r)
+
+
+@check("IAM: the events table's grants are exactly what each function's push code does (least privilege)")
+def _events_iam(t: dict[str, Any]) -> str | None:
+    problems = []
+    for lid in FUNCTIONS:
+        granted: dict[str, set[str]] = {}
+        statements, _ = _statements(t, lid)
+        for st in statements:
+            if st.get("Effect") != "Allow":
+                continue
+            actions = {str(a) for a in as_list(st.get("Action", []))}
+            for r in as_list(st.get("Resource", [])):
+                if "EventsTable" in references(r):
+                    granted.setdefault(_resource_key(r), set()).update(actions)
+        want = EVENTS_GRANTS.get(lid, {})
+        if granted != want:
+            shown = {k: sorted(v) for k, v in granted.items()}
+            problems.append(f"{lid} is granted {shown} on the events table, expected "
+                            f"{ {k: sorted(v) for k, v in want.items()} }")
+    return "; ".join(problems) or None
+
+
 @check("enrichment queue: RedrivePolicy to the DLQ with maxReceiveCount >= 5; DLQ keeps messages 14 days")
 def _redrive(t: dict[str, Any]) -> str | None:
     q = (t["Resources"].get("EnrichmentQueue") or {}).get("Properties") or {}
@@ -570,7 +696,7 @@ def _alarms(t: dict[str, Any]) -> str | None:
 @check("outputs: ApiUrl, WebhookUrl, table names, queue URLs")
 def _outputs(t: dict[str, Any]) -> str | None:
     want = {"ApiUrl", "WebhookUrl", "CallsTableName", "ProvidersTableName", "InteractionLogsTableName",
-            "EnrichmentQueueUrl", "EnrichmentDeadLetterQueueUrl"}
+            "EventsTableName", "EnrichmentQueueUrl", "EnrichmentDeadLetterQueueUrl"}
     missing = want - set(t.get("Outputs") or {})
     return f"missing outputs {sorted(missing)}" if missing else None
 
@@ -754,10 +880,51 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [("        AWS_ENDPOINT_URL: !If [HasLocalEndpoint, !Ref AwsEndpointUrl, !Ref AWS::NoValue]\n", "")],
      "events/env.json"),
     ("one function with its own watchdog delay",
-     [("          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n      Policies:",
+     [("          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n",
        "          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n"
-       "          WATCHDOG_DELAY_SECONDS: 60\n      Policies:")],
+       "          WATCHDOG_DELAY_SECONDS: 60\n")],
      "timing settings"),
+    ("events table without its TTL",
+     [("        AttributeName: expiresAt # EventRetentionDays after the event is made\n        Enabled: true\n",
+       "        AttributeName: expiresAt # EventRetentionDays after the event is made\n        Enabled: false\n")],
+     "events table:"),
+    ("events table without its by-event-id index",
+     [("IndexName: by-event-id", "IndexName: by-event")], "events table:"),
+    ("events index projecting every attribute",
+     [("ProjectionType: KEYS_ONLY # the call id is a key", "ProjectionType: ALL # the call id is a key")],
+     "events table:"),
+    ("call-status granted a write on the events table",
+     [("              Action: dynamodb:Query\n              Resource: !GetAtt EventsTable.Arn\n",
+       "              Action: [dynamodb:Query, dynamodb:PutItem]\n              Resource: !GetAtt EventsTable.Arn\n")],
+     "IAM: the events table"),
+    ("call-status granted a write on the events table (the read-only rule)",
+     [("              Action: dynamodb:Query\n              Resource: !GetAtt EventsTable.Arn\n",
+       "              Action: [dynamodb:Query, dynamodb:PutItem]\n              Resource: !GetAtt EventsTable.Arn\n")],
+     "IAM: each function"),
+    ("the redelivery Query widened from the index to every index",
+     [("Resource: !Sub ${EventsTable.Arn}/index/by-event-id", "Resource: !Sub ${EventsTable.Arn}/index/*")],
+     "IAM: the events table"),
+    ("the enrichment cannot record delivery attempts (no UpdateItem on the events table)",
+     [("                - dynamodb:PutItem\n                - dynamodb:UpdateItem\n              Resource: !GetAtt EventsTable.Arn\n",
+       "                - dynamodb:PutItem\n              Resource: !GetAtt EventsTable.Arn\n")],
+     "IAM: the events table"),
+    ("the signing secret resolved whatever Callbacks says (breaks deploys whose secret lacks the key)",
+     [("          CALLBACK_SIGNING_SECRET: !If\n            - PushesOn\n            - !Sub \"{{resolve:secretsmanager:${SecretsName}:SecretString:CALLBACK_SIGNING_SECRET}}\"\n            - !Ref AWS::NoValue\n",
+       "          CALLBACK_SIGNING_SECRET: !Sub \"{{resolve:secretsmanager:${SecretsName}:SecretString:CALLBACK_SIGNING_SECRET}}\"\n")],
+     "pushes:"),
+    ("pushes on by default",
+     [('    AllowedValues: ["off", "on"]\n    Default: "off"\n    Description: >-\n      "on" pushes',
+       '    AllowedValues: ["off", "on"]\n    Default: "on"\n    Description: >-\n      "on" pushes')],
+     "pushes:"),
+    ("plain-http loopback callbacks allowed in a deployment",
+     [("          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n",
+       "          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n          CALLBACK_ALLOW_HTTP_LOOPBACK: \"true\"\n")],
+     "pushes:"),
+    ("the timeline route missing",
+     [("            Path: /api/v1/vapi/calls/{callId}/events\n", "            Path: /api/v1/vapi/calls/{callId}/history\n")],
+     "routes:"),
+    ("the dead-letter alarm on a metric the code does not emit",
+     [("MetricName: CallbackDeadLettered", "MetricName: CallbacksDeadLettered")], "alarms:"),
     # The classic SAM trap: the webhook route on the same API whose URL the call-initiator reads.
     ("one API for the webhook and the call-initiator (circular dependency)",
      [("ApiId: !Ref WebhookApi", "ApiId: !Ref HttpApi"), ("https://${WebhookApi}.", "https://${HttpApi}.")],

@@ -2,7 +2,8 @@
 
 A call is started through start-api (CallInitiatorFunction); the simulator's webhooks reach start-api
 (WebhookFunction); poller.py drives EnrichmentFunction through start-lambda; GET (CallStatusFunction)
-shows `complete`; the rows are in the tables. Then a duplicate webhook, an unauthenticated one, a
+shows `complete`; the rows are in the tables; GET .../events (the call's timeline, reading the events
+table) answers 200. Then a duplicate webhook, an unauthenticated one, a
 retried Idempotency-Key, and `sam local invoke` of CleanupFunction with the scheduled event.
 """
 
@@ -139,6 +140,18 @@ def run_checks(stack: Stack, egress: Egress | None = None) -> int:
     tables = Stack.function_env("EnrichmentFunction")
     c.check("one interaction log for the call", len(rows(tables["INTERACTION_LOGS_TABLE"], call_id)) == 1)
     c.check("the provider row holds the call", len(rows(tables["PROVIDERS_TABLE"], call_id)) == 1)
+
+    # The timeline route reads the events table too (EVENTS_TABLE): a missing table, grant or variable
+    # would be a 503 or 500 here. The call has no callbackUrl, so it lists no pushes.
+    status, _, body = api("GET", f"/api/v1/vapi/calls/{call_id}/events")
+    data = body.get("data", body) if isinstance(body, dict) else {}
+    c.check("GET /calls/{id}/events through CallStatusFunction answers 200 with the call's timeline",
+            status == 200 and data.get("callId") == call_id and data.get("pushes") == []
+            and any(e.get("what") == "record.created" for e in data.get("timeline") or []),
+            f"{status} {str(body)[:300]}")
+    status, _, body = api("POST", "/api/v1/vapi/callbacks/evt_0000000000000000000000000000000/redeliver")
+    c.check("POST /callbacks/{eventId}/redeliver of an unknown event is 404 (pushes on, events table reachable)",
+            status == 404 and "no event" in json.dumps(body), f"{status} {str(body)[:300]}")
 
     _, before, _ = api("GET", f"/api/v1/vapi/calls/{call_id}")
     ended = {"message": {"type": "status-update", "status": "ended", "endedReason": "customer-ended-call",

@@ -4,7 +4,8 @@
     python tools/sam-local/stack.py test   # build, serve, run the end-to-end checks, stop everything
 
 What runs (ports fixed by events/env.json, the variables every function gets):
-  127.0.0.1:5000  moto_server: DynamoDB and SQS, tables and queues made from template.yaml (scripts/local-aws.py)
+  127.0.0.1:5000  moto_server: DynamoDB and SQS, tables (events table included) and queues made from
+                  template.yaml (scripts/local-aws.py)
   127.0.0.1:3001  the Vapi simulator, placing calls and POSTing webhooks to start-api
   127.0.0.1:3000  sam local start-api: WebhookFunction, CallStatusFunction, CallInitiatorFunction
   127.0.0.1:3002  sam local start-lambda: EnrichmentFunction and CleanupFunction, invoked by poller.py
@@ -156,10 +157,12 @@ class Stack:
                                        "--api-key", vapi_key, "--time-scale", str(self.time_scale)])
         wait_for("the Vapi simulator", lambda: not free(PORTS["simulator"]), 30, sim)
 
-        # The variables in env.json apply only where the template declares them; AWS_ENDPOINT_URL is
-        # declared under a condition, so the parameter that switches it on is given as well.
+        # The variables in env.json apply only where the template declares them; AWS_ENDPOINT_URL and
+        # CALLBACK_SIGNING_SECRET are declared under conditions, so the parameters that switch them on
+        # are given as well (pushes on: the functions start as a deployment with Callbacks=on does).
         self.local_flags = ["--skip-pull-image", "--docker-network", "host", "--env-vars", str(ENV_JSON),
-                            "--parameter-overrides", f"AwsEndpointUrl={aws} Architecture={HOST_ARCH}"]
+                            "--parameter-overrides",
+                            f"AwsEndpointUrl={aws} Architecture={HOST_ARCH} Callbacks=on"]
         common = [*self.local_flags, "--host", "127.0.0.1"]
         api = self.spawn("start-api", self.sam("local", "start-api", "--port", str(PORTS["api"]),
                                                "--warm-containers", "EAGER", *common))

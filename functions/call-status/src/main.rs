@@ -1,4 +1,6 @@
-//! The call-status Lambda: `GET /api/v1/vapi/calls/{callId}` (and `GET /health`).
+//! The call-status Lambda: `GET /api/v1/vapi/calls/{callId}`, `GET /api/v1/vapi/calls/{callId}/events`
+//! (the call's timeline, with its kept webhooks and pushed events when `EVENTS_TABLE` is set) and
+//! `GET /health`.
 
 use lambda_http::{run, service_fn, Error, Request};
 use ringback::{api, config::Env, lambda, request_span, telemetry, wiring};
@@ -7,20 +9,41 @@ use tracing::Instrument;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_json();
-    let (svc, auth) = wiring::status_service(&Env::from_process()).await?;
+    let (svc, events, auth) = wiring::status_service(&Env::from_process()).await?;
     let (svc, auth) = (&svc, &auth);
+    let pushes = events
+        .as_deref()
+        .map(|e| e as &dyn ringback::ports::PushStore);
+    let kept = events
+        .as_deref()
+        .map(|e| e as &dyn ringback::ports::WebhookArchive);
     run(service_fn(move |req: Request| {
         let span = request_span!("call_status");
         async move {
-            if req.uri().path() == "/health" {
+            let path = req.uri().path();
+            if path == "/health" {
                 return Ok::<_, Error>(lambda::response(api::health()));
             }
-            let id = lambda::path_param(&req, "callId")
-                .or_else(|| api::call_id_from_path(req.uri().path()));
+            // Both call routes carry {callId}: the matched route tells them apart (a call may be
+            // named "events"), else the path's last segment.
+            let action = api::call_action(path);
+            let timeline = match lambda::route_key(&req) {
+                Some(route) if route.contains("{callId}") => route.ends_with("/events"),
+                _ => action.as_ref().is_some_and(|(_, a)| *a == "events"),
+            };
+            let id = lambda::path_param(&req, "callId").or_else(|| match action {
+                Some((id, "events")) if timeline => Some(id),
+                _ => api::call_id_from_path(path),
+            });
             let resp = match id {
                 Some(id) => {
                     tracing::Span::current().record("call_id", id.as_str());
-                    api::get_call(svc, auth, req.headers(), &id).await
+                    if timeline {
+                        let calls = svc.store.as_ref();
+                        api::get_events(calls, pushes, kept, auth, req.headers(), &id).await
+                    } else {
+                        api::get_call(svc, auth, req.headers(), &id).await
+                    }
                 }
                 None => api::error(api::Code::NotFound, "no such route"),
             };

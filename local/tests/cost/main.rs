@@ -151,6 +151,7 @@ async fn measure(scenario: &'static str, expected: &str, with_cleanup: bool) -> 
             timing: Timing::from_env(&rig.env).expect("timing"),
             page_size: 100,
             metrics: Metrics::off(),
+            push: None,
         };
         let report = svc.run_once().await.expect("a cleanup run");
         let mut counts = rig.take();

@@ -50,6 +50,8 @@ pub struct CleanupService {
     pub timing: Timing,
     pub page_size: u32,
     pub metrics: Metrics,
+    /// Pushes `call.failed` for a call it settles; `None`: pushes are off.
+    pub push: Option<Arc<crate::service::push::PushService>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -245,6 +247,13 @@ impl CleanupService {
                 persist(self.sink.as_ref(), &mut record, &self.metrics)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                // Like the rows, the event is made before the terminal write.
+                if let Some(push) = &self.push {
+                    let failed = crate::domain::push::EventType::Failed;
+                    push.emit(&record.result, failed)
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                }
                 match self.store.put(&record, Some(version), None).await {
                     Ok(_) => {}
                     // Whoever won wrote a newer state; what we persisted is superseded by theirs.
