@@ -91,6 +91,7 @@ impl LocalOptions {
             ("CALLS_TABLE", "ringback-calls"),
             ("PROVIDERS_TABLE", "ringback-providers"),
             ("INTERACTION_LOGS_TABLE", "ringback-interaction-logs"),
+            ("CALL_INDEX_TABLE", "ringback-call-index"),
             ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             ("API_TOKEN", DEV_API_TOKEN),
             ("VAPI_API_KEY", "dev-vapi-key"),

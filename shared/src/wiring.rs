@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
+use crate::adapters::dynamodb::{CallIndexTable, CallsTable, ProvidersAndLogs};
 use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{self, ApiAuth, CallsConfig, ConfigError, Env, Timing, VapiConfig};
 use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi,
 };
+use crate::search::{CallIndex, IndexedCalls, SearchService};
 use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::InitiatorService;
@@ -31,8 +32,9 @@ const CLEANUP_PAGE: u32 = 100;
 /// What every service is built on.
 #[derive(Clone)]
 pub struct Core {
-    /// The calls table: the call store and, for the initiator, the idempotency store.
-    pub calls: Arc<CallsTable>,
+    /// The calls table: the call store and, for the initiator, the idempotency store; with
+    /// `CALL_INDEX_TABLE`, every record write keeps the call's durable summary too.
+    pub calls: Arc<IndexedCalls<CallsTable>>,
     pub queue: Arc<dyn EnrichmentQueue>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -163,13 +165,12 @@ impl Aws {
 /// The calls table, its connection opened during init: one read of a key no call has (every
 /// function may already read the table) pays the TLS handshake before the first request rather
 /// than in it. Ignored if it fails or is slow: warming up must never fail or stall a cold start.
-async fn calls_table(aws: &Aws, cfg: CallsConfig, clock: Arc<dyn Clock>) -> Arc<CallsTable> {
-    let table = Arc::new(CallsTable::new(
-        aws.dynamo.clone(),
-        cfg.calls_table,
-        cfg.result_ttl,
-        clock,
-    ));
+async fn calls_table(
+    aws: &Aws,
+    cfg: CallsConfig,
+    clock: Arc<dyn Clock>,
+) -> Arc<IndexedCalls<CallsTable>> {
+    let table = Arc::new(indexed_calls(&aws.dynamo, cfg, clock));
     let _ = tokio::time::timeout(Duration::from_secs(1), table.get("ringback-warm-up")).await;
     table
 }
@@ -192,6 +193,21 @@ async fn aws_core(env: &Env) -> Result<(Aws, Core), ConfigError> {
     Ok((aws, core))
 }
 
+/// The calls table behind its search index (when `CALL_INDEX_TABLE` is set).
+pub fn indexed_calls(
+    dynamo: &aws_sdk_dynamodb::Client,
+    cfg: CallsConfig,
+    clock: Arc<dyn Clock>,
+) -> IndexedCalls<CallsTable> {
+    let index = cfg
+        .call_index_table
+        .map(|t| Arc::new(CallIndexTable::new(dynamo.clone(), t)) as Arc<dyn CallIndex>);
+    IndexedCalls::new(
+        CallsTable::new(dynamo.clone(), cfg.calls_table, cfg.result_ttl, clock),
+        index,
+    )
+}
+
 pub fn vapi_client(env: &Env) -> Result<VapiClient, ConfigError> {
     let cfg = VapiConfig::from_env(env)?;
     Ok(
@@ -211,6 +227,18 @@ pub async fn status_service(env: &Env) -> Result<(StatusService, ApiAuth), Confi
     let aws = Aws::from_env().await;
     let store = calls_table(&aws, calls, Arc::new(SystemClock)).await;
     Ok((StatusService { store }, auth))
+}
+
+/// The call-status function: one call by id, and the listing when there is a call index.
+pub async fn status_and_search_services(
+    env: &Env,
+) -> Result<(StatusService, Option<SearchService>, ApiAuth), ConfigError> {
+    let calls = CallsConfig::from_env(env)?;
+    let auth = ApiAuth::from_env(env)?;
+    let aws = Aws::from_env().await;
+    let store = calls_table(&aws, calls, Arc::new(SystemClock)).await;
+    let search = store.index().cloned().map(|index| SearchService { index });
+    Ok((StatusService { store }, search, auth))
 }
 
 pub async fn initiator_service(env: &Env) -> Result<(InitiatorService, ApiAuth), ConfigError> {

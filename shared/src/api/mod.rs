@@ -4,10 +4,12 @@
 
 mod calls;
 mod envelope;
+mod search;
 mod webhook;
 
 pub use calls::{get_call, post_call, require_api_token};
 pub use envelope::{error, json, ok, Code, Response};
+pub use search::list_calls;
 pub use webhook::post_webhook;
 
 pub const WEBHOOK_PATH: &str = "/api/v1/vapi/webhook";

@@ -31,6 +31,7 @@
 //! and `get` answers only for `kind = "call"`.
 
 mod attrs;
+mod call_index;
 mod calls;
 mod codec;
 mod cursor;
@@ -40,6 +41,7 @@ mod persistence;
 mod prior;
 mod tables;
 
+pub use call_index::{ensure_call_index_table, summary_version, CallIndexTable};
 pub use calls::CallsTable;
 pub use fit::{stored_json, stored_text, to_json};
 pub use idempotency::IDEMPOTENCY_TTL;
