@@ -59,7 +59,8 @@ def main() -> int:
 
     existing = set(ddb.list_tables()["TableNames"])
     for logical_id, env_var in (("CallsTable", "CALLS_TABLE"), ("ProvidersTable", "PROVIDERS_TABLE"),
-                                ("InteractionLogsTable", "INTERACTION_LOGS_TABLE"), ("EventsTable", "EVENTS_TABLE")):
+                                ("InteractionLogsTable", "INTERACTION_LOGS_TABLE"), ("EventsTable", "EVENTS_TABLE"),
+                                ("CallIndexTable", "CALL_INDEX_TABLE")):
         name = env[env_var]
         props = template["Resources"][logical_id]["Properties"]
         if name in existing:

@@ -39,7 +39,7 @@ def http_time(epoch_ms: int) -> str:
 
 def api_event(method: str, route: str, path: str, *, api_id: str, headers: dict[str, str],
               body: str | None = None, path_parameters: dict[str, str] | None = None,
-              request_id: str, source_ip: str, user_agent: str, epoch_ms: int = TIME_EPOCH_MS) -> dict:
+              query: dict[str, str] | None = None, request_id: str, source_ip: str, user_agent: str, epoch_ms: int = TIME_EPOCH_MS) -> dict:
     domain = f"{api_id}.execute-api.{REGION}.amazonaws.com"
     all_headers = {
         "accept": "*/*",
@@ -58,7 +58,7 @@ def api_event(method: str, route: str, path: str, *, api_id: str, headers: dict[
         "version": "2.0",
         "routeKey": f"{method} {route}",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
         "headers": dict(sorted(all_headers.items())),
         "requestContext": {
             "accountId": ACCOUNT,
@@ -82,6 +82,8 @@ def api_event(method: str, route: str, path: str, *, api_id: str, headers: dict[
     }
     if path_parameters:
         event["pathParameters"] = path_parameters
+    if query:
+        event["queryStringParameters"] = query
     if body is not None:
         event["body"] = body
     return event
@@ -128,6 +130,8 @@ def env_json() -> dict:
         "PROVIDERS_TABLE": "ringback-providers",
         "INTERACTION_LOGS_TABLE": "ringback-interaction-logs",
     }
+    # template.yaml Globals: every function that reads or writes call records keeps the call index.
+    index = {"CALL_INDEX_TABLE": "ringback-call-index"}
     queue = {"ENRICHMENT_QUEUE_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment"}
     vapi = {"VAPI_BASE_URL": "http://127.0.0.1:3001", "VAPI_API_KEY": "dev-vapi-api-key"}
     # The timing settings every function shares (template.yaml Globals).
@@ -137,23 +141,23 @@ def env_json() -> dict:
     events = {"EVENTS_TABLE": "ringback-events"}
     push = {**events, "CALLBACK_SIGNING_SECRET": CALLBACK_SIGNING_SECRET}
     return {
-        "WebhookFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **queue, **common,
+        "WebhookFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **index, **queue, **common,
                             "MAX_WEBHOOK_BYTES": "1048576", "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
                             "VAPI_SIGNATURE_HEADER": "", "VAPI_SIGNATURE_ALGORITHM": "sha256",
                             "VAPI_SIGNATURE_ENCODING": "hex", "VAPI_BEARER_HEADER": "Authorization",
-                            **events, "EVENT_RETENTION_DAYS": "7"},
-        "CallStatusFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **common, "API_TOKEN": API_TOKEN,
+                            **index, **events, "EVENT_RETENTION_DAYS": "7"},
+        "CallStatusFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **index, **common, "API_TOKEN": API_TOKEN,
                                "API_AUTH": "bearer", **events},
-        "CallInitiatorFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **queue, **vapi, **common,
+        "CallInitiatorFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **index, **queue, **vapi, **common,
                                   "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
                                   "VAPI_WEBHOOK_URL": "http://127.0.0.1:3000/api/v1/vapi/webhook",
                                   "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET, "API_TOKEN": API_TOKEN,
                                   "API_AUTH": "bearer", **push},
-        "EnrichmentFunction": {**aws, **tables, **queue, **vapi, **common,
+        "EnrichmentFunction": {**aws, **tables, **index, **queue, **vapi, **common,
                                "ENRICHMENT_DLQ_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment-dlq",
                                **push, "EVENT_RETENTION_DAYS": "7",
                                "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
-        "CleanupFunction": {**aws, **tables, **queue, **vapi, **common,
+        "CleanupFunction": {**aws, **tables, **index, **queue, **vapi, **common,
                             "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
                             **push, "EVENT_RETENTION_DAYS": "7",
                             "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
@@ -197,6 +201,13 @@ def main() -> None:
             api_id=API_ID, headers={"authorization": f"Bearer {API_TOKEN}"}, path_parameters={"eventId": EVENT_ID},
             request_id="Yx1Rd5nLIAMEb3B=", source_ip="203.0.113.10", user_agent="curl/8.5.0",
             epoch_ms=TIME_EPOCH_MS + 7000,
+        ),
+        "call-list.json": api_event(
+            "GET", "/api/v1/vapi/calls", "/api/v1/vapi/calls", api_id=API_ID,
+            headers={"authorization": f"Bearer {API_TOKEN}"},
+            query={"serviceRequestId": call_request["serviceRequestId"], "limit": "20"},
+            request_id="Yx1Rc4lKIAMEb2x=", source_ip="203.0.113.10", user_agent="ringback-cli/0.1",
+            epoch_ms=TIME_EPOCH_MS + 6000,
         ),
         "call-initiator.json": api_event(
             "POST", "/api/v1/vapi/calls", "/api/v1/vapi/calls", api_id=API_ID,

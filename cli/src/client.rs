@@ -84,6 +84,32 @@ impl Api {
     }
 }
 
+/// What `GET /api/v1/vapi/calls` answered.
+pub enum Listing {
+    Page(Value),
+    /// A 404 without the API's envelope (a deployment older than the route) or `not_found` (one
+    /// without a call index).
+    NoRoute,
+}
+
+impl Api {
+    /// One page of `GET /api/v1/vapi/calls` with these (undecoded) query parameters.
+    pub async fn list(&self, params: &[(&str, String)]) -> Result<Listing, String> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/vapi/calls", self.base))
+            .bearer_auth(&self.token)
+            .query(params)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(Listing::NoRoute);
+        }
+        data(resp).await.map(Listing::Page)
+    }
+}
+
 /// The envelope's `data`, or its error as text.
 async fn data(resp: reqwest::Response) -> Result<Value, String> {
     let status = resp.status();

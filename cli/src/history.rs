@@ -1,5 +1,5 @@
-//! The calls this machine started, for `ringback list`: the API has no listing endpoint (a scan of
-//! the calls table is what this design avoids), so the CLI remembers its own.
+//! The calls this machine started: what `ringback list` shows when the deployment has no listing
+//! (`GET /api/v1/vapi/calls` answers 404: an older stack, or one without `CALL_INDEX_TABLE`).
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -47,11 +47,9 @@ enum Command {
     Watch { call_id: String },
     /// Print a call's record.
     Show { call_id: String },
-    /// Calls started from this machine, newest first, with their current state.
-    List {
-        #[arg(long, default_value_t = 10)]
-        limit: usize,
-    },
+    /// Calls, newest first, from the deployment's index (filters: one of --service-request-id,
+    /// --provider-id, --status; --since/--until bound createdAt).
+    List(ListArgs),
     /// Move every message of the dead-letter queue back to the enrichment queue.
     Redrive {
         #[arg(long, env = "ENRICHMENT_DLQ_URL")]
@@ -59,6 +57,34 @@ enum Command {
         #[arg(long, env = "ENRICHMENT_QUEUE_URL")]
         queue_url: String,
     },
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("filter").args(["service_request_id", "provider_id", "status"])))]
+struct ListArgs {
+    #[arg(long)]
+    service_request_id: Option<String>,
+    #[arg(long)]
+    provider_id: Option<String>,
+    /// pending | partial | fetching | complete | fetch_failed, or an outcome:
+    /// completed | no_answer | voicemail | timeout | error.
+    #[arg(long)]
+    status: Option<String>,
+    /// ISO-8601 time or date (createdAt at or after).
+    #[arg(long)]
+    since: Option<String>,
+    /// ISO-8601 time or date (createdAt at or before).
+    #[arg(long)]
+    until: Option<String>,
+    /// Calls per page (1-100).
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Continue after a page: the cursor the previous page printed.
+    #[arg(long, conflicts_with = "all")]
+    cursor: Option<String>,
+    /// Follow every cursor to the end, pages of --limit (progress on stderr).
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -101,7 +127,7 @@ async fn main() {
             .get(&call_id)
             .await
             .map(|(v, _)| println!("{}", pretty(&v))),
-        Command::List { limit } => list(&api, limit).await,
+        Command::List(args) => list(&api, args).await,
         Command::Redrive { dlq_url, queue_url } => redrive(&dlq_url, &queue_url).await,
     };
     if let Err(e) = result {
@@ -188,7 +214,127 @@ async fn watch(api: &Api, id: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
-async fn list(api: &Api, limit: usize) -> Result<(), String> {
+async fn list(api: &Api, a: ListArgs) -> Result<(), String> {
+    let mut params: Vec<(&str, String)> = [
+        ("serviceRequestId", a.service_request_id),
+        ("providerId", a.provider_id),
+        ("status", a.status),
+        ("since", a.since),
+        ("until", a.until),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    params.push(("limit", a.limit.to_string()));
+    let filtered = params.len() > 1;
+    let started = Instant::now();
+    let mut cursor = a.cursor;
+    let mut rows: Vec<Value> = Vec::new();
+    let mut pages = 0u32;
+    loop {
+        let mut query = params.clone();
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let page = match api.list(&query).await? {
+            client::Listing::Page(page) => page,
+            client::Listing::NoRoute if pages == 0 && !filtered => {
+                eprintln!("this deployment cannot list calls; showing the calls started from this machine");
+                return list_from_history(api, a.limit as usize).await;
+            }
+            client::Listing::NoRoute => {
+                return Err("this deployment cannot list calls (no GET /api/v1/vapi/calls)".into())
+            }
+        };
+        pages += 1;
+        rows.extend(page["calls"].as_array().cloned().unwrap_or_default());
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+        if !a.all || cursor.is_none() {
+            break;
+        }
+        eprint!(
+            "\rpage {pages}: {} calls so far ({:.1}s)",
+            rows.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if a.all && pages > 1 {
+        eprintln!();
+    }
+    print!("{}", table(&rows));
+    match (&cursor, a.all) {
+        (Some(c), false) => eprintln!(
+            "{} call(s); more: ringback list ... --cursor {c}  (or --all)",
+            rows.len()
+        ),
+        _ => eprintln!("{} call(s)", rows.len()),
+    }
+    Ok(())
+}
+
+/// Call summaries as an aligned text table, one line each.
+fn table(rows: &[Value]) -> String {
+    const HEAD: [&str; 8] = [
+        "CALL ID",
+        "CREATED",
+        "DATA",
+        "OUTCOME",
+        "CALL",
+        "PROVIDER",
+        "PROVIDER ID",
+        "SERVICE REQUEST",
+    ];
+    if rows.is_empty() {
+        return "no calls\n".to_owned();
+    }
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let mut provider = text(&r["providerName"]);
+            if provider.chars().count() > 28 {
+                provider = provider.chars().take(27).collect::<String>() + "…";
+            }
+            [
+                text(&r["callId"]),
+                text(&r["createdAt"]),
+                text(&r["dataStatus"]),
+                text(&r["status"]),
+                text(&r["callStatus"]),
+                provider,
+                text(&r["providerId"]),
+                text(&r["serviceRequestId"]),
+            ]
+        })
+        .collect();
+    let mut widths = HEAD.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |row: &[String]| {
+        let mut out = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join("  ");
+        out.truncate(out.trim_end().len());
+        out + "\n"
+    };
+    let mut out = line(&HEAD.map(str::to_owned));
+    for row in &cells {
+        out += &line(row);
+    }
+    out
+}
+
+async fn list_from_history(api: &Api, limit: usize) -> Result<(), String> {
     let ids = history::recent(limit);
     if ids.is_empty() {
         println!("no calls started from this machine yet (see `ringback call --help`)");

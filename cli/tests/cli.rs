@@ -51,6 +51,8 @@ async fn start_watch_list_and_show_a_call() {
             "Acme Plumbing",
             "--phone",
             "+14155550123",
+            "--service-request-id",
+            "sr-cli-1",
             "--timeout",
             "30",
         ],
@@ -71,13 +73,90 @@ async fn start_watch_list_and_show_a_call() {
         .expect("the call id is printed")
         .to_owned();
 
-    let list = ringback(&sys.base_url, &home, &["list"]).await;
-    assert!(list.status.success());
+    // The listing comes from the deployment, not from this machine's history: another home
+    // directory (another operator) sees the call too.
+    let elsewhere = std::env::temp_dir().join(format!("ringback-cli-{}", uuid::Uuid::new_v4()));
+    let list = ringback(&sys.base_url, &elsewhere, &["list"]).await;
+    assert!(list.status.success(), "{}", text(&list));
+    let out = String::from_utf8_lossy(&list.stdout).into_owned();
+    let header = out.lines().next().unwrap_or_default();
     assert!(
-        text(&list).contains(&id) && text(&list).contains("complete"),
-        "{}",
-        text(&list)
+        header.starts_with("CALL ID") && header.contains("SERVICE REQUEST"),
+        "{out}"
     );
+    let row = out.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
+    assert!(
+        row.contains("complete") && row.contains("sr-cli-1"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("+1415"),
+        "no phone numbers in a listing: {out}"
+    );
+
+    // A second call, then every page of one call each: both, newest first, progress on stderr.
+    let second = ringback(
+        &sys.base_url,
+        &home,
+        &[
+            "call",
+            "--provider-name",
+            "Beta Electric",
+            "--phone",
+            "+14155550124",
+            "--service-request-id",
+            "sr-cli-1",
+            "--no-watch",
+        ],
+    )
+    .await;
+    assert!(second.status.success(), "{}", text(&second));
+    let second_id = text(&second)
+        .split_whitespace()
+        .nth(1)
+        .expect("the second call id")
+        .to_owned();
+    let all = ringback(
+        &sys.base_url,
+        &elsewhere,
+        &[
+            "list",
+            "--service-request-id",
+            "sr-cli-1",
+            "--limit",
+            "1",
+            "--all",
+        ],
+    )
+    .await;
+    assert!(all.status.success(), "{}", text(&all));
+    let stdout = String::from_utf8_lossy(&all.stdout).into_owned();
+    let ids: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids, [second_id.as_str(), id.as_str()], "{stdout}");
+    let stderr = String::from_utf8_lossy(&all.stderr).into_owned();
+    assert!(stderr.contains("page 1: 1 calls so far"), "{stderr}");
+    assert!(stderr.contains("2 call(s)"), "{stderr}");
+
+    let one = ringback(&sys.base_url, &elsewhere, &["list", "--status", "complete"]).await;
+    assert!(one.status.success(), "{}", text(&one));
+    assert!(
+        String::from_utf8_lossy(&one.stdout).contains(&id),
+        "{}",
+        text(&one)
+    );
+
+    let bad = ringback(&sys.base_url, &elsewhere, &["list", "--status", "done"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("invalid_payload") && text(&bad).contains("status"),
+        "{}",
+        text(&bad)
+    );
+    let _ = std::fs::remove_dir_all(elsewhere);
 
     let show = ringback(&sys.base_url, &home, &["show", &id]).await;
     let shown: serde_json::Value =

@@ -9,6 +9,7 @@ use http::Method;
 use ringback::api::{self, Code};
 use ringback::config::ApiAuth;
 use ringback::ports::{CallStore, PushStore, WebhookArchive};
+use ringback::search::SearchService;
 use ringback::service::initiate::InitiatorService;
 use ringback::service::push::PushService;
 use ringback::service::replay::ReplayService;
@@ -21,6 +22,8 @@ use crate::durability::GroupSync;
 pub struct Routes {
     pub webhook: WebhookService,
     pub status: StatusService,
+    /// `GET /api/v1/vapi/calls`; `None` without `CALL_INDEX_TABLE`.
+    pub search: Option<SearchService>,
     pub initiator: InitiatorService,
     pub api_auth: ApiAuth,
     /// Awaited before a write is acknowledged (see `durability`).
@@ -71,6 +74,10 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             }
             Err(()) => api::error(Code::PayloadTooLarge, "a call request is at most 64 KiB"),
         },
+        (&Method::GET, api::CALLS_PATH) => {
+            let search = r.search.as_ref();
+            api::list_calls(search, &r.api_auth, &parts.headers, parts.uri.query()).await
+        }
         (&Method::GET, p) if api::call_id_from_path(p).is_some() => {
             let id = api::call_id_from_path(p).unwrap_or_default();
             tracing::Span::current().record("call_id", id.as_str());

@@ -97,6 +97,7 @@ impl LocalOptions {
             ("CALLBACK_SIGNING_SECRET", DEV_CALLBACK_SECRET),
             // Receivers on this machine (a test's, a demo's) are plain http.
             ("CALLBACK_ALLOW_HTTP_LOOPBACK", "true"),
+            ("CALL_INDEX_TABLE", "ringback-call-index"),
             ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             ("API_TOKEN", DEV_API_TOKEN),
             ("VAPI_API_KEY", "dev-vapi-key"),

@@ -4,13 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ringback::adapters::dynamodb::{ensure_events_table, ensure_tables, CallsTable};
+use ringback::adapters::dynamodb::{ensure_call_index_table, ensure_events_table, ensure_tables};
 use ringback::config::{ApiAuth, CallsConfig, Timing};
 use ringback::metrics::Metrics;
 use ringback::ports::{CallStore, Clock, SystemClock, VapiApi};
+use ringback::search::SearchService;
 use ringback::service::cleanup::CleanupService;
 use ringback::vapi::{VapiClient, VapiClientConfig};
-use ringback::wiring::{result_sink, Core};
+use ringback::wiring::{indexed_calls, result_sink, Core};
 use tokio::sync::watch;
 
 use crate::durability::GroupSync;
@@ -73,6 +74,11 @@ impl System {
         ensure_tables(&dynamo, &calls_cfg.calls_table, providers, logs)
             .await
             .map_err(|e| format!("cannot create the tables: {e}"))?;
+        if let Some(index) = &calls_cfg.call_index_table {
+            ensure_call_index_table(&dynamo, index)
+                .await
+                .map_err(|e| format!("cannot create the call index table: {e}"))?;
+        }
         let sink = result_sink(&dynamo, env, clock.clone()).map_err(|e| e.to_string())?;
         let events_table = env.get("EVENTS_TABLE").unwrap_or_default();
         ensure_events_table(&dynamo, events_table)
@@ -81,12 +87,7 @@ impl System {
 
         let queue = LocalQueue::start(&opts).await?;
         let core = Core {
-            calls: Arc::new(CallsTable::new(
-                dynamo.clone(),
-                calls_cfg.calls_table.clone(),
-                calls_cfg.result_ttl,
-                clock.clone(),
-            )),
+            calls: Arc::new(indexed_calls(&dynamo, calls_cfg.clone(), clock.clone())),
             queue: queue.port(),
             clock,
             metrics: metrics.clone(),
@@ -131,6 +132,11 @@ impl System {
         let routes = Arc::new(Routes {
             webhook: core.webhook(&env).map_err(config_error)?,
             status: core.status(),
+            search: core
+                .calls
+                .index()
+                .cloned()
+                .map(|index| SearchService { index }),
             initiator: core.initiator(&env, vapi.clone()).map_err(config_error)?,
             api_auth,
             durability,

@@ -586,3 +586,85 @@ async fn health_and_unknown_routes() {
     assert_eq!(unknown.error_code(), "not_found");
     sys.stop().await;
 }
+
+/// Issue 11: a call is found by `serviceRequestId` after its record in the calls table expired
+/// (RESULT_TTL_SECONDS shortened to 6 s): the record's GET is 404, the search still lists it, as
+/// it settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_found_by_service_request_after_its_record_expired() {
+    let sys = start(&[
+        ("RESULT_TTL_SECONDS", "6"),
+        ("CLEANUP_MARGIN_SECONDS", "1"),
+        ("CLAIM_LEASE_SECONDS", "2"),
+    ])
+    .await;
+    let api = Api::new(&sys);
+    let req = call_request("answered");
+    let id = api.start_call(&req).await;
+    let settled = api.wait_settled(&id).await;
+    assert_eq!(settled["dataStatus"], "complete", "{settled:#}");
+
+    // Nothing writes a settled record again: it expires RESULT_TTL_SECONDS after its last write.
+    let started = Instant::now();
+    loop {
+        let r = api.get_call(&id).await;
+        if r.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the record never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let sr = req["serviceRequestId"].as_str().unwrap();
+    let found = api
+        .get(
+            &format!("{CALLS_PATH}?serviceRequestId={sr}"),
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    let calls = found.data()["calls"].as_array().expect("calls").clone();
+    assert_eq!(calls.len(), 1, "{}", found.body);
+    let call = &calls[0];
+    assert_eq!(call["callId"], id.as_str());
+    assert_eq!(call["dataStatus"], "complete");
+    assert_eq!(call["status"], "completed");
+    assert_eq!(call["callStatus"], "ended");
+    assert_eq!(call["providerId"], req["providerId"]);
+    assert_eq!(call["providerName"], req["providerName"]);
+    assert_eq!(call["createdAt"], settled["createdAt"]);
+    assert!(found.data()["nextCursor"].is_null(), "{}", found.body);
+    // No phone number, no transcript in a listing.
+    assert!(!found.body.to_string().contains("+1415"), "{}", found.body);
+
+    // The same call through the other indexes.
+    let pid = req["providerId"].as_str().unwrap();
+    for q in [
+        format!("providerId={pid}"),
+        "status=completed".to_owned(),
+        "status=complete".to_owned(),
+        String::new(),
+    ] {
+        let r = api.get(&format!("{CALLS_PATH}?{q}"), Some(API_TOKEN)).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.body);
+        assert!(
+            r.data()["calls"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["callId"] == id.as_str())),
+            "{q}: {}",
+            r.body
+        );
+    }
+    let bad = api
+        .get(&format!("{CALLS_PATH}?since=last-week"), Some(API_TOKEN))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert_eq!(bad.error_code(), "invalid_payload");
+    let denied = api.get(CALLS_PATH, None).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    sys.stop().await;
+}

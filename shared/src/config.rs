@@ -76,6 +76,9 @@ impl Env {
 pub struct CallsConfig {
     pub calls_table: String,
     pub result_ttl: Duration,
+    /// `CALL_INDEX_TABLE`: the durable call summaries a search reads (`crate::search`). Optional:
+    /// without it nothing is indexed and `GET /api/v1/vapi/calls` says the deployment has none.
+    pub call_index_table: Option<String>,
 }
 
 impl CallsConfig {
@@ -83,6 +86,10 @@ impl CallsConfig {
         Ok(Self {
             calls_table: env.required("CALLS_TABLE")?,
             result_ttl: env.seconds("RESULT_TTL_SECONDS", 1800)?,
+            call_index_table: env
+                .get("CALL_INDEX_TABLE")
+                .filter(|t| !t.trim().is_empty())
+                .map(str::to_owned),
         })
     }
 }

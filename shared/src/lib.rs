@@ -5,6 +5,7 @@
 //! - [`ports`]: the small traits the services need (store, queue, Vapi, persistence, clock);
 //! - [`adapters`]: their real implementations (DynamoDB, SQS, in-process queue);
 //! - [`service`]: the use cases (ingest a webhook, show a call, enrich, start, clean up);
+//! - [`search`]: finding calls: durable summaries beside the records, listed through indexes;
 //! - [`api`]: HTTP in and out, shared by the Lambda functions and the local runner;
 //! - [`config`], [`telemetry`], [`metrics`]: typed configuration, JSON tracing, EMF metrics.
 
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod lambda;
 pub mod metrics;
 pub mod ports;
+pub mod search;
 pub mod service;
 pub mod telemetry;
 pub mod vapi;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::callback_http::HttpCallbacks;
-use crate::adapters::dynamodb::{CallsTable, EventsTable, ProvidersAndLogs};
+use crate::adapters::dynamodb::{CallIndexTable, CallsTable, EventsTable, ProvidersAndLogs};
 use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{
     self, ApiAuth, CallsConfig, ConfigError, Env, EventsConfig, PushConfig, Timing, VapiConfig,
@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi, WebhookArchive,
 };
+use crate::search::{CallIndex, IndexedCalls, SearchService};
 use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::{Callbacks, InitiatorService};
@@ -36,8 +37,9 @@ const CLEANUP_PAGE: u32 = 100;
 /// What every service is built on.
 #[derive(Clone)]
 pub struct Core {
-    /// The calls table: the call store and, for the initiator, the idempotency store.
-    pub calls: Arc<CallsTable>,
+    /// The calls table: the call store and, for the initiator, the idempotency store; with
+    /// `CALL_INDEX_TABLE`, every record write keeps the call's durable summary too.
+    pub calls: Arc<IndexedCalls<CallsTable>>,
     pub queue: Arc<dyn EnrichmentQueue>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
@@ -117,7 +119,7 @@ impl Core {
     }
 
     fn events_table(&self, c: EventsConfig) -> EventsTable {
-        let client = self.calls.client().clone();
+        let client = self.calls.inner().client().clone();
         EventsTable::new(client, c.table, c.retention, self.clock.clone())
     }
 
@@ -220,13 +222,12 @@ impl Aws {
 /// The calls table, its connection opened during init: one read of a key no call has (every
 /// function may already read the table) pays the TLS handshake before the first request rather
 /// than in it. Ignored if it fails or is slow: warming up must never fail or stall a cold start.
-async fn calls_table(aws: &Aws, cfg: CallsConfig, clock: Arc<dyn Clock>) -> Arc<CallsTable> {
-    let table = Arc::new(CallsTable::new(
-        aws.dynamo.clone(),
-        cfg.calls_table,
-        cfg.result_ttl,
-        clock,
-    ));
+async fn calls_table(
+    aws: &Aws,
+    cfg: CallsConfig,
+    clock: Arc<dyn Clock>,
+) -> Arc<IndexedCalls<CallsTable>> {
+    let table = Arc::new(indexed_calls(&aws.dynamo, cfg, clock));
     let _ = tokio::time::timeout(Duration::from_secs(1), table.get("ringback-warm-up")).await;
     table
 }
@@ -249,6 +250,21 @@ async fn aws_core(env: &Env) -> Result<(Aws, Core), ConfigError> {
     Ok((aws, core))
 }
 
+/// The calls table behind its search index (when `CALL_INDEX_TABLE` is set).
+pub fn indexed_calls(
+    dynamo: &aws_sdk_dynamodb::Client,
+    cfg: CallsConfig,
+    clock: Arc<dyn Clock>,
+) -> IndexedCalls<CallsTable> {
+    let index = cfg
+        .call_index_table
+        .map(|t| Arc::new(CallIndexTable::new(dynamo.clone(), t)) as Arc<dyn CallIndex>);
+    IndexedCalls::new(
+        CallsTable::new(dynamo.clone(), cfg.calls_table, cfg.result_ttl, clock),
+        index,
+    )
+}
+
 pub fn vapi_client(env: &Env) -> Result<VapiClient, ConfigError> {
     let cfg = VapiConfig::from_env(env)?;
     Ok(
@@ -261,32 +277,37 @@ pub async fn webhook_service(env: &Env) -> Result<WebhookService, ConfigError> {
     aws_core(env).await?.1.webhook(env)
 }
 
-/// The status function only reads: the calls table, and the events table (`EVENTS_TABLE`) for a
-/// call's timeline when it is set. It needs neither the queue nor timing, nor the signing secret.
-pub async fn status_service(
-    env: &Env,
-) -> Result<(StatusService, Option<Arc<EventsTable>>, ApiAuth), ConfigError> {
+/// What the call-status function serves; it only reads. The events table (`EVENTS_TABLE`) gives
+/// a call's timeline, the call index (`CALL_INDEX_TABLE`) the listing; it needs neither the queue
+/// nor timing, nor the signing secret.
+pub struct StatusRoutes {
+    pub status: StatusService,
+    pub search: Option<SearchService>,
+    pub events: Option<Arc<EventsTable>>,
+    pub auth: ApiAuth,
+}
+
+pub async fn status_service(env: &Env) -> Result<StatusRoutes, ConfigError> {
     let calls = CallsConfig::from_env(env)?;
     let auth = ApiAuth::from_env(env)?;
     let events = EventsConfig::from_env(env)?;
     let aws = Aws::from_env().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // One client for both tables: the calls table's warm-up opens the connection for both.
+    // One client for every table: the calls table's warm-up opens the connection for all.
     let store = calls_table(&aws, calls, clock.clone()).await;
+    let search = store.index().cloned().map(|index| SearchService { index });
     let events = events.map(|c| {
-        Arc::new(EventsTable::new(
-            aws.dynamo.clone(),
-            c.table,
-            c.retention,
-            clock,
-        ))
+        let table = EventsTable::new(aws.dynamo.clone(), c.table, c.retention, clock);
+        Arc::new(table)
     });
-    Ok((StatusService { store }, events, auth))
+    Ok(StatusRoutes {
+        status: StatusService { store },
+        search,
+        events,
+        auth,
+    })
 }
 
-/// The initiator, and the pushed-events service for `POST /callbacks/{eventId}/redeliver` when
-/// pushes are on (`CALLBACK_SIGNING_SECRET`, `EVENTS_TABLE`): redelivery reopens the event in the
-/// events table and queues its delivery job; the enrichment function sends it.
 /// The call-initiator function's routes: placing calls, and the operator's writes (replay,
 /// redelivery), which need what placing a call needs: the calls table and the queue.
 pub struct InitiatorRoutes {

@@ -42,16 +42,16 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "routes": {("POST", "/api/v1/vapi/webhook")},
         "env": {"CALLS_TABLE", "ENRICHMENT_QUEUE_URL", "ENRICHMENT_DELAYS", "RESULT_TTL_SECONDS",
                 "MAX_WEBHOOK_BYTES", "VAPI_WEBHOOK_SECRET", "RUST_LOG", "EVENTS_TABLE",
-                "EVENT_RETENTION_DAYS"},
-        "tables": {"CallsTable", "EventsTable"},
+                "EVENT_RETENTION_DAYS", "CALL_INDEX_TABLE"},
+        "tables": {"CallsTable", "EventsTable", "CallIndexTable"},
         "read_only": False,
     },
     "CallStatusFunction": {
         "bin": "call-status",
         "routes": {("GET", "/api/v1/vapi/calls/{callId}"), ("GET", "/api/v1/vapi/calls/{callId}/events"),
-                   ("GET", "/health")},
-        "env": {"CALLS_TABLE", "API_TOKEN", "API_AUTH", "RUST_LOG", "EVENTS_TABLE"},
-        "tables": {"CallsTable", "EventsTable"},
+                   ("GET", "/api/v1/vapi/calls"), ("GET", "/health")},
+        "env": {"CALLS_TABLE", "API_TOKEN", "API_AUTH", "RUST_LOG", "EVENTS_TABLE", "CALL_INDEX_TABLE"},
+        "tables": {"CallsTable", "EventsTable", "CallIndexTable"},
         "read_only": True,
     },
     "CallInitiatorFunction": {
@@ -60,8 +60,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
                    ("POST", "/api/v1/vapi/calls/{callId}/replay")},
         "env": {"CALLS_TABLE", "ENRICHMENT_QUEUE_URL", "VAPI_API_KEY", "VAPI_BASE_URL", "VAPI_PHONE_NUMBER_ID",
                 "VAPI_WEBHOOK_URL", "VAPI_WEBHOOK_SECRET", "API_TOKEN", "WATCHDOG_DELAY_SECONDS",
-                "RESULT_TTL_SECONDS", "RUST_LOG", "EVENTS_TABLE", "CALLBACK_SIGNING_SECRET"},
-        "tables": {"CallsTable", "EventsTable"},
+                "RESULT_TTL_SECONDS", "RUST_LOG", "EVENTS_TABLE", "CALLBACK_SIGNING_SECRET", "CALL_INDEX_TABLE"},
+        "tables": {"CallsTable", "EventsTable", "CallIndexTable"},
         "read_only": False,
     },
     "EnrichmentFunction": {
@@ -69,8 +69,9 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "routes": set(),
         "env": {"CALLS_TABLE", "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE", "ENRICHMENT_QUEUE_URL",
                 "ENRICHMENT_DELAYS", "RESULT_TTL_SECONDS", "VAPI_API_KEY", "VAPI_BASE_URL", "RUST_LOG",
-                "EVENTS_TABLE", "EVENT_RETENTION_DAYS", "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET"},
-        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable"},
+                "EVENTS_TABLE", "EVENT_RETENTION_DAYS", "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET",
+                "CALL_INDEX_TABLE"},
+        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable", "CallIndexTable"},
         "read_only": False,
     },
     "CleanupFunction": {
@@ -79,12 +80,12 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"CALLS_TABLE", "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE", "ENRICHMENT_QUEUE_URL",
                 "RESULT_TTL_SECONDS", "ENRICHMENT_DELAYS", "VAPI_API_KEY", "VAPI_BASE_URL",
                 "VAPI_PHONE_NUMBER_ID", "RUST_LOG", "EVENTS_TABLE", "EVENT_RETENTION_DAYS",
-                "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET"},
-        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable"},
+                "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET", "CALL_INDEX_TABLE"},
+        "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable", "CallIndexTable"},
         "read_only": False,
     },
 }
-TABLES = {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable"}
+TABLES = {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable", "CallIndexTable"}
 SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIOUS", "API_TOKEN",
               "CALLBACK_SIGNING_SECRET"}
 # Kept webhooks and pushed events (SPEC §8): exactly what each function may do on the events table,
@@ -104,6 +105,19 @@ EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
 }
 # The functions that sign or accept callbacks: they alone hold CALLBACK_SIGNING_SECRET (PushConfig).
 PUSH_SECRET_HOLDERS = {"EnrichmentFunction", "CallInitiatorFunction", "CleanupFunction"}
+# The call index (shared/src/adapters/dynamodb/call_index.rs): its GSIs as index -> HASH attribute
+# (RANGE is sortKey for all), and what each function may do on it: the functions that write call
+# records write summaries (PutItem, nothing else); the call-status function lists (Query on the
+# indexes, BatchGetItem of the summaries); nobody scans it.
+CALL_INDEX_GSIS = {"by-service-request": "serviceRequestId", "by-provider": "providerId",
+                   "by-data-status": "dataStatusShard", "by-outcome": "outcomeShard", "by-time": "timeShard"}
+CALL_INDEX_ACTIONS = {
+    "WebhookFunction": {"dynamodb:PutItem"},
+    "CallInitiatorFunction": {"dynamodb:PutItem"},
+    "EnrichmentFunction": {"dynamodb:PutItem"},
+    "CleanupFunction": {"dynamodb:PutItem"},
+    "CallStatusFunction": {"dynamodb:Query", "dynamodb:BatchGetItem"},
+}
 DYNAMO_READ = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
                "dynamodb:DescribeTable", "dynamodb:ConditionCheckItem"}
 # Real IAM action names for the two services the functions touch. Anything else is a typo or an API name
@@ -413,6 +427,52 @@ def _gsi(t: dict[str, Any]) -> str | None:
     return None
 
 
+@check("call index table: key callId, no TTL, retained, five KEYS_ONLY GSIs on sortKey")
+def _call_index_table(t: dict[str, Any]) -> str | None:
+    res = t["Resources"].get("CallIndexTable")
+    if not res or res.get("Type") != "AWS::DynamoDB::Table":
+        return "CallIndexTable is missing or not an AWS::DynamoDB::Table"
+    p = res.get("Properties") or {}
+    problems = []
+    if p.get("KeySchema") != [{"AttributeName": "callId", "KeyType": "HASH"}]:
+        problems.append(f"KeySchema is {p.get('KeySchema')!r}")
+    if p.get("TimeToLiveSpecification"):
+        problems.append("it has a TTL: summaries must outlive the call records")
+    if res.get("DeletionPolicy") != "Retain" or res.get("UpdateReplacePolicy") != "Retain":
+        problems.append("not retained (DeletionPolicy/UpdateReplacePolicy Retain): calls would become unfindable")
+    types = {a["AttributeName"]: a["AttributeType"] for a in p.get("AttributeDefinitions") or []}
+    gsis = {g.get("IndexName"): g for g in p.get("GlobalSecondaryIndexes") or []}
+    if set(gsis) != set(CALL_INDEX_GSIS):
+        problems.append(f"GSIs are {sorted(gsis)}, expected {sorted(CALL_INDEX_GSIS)}")
+    for name, hash_key in CALL_INDEX_GSIS.items():
+        g = gsis.get(name) or {}
+        want = [{"AttributeName": hash_key, "KeyType": "HASH"}, {"AttributeName": "sortKey", "KeyType": "RANGE"}]
+        if g and g.get("KeySchema") != want:
+            problems.append(f"{name} KeySchema is {g.get('KeySchema')!r}")
+        if g and (g.get("Projection") or {}).get("ProjectionType") != "KEYS_ONLY":
+            problems.append(f"{name} is not KEYS_ONLY")
+        if types.get(hash_key) != "S":
+            problems.append(f"{hash_key} is not defined as S")
+    if types.get("sortKey") != "S":
+        problems.append("sortKey is not defined as S")
+    return "; ".join(problems) or None
+
+
+@check("call index IAM: record writers may only PutItem summaries, call-status only Query/BatchGetItem, no Scan")
+def _call_index_iam(t: dict[str, Any]) -> str | None:
+    problems = []
+    for lid, allowed in CALL_INDEX_ACTIONS.items():
+        statements, _ = _statements(t, lid)
+        granted: set[str] = set()
+        for st in statements:
+            if st.get("Effect") != "Allow" or "CallIndexTable" not in references(as_list(st.get("Resource", []))):
+                continue
+            granted |= {str(a) for a in as_list(st.get("Action", []))}
+        if granted != allowed:
+            problems.append(f"{lid} is granted {sorted(granted)} on the call index, expected {sorted(allowed)}")
+    return "; ".join(problems) or None
+
+
 @check("providers and interaction-logs tables: keys as in SPEC §5, point-in-time recovery on every table")
 def _other_tables(t: dict[str, Any]) -> str | None:
     want = {
@@ -695,8 +755,8 @@ def _alarms(t: dict[str, Any]) -> str | None:
 
 @check("outputs: ApiUrl, WebhookUrl, table names, queue URLs")
 def _outputs(t: dict[str, Any]) -> str | None:
-    want = {"ApiUrl", "WebhookUrl", "CallsTableName", "ProvidersTableName", "InteractionLogsTableName",
-            "EventsTableName", "EnrichmentQueueUrl", "EnrichmentDeadLetterQueueUrl"}
+    want = {"ApiUrl", "WebhookUrl", "CallsTableName", "CallIndexTableName", "ProvidersTableName",
+            "InteractionLogsTableName", "EventsTableName", "EnrichmentQueueUrl", "EnrichmentDeadLetterQueueUrl"}
     missing = want - set(t.get("Outputs") or {})
     return f"missing outputs {sorted(missing)}" if missing else None
 
@@ -857,8 +917,8 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
     ("visibility timeout shorter than 6 x timeout",
      [("VisibilityTimeout: 180", "VisibilityTimeout: 60")], "enrichment queue: VisibilityTimeout"),
     ("call-status granted the providers table",
-     [("                - !Sub ${CallsTable.Arn}/index/*\n      Events:\n        GetCall:",
-       "                - !GetAtt ProvidersTable.Arn\n      Events:\n        GetCall:")], "IAM:"),
+     [("                - !Sub ${CallsTable.Arn}/index/*\n            - Sid: CallIndexRead",
+       "                - !GetAtt ProvidersTable.Arn\n            - Sid: CallIndexRead")], "IAM:"),
     ("call-status granted a write",
      [("            - Sid: CallsTableRead\n              Effect: Allow\n              Action:\n",
        "            - Sid: CallsTableRead\n              Effect: Allow\n              Action:\n"
@@ -925,6 +985,30 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      "routes:"),
     ("the dead-letter alarm on a metric the code does not emit",
      [("MetricName: CallbackDeadLettered", "MetricName: CallbacksDeadLettered")], "alarms:"),
+    ("a call index that expires",
+     [("      KeySchema:\n        - AttributeName: callId\n          KeyType: HASH\n      # KEYS_ONLY",
+         "      TimeToLiveSpecification:\n        AttributeName: expiresAt\n        Enabled: true\n"
+         "      KeySchema:\n        - AttributeName: callId\n          KeyType: HASH\n      # KEYS_ONLY")],
+     "call index table"),
+    ("a search index renamed",
+     [("        - IndexName: by-time\n", "        - IndexName: by-created\n")], "call index table"),
+    ("the call index deleted with the stack",
+     [("    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n    Properties:\n      BillingMode: PAY_PER_REQUEST\n"
+       "      AttributeDefinitions:\n        - AttributeName: callId\n          AttributeType: S\n"
+       "        - AttributeName: sortKey",
+       "    DeletionPolicy: Delete\n    UpdateReplacePolicy: Delete\n    Properties:\n      BillingMode: PAY_PER_REQUEST\n"
+       "      AttributeDefinitions:\n        - AttributeName: callId\n          AttributeType: S\n"
+       "        - AttributeName: sortKey")], "call index table"),
+    ("record writers not allowed to write summaries",
+     [("              Action: dynamodb:PutItem # a call's summary, beside each record write\n",
+       "              Action: dynamodb:GetItem # a call's summary, beside each record write\n")], "call index IAM"),
+    ("call-status allowed to scan the call index",
+     [("                - dynamodb:Query # on the five search indexes only\n",
+       "                - dynamodb:Query # on the five search indexes only\n                - dynamodb:Scan\n")],
+     "call index IAM"),
+    ("the listing route dropped",
+     [("        ListCalls:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref HttpApi\n"
+       "            Path: /api/v1/vapi/calls\n            Method: GET\n", "")], "routes:"),
     # The classic SAM trap: the webhook route on the same API whose URL the call-initiator reads.
     ("one API for the webhook and the call-initiator (circular dependency)",
      [("ApiId: !Ref WebhookApi", "ApiId: !Ref HttpApi"), ("https://${WebhookApi}.", "https://${HttpApi}.")],

@@ -1,28 +1,30 @@
-//! The call-status Lambda: `GET /api/v1/vapi/calls/{callId}`, `GET /api/v1/vapi/calls/{callId}/events`
-//! (the call's timeline, with its kept webhooks and pushed events when `EVENTS_TABLE` is set) and
-//! `GET /health`.
+//! The call-status Lambda (read-only): `GET /api/v1/vapi/calls/{callId}`,
+//! `GET /api/v1/vapi/calls/{callId}/events` (the call's timeline: kept webhooks and pushed events,
+//! when `EVENTS_TABLE` is set), `GET /api/v1/vapi/calls` (the listing, with `CALL_INDEX_TABLE`)
+//! and `GET /health`.
 
 use lambda_http::{run, service_fn, Error, Request};
+use ringback::ports::{PushStore, WebhookArchive};
 use ringback::{api, config::Env, lambda, request_span, telemetry, wiring};
 use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init_json();
-    let (svc, events, auth) = wiring::status_service(&Env::from_process()).await?;
-    let (svc, auth) = (&svc, &auth);
-    let pushes = events
-        .as_deref()
-        .map(|e| e as &dyn ringback::ports::PushStore);
-    let kept = events
-        .as_deref()
-        .map(|e| e as &dyn ringback::ports::WebhookArchive);
+    let routes = wiring::status_service(&Env::from_process()).await?;
+    let (svc, search, auth) = (&routes.status, routes.search.as_ref(), &routes.auth);
+    let pushes = routes.events.as_deref().map(|e| e as &dyn PushStore);
+    let kept = routes.events.as_deref().map(|e| e as &dyn WebhookArchive);
     run(service_fn(move |req: Request| {
         let span = request_span!("call_status");
         async move {
             let path = req.uri().path();
             if path == "/health" {
                 return Ok::<_, Error>(lambda::response(api::health()));
+            }
+            if path.trim_end_matches('/') == api::CALLS_PATH {
+                let resp = api::list_calls(search, auth, req.headers(), req.uri().query()).await;
+                return Ok(lambda::response(resp));
             }
             // Both call routes carry {callId}: the matched route tells them apart (a call may be
             // named "events"), else the path's last segment.

@@ -5,6 +5,7 @@
 mod calls;
 mod envelope;
 mod events;
+mod search;
 mod webhook;
 
 pub use calls::{get_call, post_call, require_api_token};
@@ -12,6 +13,7 @@ pub use envelope::{error, json, ok, Code, Response};
 pub use events::{
     call_action, get_events, post_redeliver, post_replay, redeliver_target, CALLBACKS_PATH,
 };
+pub use search::list_calls;
 pub use webhook::post_webhook;
 
 pub const WEBHOOK_PATH: &str = "/api/v1/vapi/webhook";

@@ -32,6 +32,7 @@
 
 mod archive;
 mod attrs;
+mod call_index;
 mod calls;
 mod codec;
 mod cursor;
@@ -42,6 +43,7 @@ mod persistence;
 mod prior;
 mod tables;
 
+pub use call_index::{ensure_call_index_table, summary_version, CallIndexTable};
 pub use calls::CallsTable;
 pub use events::{EventsTable, EVENT_ID_INDEX};
 pub use fit::{stored_json, stored_text, to_json};
