@@ -110,6 +110,32 @@ impl Api {
     }
 }
 
+impl Api {
+    /// `GET {path}` (under the API's base URL): the envelope's `data`.
+    pub async fn get_path(&self, path: &str) -> Result<Value, String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        data(resp).await
+    }
+
+    /// `POST {path}` with no body: the envelope's `data`.
+    pub async fn post_path(&self, path: &str) -> Result<Value, String> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        data(resp).await
+    }
+}
+
 /// The envelope's `data`, or its error as text.
 async fn data(resp: reqwest::Response) -> Result<Value, String> {
     let status = resp.status();

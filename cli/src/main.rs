@@ -3,6 +3,8 @@
 
 mod client;
 mod history;
+mod operator;
+mod text;
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use client::Api;
+use text::{aligned, cell, clip};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,24 @@ enum Command {
     /// Calls, newest first, from the deployment's index (filters: one of --service-request-id,
     /// --provider-id, --status; --since/--until bound createdAt).
     List(ListArgs),
+    /// A call's timeline: its record's milestones, every kept webhook, every pushed event and
+    /// delivery attempt.
+    Events { call_id: String },
+    /// A call's pushed events and each delivery attempt (time, status, latency, error).
+    Deliveries { call_id: String },
+    /// Rebuild a settled call from its kept webhooks through today's code, enrich it again, and
+    /// follow it to the end (unless --no-watch).
+    Replay {
+        call_id: String,
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Send a pushed event again (after a receiver fixed its endpoint), and follow the delivery.
+    Redeliver {
+        event_id: String,
+        #[arg(long)]
+        no_watch: bool,
+    },
     /// Move every message of the dead-letter queue back to the enrichment queue.
     Redrive {
         #[arg(long, env = "ENRICHMENT_DLQ_URL")]
@@ -106,6 +127,9 @@ struct CallArgs {
     provider_id: Option<String>,
     #[arg(long)]
     service_request_id: Option<String>,
+    /// Where ringback pushes the call's completion event (Standard Webhooks, signed).
+    #[arg(long)]
+    callback_url: Option<String>,
     /// Defaults to a fresh key, so that this command's own retries never place a second call.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -128,6 +152,15 @@ async fn main() {
             .await
             .map(|(v, _)| println!("{}", pretty(&v))),
         Command::List(args) => list(&api, args).await,
+        Command::Events { call_id } => operator::events(&api, &call_id).await,
+        Command::Deliveries { call_id } => operator::deliveries(&api, &call_id).await,
+        Command::Replay { call_id, no_watch } => match operator::replay(&api, &call_id).await {
+            Ok(()) if !no_watch => watch(&api, &call_id, Duration::from_secs(600)).await,
+            done => done,
+        },
+        Command::Redeliver { event_id, no_watch } => {
+            operator::redeliver(&api, &event_id, !no_watch).await
+        }
         Command::Redrive { dlq_url, queue_url } => redrive(&dlq_url, &queue_url).await,
     };
     if let Err(e) = result {
@@ -150,6 +183,9 @@ async fn call(api: &Api, a: CallArgs) -> Result<(), String> {
     }
     if let Some(id) = a.service_request_id {
         body["serviceRequestId"] = json!(id);
+    }
+    if let Some(url) = a.callback_url {
+        body["callbackUrl"] = json!(url);
     }
     let key = a
         .idempotency_key
@@ -287,51 +323,22 @@ fn table(rows: &[Value]) -> String {
     if rows.is_empty() {
         return "no calls\n".to_owned();
     }
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    };
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut provider = text(&r["providerName"]);
-            if provider.chars().count() > 28 {
-                provider = provider.chars().take(27).collect::<String>() + "…";
-            }
-            [
-                text(&r["callId"]),
-                text(&r["createdAt"]),
-                text(&r["dataStatus"]),
-                text(&r["status"]),
-                text(&r["callStatus"]),
-                provider,
-                text(&r["providerId"]),
-                text(&r["serviceRequestId"]),
+            vec![
+                cell(&r["callId"]),
+                cell(&r["createdAt"]),
+                cell(&r["dataStatus"]),
+                cell(&r["status"]),
+                cell(&r["callStatus"]),
+                clip(cell(&r["providerName"]), 28),
+                cell(&r["providerId"]),
+                cell(&r["serviceRequestId"]),
             ]
         })
         .collect();
-    let mut widths = HEAD.map(|h| h.chars().count());
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |row: &[String]| {
-        let mut out = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-            .collect::<Vec<_>>()
-            .join("  ");
-        out.truncate(out.trim_end().len());
-        out + "\n"
-    };
-    let mut out = line(&HEAD.map(str::to_owned));
-    for row in &cells {
-        out += &line(row);
-    }
-    out
+    aligned(&HEAD, &cells)
 }
 
 async fn list_from_history(api: &Api, limit: usize) -> Result<(), String> {

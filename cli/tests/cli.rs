@@ -175,3 +175,68 @@ async fn start_watch_list_and_show_a_call() {
     sys.stop().await;
     let _ = std::fs::remove_dir_all(home);
 }
+
+/// The operator's view of one call: its timeline, its deliveries, a replay followed to the end,
+/// and a redelivery of an event that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_replay_deliveries_and_redeliver_of_a_call() {
+    let sys = system().await;
+    let home = std::env::temp_dir().join(format!("ringback-cli-{}", uuid::Uuid::new_v4()));
+    let call = ringback(
+        &sys.base_url,
+        &home,
+        &[
+            "call",
+            "--provider-name",
+            "Acme Plumbing",
+            "--phone",
+            "+14155550123",
+            "--timeout",
+            "30",
+        ],
+    )
+    .await;
+    let out = text(&call);
+    assert!(call.status.success(), "{out}");
+    let id = out.split_whitespace().nth(1).expect("call id").to_owned();
+
+    let events = ringback(&sys.base_url, &home, &["events", &id]).await;
+    let out = String::from_utf8_lossy(&events.stdout).into_owned();
+    assert!(events.status.success(), "{}", text(&events));
+    assert!(out.contains("AT") && out.contains("WHAT"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("webhook.received") && l.contains("end-of-call-report applied")),
+        "{out}"
+    );
+    assert!(
+        !out.contains("+1415"),
+        "no phone numbers on a timeline: {out}"
+    );
+
+    let replay = ringback(&sys.base_url, &home, &["replay", &id]).await;
+    let out = text(&replay);
+    assert!(replay.status.success(), "{out}");
+    assert!(out.contains("replayed from"), "{out}");
+    assert!(
+        out.contains("dataStatus=complete"),
+        "followed to the end: {out}"
+    );
+
+    let deliveries = ringback(&sys.base_url, &home, &["deliveries", &id]).await;
+    assert!(deliveries.status.success(), "{}", text(&deliveries));
+    assert!(
+        text(&deliveries).contains("no pushed events"),
+        "{}",
+        text(&deliveries)
+    );
+
+    let redeliver = ringback(&sys.base_url, &home, &["redeliver", "evt_nope"]).await;
+    assert!(!redeliver.status.success());
+    assert!(
+        text(&redeliver).contains("no event evt_nope"),
+        "{}",
+        text(&redeliver)
+    );
+    sys.stop().await;
+}

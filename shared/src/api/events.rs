@@ -33,6 +33,7 @@ pub fn redeliver_target(path: &str) -> Option<String> {
 fn push_json(p: &PushRecord) -> Value {
     json!({
         "eventId": p.event.id,
+        "callId": p.event.data.call_id,
         "type": p.event.kind.as_str(),
         "createdAt": p.event.timestamp,
         "url": p.url,

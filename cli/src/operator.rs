@@ -1,0 +1,165 @@
+//! What an operator asks of one call: its timeline, its deliveries, a replay, a redelivery.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::Api;
+use crate::text::{aligned, cell, clip};
+
+fn events_path(call_id: &str) -> String {
+    format!("/api/v1/vapi/calls/{call_id}/events")
+}
+
+/// What a timeline entry says beyond its time and kind.
+fn detail(e: &Value) -> String {
+    let field = |k: &str| cell(&e[k]);
+    match e["what"].as_str().unwrap_or("") {
+        "webhook.received" => format!(
+            "{} {} (auth {}, {} bytes)",
+            field("messageType"),
+            field("outcome"),
+            field("auth"),
+            field("bytes")
+        ),
+        "push.made" => format!("{} {}", field("type"), field("eventId")),
+        "push.attempt" => format!(
+            "#{} {} in {} ms{}",
+            field("attempt"),
+            field("status"),
+            field("latencyMs"),
+            e["error"]
+                .as_str()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
+        ),
+        "record.fetched" => format!("attempts {}", field("fetchAttempts")),
+        "record.updated" => field("dataStatus"),
+        _ => String::new(),
+    }
+}
+
+pub async fn events(api: &Api, call_id: &str) -> Result<(), String> {
+    let t = api.get_path(&events_path(call_id)).await?;
+    let rows: Vec<Vec<String>> = t["timeline"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| vec![cell(&e["at"]), cell(&e["what"]), clip(detail(e), 90)])
+        .collect();
+    println!("call {call_id}: {}", cell(&t["dataStatus"]));
+    print!("{}", aligned(&["AT", "WHAT", "DETAIL"], &rows));
+    Ok(())
+}
+
+fn attempts_table(pushes: &[Value]) -> String {
+    let mut rows = Vec::new();
+    for p in pushes {
+        rows.push(vec![
+            cell(&p["eventId"]),
+            cell(&p["type"]),
+            cell(&p["state"]),
+            String::new(),
+            cell(&p["createdAt"]),
+            format!("next {}", cell(&p["nextAttemptAt"])),
+            String::new(),
+        ]);
+        for a in p["attempts"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            rows.push(vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("#{}", cell(&a["attempt"])),
+                cell(&a["at"]),
+                cell(&a["status"]),
+                format!(
+                    "{} ms {}",
+                    cell(&a["latencyMs"]),
+                    a["error"].as_str().unwrap_or("")
+                ),
+            ]);
+        }
+    }
+    aligned(
+        &[
+            "EVENT",
+            "TYPE",
+            "STATE",
+            "TRY",
+            "AT",
+            "STATUS",
+            "LATENCY / ERROR",
+        ],
+        &rows,
+    )
+}
+
+pub async fn deliveries(api: &Api, call_id: &str) -> Result<(), String> {
+    let t = api.get_path(&events_path(call_id)).await?;
+    let pushes = t["pushes"].as_array().cloned().unwrap_or_default();
+    if pushes.is_empty() {
+        println!("call {call_id} has no pushed events (no callbackUrl, or not settled yet)");
+        return Ok(());
+    }
+    print!("{}", attempts_table(&pushes));
+    Ok(())
+}
+
+pub async fn replay(api: &Api, call_id: &str) -> Result<(), String> {
+    let r = api
+        .post_path(&format!("/api/v1/vapi/calls/{call_id}/replay"))
+        .await?;
+    println!(
+        "call {call_id} replayed from {} kept webhook(s); enrichment runs again",
+        cell(&r["replayedEvents"])
+    );
+    Ok(())
+}
+
+/// Asks for the redelivery, then (if `follow`) prints each attempt until the event settles.
+pub async fn redeliver(api: &Api, event_id: &str, follow: bool) -> Result<(), String> {
+    let r = api
+        .post_path(&format!("/api/v1/vapi/callbacks/{event_id}/redeliver"))
+        .await?;
+    let call_id = cell(&r["callId"]);
+    let before = r["attempts"].as_array().map_or(0, Vec::len);
+    println!("event {event_id} (call {call_id}) queued for delivery");
+    if !follow {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut shown = before;
+    while started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = api.get_path(&events_path(&call_id)).await?;
+        let Some(p) = t["pushes"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["eventId"] == event_id))
+        else {
+            continue;
+        };
+        let attempts = p["attempts"].as_array().cloned().unwrap_or_default();
+        for a in attempts.iter().skip(shown) {
+            println!(
+                "{:6.1}s  try #{}  status {}  {} ms {}",
+                started.elapsed().as_secs_f64(),
+                cell(&a["attempt"]),
+                cell(&a["status"]),
+                cell(&a["latencyMs"]),
+                a["error"].as_str().unwrap_or("")
+            );
+        }
+        shown = attempts.len();
+        if p["state"] != "pending" {
+            println!("event {event_id}: {}", cell(&p["state"]));
+            return Ok(());
+        }
+    }
+    println!("still pending after 2 minutes; `ringback deliveries {call_id}` shows its retries");
+    Ok(())
+}
