@@ -6,6 +6,7 @@
 //! - the provider row and the interaction log hold everything ringback accepted, late data
 //!   included, in exactly one log per call;
 //! - a provider row holds the most recently started call to that provider;
+//! - every webhook delivery ringback acknowledged is kept raw (the events table);
 //! - each settled call with a `callbackUrl` has its settling event (`call.completed` or
 //!   `call.failed`) delivered at least once, under one `webhook-id` with one body, signed so that
 //!   a Standard Webhooks verifier accepts it.
@@ -57,6 +58,33 @@ impl World {
         self.check_settled(&calls);
         self.check_rows(&calls).await;
         self.check_pushes(&calls);
+        self.check_kept(&calls).await;
+    }
+
+    async fn check_kept(&mut self, calls: &BTreeMap<String, Call>) {
+        use ringback::ports::WebhookArchive;
+        let archive = ringback::adapters::dynamodb::EventsTable::new(
+            self.dynamo.clone(),
+            crate::world::EVENTS_TABLE.into(),
+            std::time::Duration::from_secs(86_400),
+            self.clock.clone(),
+        );
+        for (id, call) in calls {
+            if call.received.hooks == 0 {
+                continue;
+            }
+            let kept = archive.webhooks(id).await.expect("events readable");
+            let taken = kept.iter().filter(|w| w.outcome != "ignored").count() as u32;
+            if taken < call.received.hooks {
+                self.violation(format!(
+                    "call {id}: ringback acknowledged {} webhooks but kept {taken}",
+                    call.received.hooks
+                ));
+            }
+            if let Some(w) = kept.iter().find(|w| w.body.is_empty() || w.auth.is_empty()) {
+                self.violation(format!("call {id}: kept webhook {} lacks its body or auth", w.id));
+            }
+        }
     }
 
     fn check_pushes(&mut self, calls: &BTreeMap<String, Call>) {

@@ -61,6 +61,8 @@ impl Plan {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Received {
     pub anything: bool,
+    /// Deliveries ringback answered 2xx: each must be kept raw.
+    pub hooks: u32,
     pub transcript: bool,
     pub analysis: bool,
     pub started: bool,
@@ -416,6 +418,7 @@ impl VapiModel {
         };
         let p = &call.plan;
         call.received.anything = true;
+        call.received.hooks += 1;
         if hook.kind == HookKind::Report {
             call.received.transcript |= p.transcript.is_some();
             call.received.analysis |= p.analysis <= p.report;
