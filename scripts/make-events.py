@@ -155,11 +155,11 @@ def env_json() -> dict:
                                   "API_AUTH": "bearer", **push},
         "EnrichmentFunction": {**aws, **tables, **index, **queue, **vapi, **common,
                                "ENRICHMENT_DLQ_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment-dlq",
-                               **push, "EVENT_RETENTION_DAYS": "7",
+                               **push, "EVENT_RETENTION_DAYS": "7", "EVENT_BUS_NAME": "",
                                "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
         "CleanupFunction": {**aws, **tables, **index, **queue, **vapi, **common,
                             "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
-                            **push, "EVENT_RETENTION_DAYS": "7",
+                            **push, "EVENT_RETENTION_DAYS": "7", "EVENT_BUS_NAME": "",
                             "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
     }
 

@@ -82,7 +82,10 @@ impl World {
                 ));
             }
             if let Some(w) = kept.iter().find(|w| w.body.is_empty() || w.auth.is_empty()) {
-                self.violation(format!("call {id}: kept webhook {} lacks its body or auth", w.id));
+                self.violation(format!(
+                    "call {id}: kept webhook {} lacks its body or auth",
+                    w.id
+                ));
             }
         }
     }

@@ -127,7 +127,13 @@ impl System {
         let mut env = env.clone();
         env.set("VAPI_WEBHOOK_URL", webhook_url);
         let config_error = |e: ringback::config::ConfigError| e.to_string();
-        let push = core.push(&env).map_err(config_error)?;
+        // An EventBridge bus only when asked for (`EVENT_BUS_NAME` and its endpoint and credentials).
+        let bus = match env.get("EVENT_BUS_NAME") {
+            Some(_) => ringback::wiring::event_bus(&env, &ringback::adapters::aws_config().await)
+                .map_err(config_error)?,
+            None => None,
+        };
+        let push = core.push(&env, bus).map_err(config_error)?;
         let events = push.as_ref().map(|p| p.store.clone());
         let routes = Arc::new(Routes {
             webhook: core.webhook(&env).map_err(config_error)?,

@@ -98,3 +98,81 @@ async fn the_queue_url_the_functions_use_is_the_queue_the_runner_uses() {
     assert_eq!(api.wait_settled(&id).await["dataStatus"], "complete");
     sys.stop().await;
 }
+
+/// `EVENT_BUS_NAME` set: a call's completion event is published to the EventBridge bus (moto's),
+/// where a rule hands it to an SQS queue the test reads.
+#[tokio::test]
+async fn a_settled_call_is_published_to_the_event_bus() {
+    use serde_json::{json, Value};
+    let endpoint = moto();
+    let name = format!("ringback-bus-{}", uuid::Uuid::new_v4().simple());
+    let sdk = ringback::adapters::aws_config().await;
+    let sdk = sdk.into_builder().endpoint_url(&endpoint).build();
+    let bus = ringback::adapters::eventbridge::EventBridgeBus::new(
+        &sdk,
+        name.clone(),
+        Some(endpoint.clone()),
+    )
+    .unwrap();
+    bus.call("CreateEventBus", &json!({"Name": name}))
+        .await
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let pattern = json!({"source": ["ringback"], "detail-type": ["call.completed"]}).to_string();
+    bus.call(
+        "PutRule",
+        &json!({"Name": name, "EventBusName": name, "EventPattern": pattern}),
+    )
+    .await
+    .unwrap();
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    bus.call(
+        "PutTargets",
+        &json!({"Rule": name, "EventBusName": name, "Targets": [{"Id": "q", "Arn": arn}]}),
+    )
+    .await
+    .unwrap();
+
+    let sys = start(&[
+        ("EVENT_BUS_NAME", name.as_str()),
+        ("AWS_ENDPOINT_URL_EVENTBRIDGE", endpoint.as_str()),
+    ])
+    .await;
+    let api = Api::new(&sys);
+    let id = api.start_call(&call_request("answered")).await;
+    let record = api.wait_settled(&id).await;
+    assert_eq!(record["dataStatus"], "complete", "{record}");
+
+    let started = std::time::Instant::now();
+    let event: Value = loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = got.messages().first() {
+            break serde_json::from_str(m.body().unwrap_or_default()).unwrap();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no event on the bus"
+        );
+    };
+    assert_eq!(event["detail-type"], "call.completed", "{event}");
+    assert_eq!(event["detail"]["data"]["callId"], id.as_str(), "{event}");
+    assert!(event["detail"]["id"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("evt_")));
+    sys.stop().await;
+}

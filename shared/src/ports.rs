@@ -365,6 +365,12 @@ pub trait WebhookArchive: Send + Sync {
     async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError>;
 }
 
+/// An event bus for AWS-native consumers (EventBridge), beside or instead of callback URLs.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    async fn publish(&self, event: &crate::domain::push::CallEvent) -> Result<(), String>;
+}
+
 /// What a receiver answered one POST.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallbackAnswer {

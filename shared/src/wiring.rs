@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use crate::adapters::callback_http::HttpCallbacks;
 use crate::adapters::dynamodb::{CallIndexTable, CallsTable, EventsTable, ProvidersAndLogs};
+use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{
     self, ApiAuth, CallsConfig, ConfigError, Env, EventsConfig, PushConfig, Timing, VapiConfig,
 };
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentQueue, PoisonSink, ResultSink, SystemClock, VapiApi, WebhookArchive,
+    CallStore, Clock, EnrichmentQueue, EventBus, PoisonSink, ResultSink, SystemClock, VapiApi,
+    WebhookArchive,
 };
 use crate::search::{CallIndex, IndexedCalls, SearchService};
 use crate::service::cleanup::{CleanupService, Reconcile};
@@ -72,7 +74,7 @@ impl Core {
         env: &Env,
         vapi: Arc<dyn VapiApi>,
     ) -> Result<InitiatorService, ConfigError> {
-        let callbacks = match PushConfig::from_env(env)? {
+        let callbacks = match PushConfig::from_env(env)?.filter(|c| c.secret.is_some()) {
             Some(c) => Callbacks::On {
                 allow_http_loopback: c.allow_http_loopback,
             },
@@ -135,7 +137,11 @@ impl Core {
     }
 
     /// The pushed-events service, when `CALLBACK_SIGNING_SECRET` is set.
-    pub fn push(&self, env: &Env) -> Result<Option<Arc<PushService>>, ConfigError> {
+    pub fn push(
+        &self,
+        env: &Env,
+        bus: Option<Arc<dyn EventBus>>,
+    ) -> Result<Option<Arc<PushService>>, ConfigError> {
         let Some(cfg) = PushConfig::from_env(env)? else {
             return Ok(None);
         };
@@ -144,6 +150,7 @@ impl Core {
             queue: self.queue.clone(),
             sender: Arc::new(HttpCallbacks::new()),
             secret: cfg.secret,
+            bus,
             clock: self.clock.clone(),
             retry_delays: cfg.retry_delays,
             allow_http_loopback: cfg.allow_http_loopback,
@@ -207,6 +214,7 @@ pub fn result_sink(
 pub struct Aws {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sdk: aws_config::SdkConfig,
 }
 
 impl Aws {
@@ -215,6 +223,7 @@ impl Aws {
         Self {
             dynamo: aws_sdk_dynamodb::Client::new(&cfg),
             sqs: aws_sdk_sqs::Client::new(&cfg),
+            sdk: cfg,
         }
     }
 }
@@ -263,6 +272,28 @@ pub fn indexed_calls(
         CallsTable::new(dynamo.clone(), cfg.calls_table, cfg.result_ttl, clock),
         index,
     )
+}
+
+/// The EventBridge bus `EVENT_BUS_NAME`, if set (endpoint: `AWS_ENDPOINT_URL_EVENTBRIDGE`, else
+/// `AWS_ENDPOINT_URL`, else the region's).
+pub fn event_bus(
+    env: &Env,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Option<Arc<dyn EventBus>>, ConfigError> {
+    let Some(bus) = env.get("EVENT_BUS_NAME") else {
+        return Ok(None);
+    };
+    let endpoint = env
+        .get("AWS_ENDPOINT_URL_EVENTBRIDGE")
+        .or(env.get("AWS_ENDPOINT_URL"))
+        .map(str::to_owned);
+    let bus = EventBridgeBus::new(sdk, bus.to_owned(), endpoint).map_err(|reason| {
+        ConfigError::Invalid {
+            name: "EVENT_BUS_NAME",
+            reason,
+        }
+    })?;
+    Ok(Some(Arc::new(bus)))
 }
 
 pub fn vapi_client(env: &Env) -> Result<VapiClient, ConfigError> {
@@ -320,9 +351,9 @@ pub struct InitiatorRoutes {
 pub async fn initiator_service(env: &Env) -> Result<InitiatorRoutes, ConfigError> {
     let auth = ApiAuth::from_env(env)?;
     let vapi = Arc::new(vapi_client(env)?);
-    let (_, core) = aws_core(env).await?;
+    let (aws, core) = aws_core(env).await?;
     Ok(InitiatorRoutes {
-        push: core.push(env)?,
+        push: core.push(env, event_bus(env, &aws.sdk)?)?,
         replay: core.replay(env)?,
         initiator: core.initiator(env, vapi)?,
         auth,
@@ -337,7 +368,7 @@ pub async fn enrichment_service(env: &Env) -> Result<EnrichmentService, ConfigEr
     let poison = env
         .get("ENRICHMENT_DLQ_URL")
         .map(|url| Arc::new(SqsPoisonSink::new(aws.sqs.clone(), url)) as Arc<dyn PoisonSink>);
-    let push = core.push(env)?;
+    let push = core.push(env, event_bus(env, &aws.sdk)?)?;
     Ok(core.enrichment(vapi, sink, poison, push))
 }
 
@@ -349,6 +380,6 @@ pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
     };
     let (aws, core) = aws_core(env).await?;
     let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
-    let push = core.push(env)?;
+    let push = core.push(env, event_bus(env, &aws.sdk)?)?;
     Ok(core.cleanup(sink, Some(reconcile), push))
 }

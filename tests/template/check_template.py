@@ -70,7 +70,7 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"CALLS_TABLE", "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE", "ENRICHMENT_QUEUE_URL",
                 "ENRICHMENT_DELAYS", "RESULT_TTL_SECONDS", "VAPI_API_KEY", "VAPI_BASE_URL", "RUST_LOG",
                 "EVENTS_TABLE", "EVENT_RETENTION_DAYS", "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET",
-                "CALL_INDEX_TABLE"},
+                "CALL_INDEX_TABLE", "EVENT_BUS_NAME"},
         "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable", "CallIndexTable"},
         "read_only": False,
     },
@@ -80,7 +80,7 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"CALLS_TABLE", "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE", "ENRICHMENT_QUEUE_URL",
                 "RESULT_TTL_SECONDS", "ENRICHMENT_DELAYS", "VAPI_API_KEY", "VAPI_BASE_URL",
                 "VAPI_PHONE_NUMBER_ID", "RUST_LOG", "EVENTS_TABLE", "EVENT_RETENTION_DAYS",
-                "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET", "CALL_INDEX_TABLE"},
+                "CALLBACK_RETRY_DELAYS", "CALLBACK_SIGNING_SECRET", "CALL_INDEX_TABLE", "EVENT_BUS_NAME"},
         "tables": {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable", "CallIndexTable"},
         "read_only": False,
     },
@@ -125,7 +125,7 @@ DYNAMO_READ = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "d
 KNOWN_ACTIONS = DYNAMO_READ | {
     "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
     "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "events:PutEvents",
 }
 ALLOWED_POLICY_TEMPLATES = {"EnrichmentFunction": {"SQSPollerPolicy"}}
 EMF_ALARMS = {  # metric name -> required dimensions (as a dict) on an alarm in namespace Ringback

@@ -2,6 +2,7 @@
 
 pub mod callback_http;
 pub mod dynamodb;
+pub mod eventbridge;
 pub mod memory_queue;
 pub mod sqs;
 

@@ -35,8 +35,11 @@ impl EventsConfig {
 
 #[derive(Debug, Clone)]
 pub struct PushConfig {
-    /// `CALLBACK_SIGNING_SECRET` (`whsec_` + base64), from the deployment's secret store.
-    pub secret: SigningSecret,
+    /// `CALLBACK_SIGNING_SECRET` (`whsec_` + base64), from the deployment's secret store; `None`:
+    /// no callback URLs, events only go to the bus.
+    pub secret: Option<SigningSecret>,
+    /// `EVENT_BUS_NAME`: an EventBridge bus every event is also published to.
+    pub bus: Option<String>,
     /// Where events and their delivery attempts are kept (required with a secret).
     pub events: EventsConfig,
     /// `CALLBACK_RETRY_DELAYS`: seconds before each retry (any length: SQS's 900 s cap is
@@ -47,17 +50,24 @@ pub struct PushConfig {
 }
 
 impl PushConfig {
-    /// `None` when pushes are off (no secret): a call request with a `callbackUrl` is then refused.
+    /// `None` when events are off (neither a signing secret nor a bus). Without a secret a call
+    /// request with a `callbackUrl` is refused.
     pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
-        let Some(secret) = env.get("CALLBACK_SIGNING_SECRET") else {
+        let bus = env.get("EVENT_BUS_NAME").map(str::to_owned);
+        let secret = env.get("CALLBACK_SIGNING_SECRET");
+        if secret.is_none() && bus.is_none() {
             return Ok(None);
-        };
-        let secret = SigningSecret::parse(secret).map_err(|reason| ConfigError::Invalid {
-            name: "CALLBACK_SIGNING_SECRET",
-            reason,
-        })?;
+        }
+        let secret = secret
+            .map(SigningSecret::parse)
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid {
+                name: "CALLBACK_SIGNING_SECRET",
+                reason,
+            })?;
         Ok(Some(Self {
             secret,
+            bus,
             events: EventsConfig::from_env(env)?.ok_or(ConfigError::Missing("EVENTS_TABLE"))?,
             retry_delays: retry_delays(
                 env.get("CALLBACK_RETRY_DELAYS")
@@ -116,6 +126,11 @@ mod tests {
         let env = Env::from_pairs([("CALLBACK_SIGNING_SECRET", SECRET), ("EVENTS_TABLE", "e")]);
         let c = PushConfig::from_env(&env).unwrap().unwrap();
         assert_eq!(c.events.retention, Duration::from_secs(7 * 86_400));
+        assert!(c.secret.is_some() && c.bus.is_none());
+        let bus_only = Env::from_pairs([("EVENT_BUS_NAME", "b"), ("EVENTS_TABLE", "e")]);
+        let c = PushConfig::from_env(&bus_only).unwrap().unwrap();
+        assert!(c.secret.is_none());
+        assert_eq!(c.bus.as_deref(), Some("b"));
         assert_eq!(c.retry_delays.len(), 9);
         assert!(!c.allow_http_loopback);
     }

@@ -32,15 +32,18 @@ use crate::domain::push::{
 use crate::domain::{to_iso, CallResult};
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallbackSender, Clock, DeliveryAttempt, EnrichmentJob, EnrichmentQueue, JobKind, PushRecord,
-    PushState, PushStore, QueueError, StoreError, MAX_QUEUE_DELAY,
+    CallbackSender, Clock, DeliveryAttempt, EnrichmentJob, EnrichmentQueue, EventBus, JobKind,
+    PushRecord, PushState, PushStore, QueueError, StoreError, MAX_QUEUE_DELAY,
 };
 
 pub struct PushService {
     pub store: Arc<dyn PushStore>,
     pub queue: Arc<dyn EnrichmentQueue>,
     pub sender: Arc<dyn CallbackSender>,
-    pub secret: SigningSecret,
+    /// Signs callbacks; `None`: no callback URLs here, only the bus.
+    pub secret: Option<SigningSecret>,
+    /// Every event is also published here (EventBridge), before the step that makes it goes on.
+    pub bus: Option<Arc<dyn EventBus>>,
     pub clock: Arc<dyn Clock>,
     /// `CALLBACK_RETRY_DELAYS`: the wait before each retry; its length is the retry budget.
     pub retry_delays: Vec<Duration>,
@@ -57,6 +60,8 @@ pub enum PushError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("event bus: {0}")]
+    Bus(String),
 }
 
 /// What a push job came to.
@@ -99,9 +104,24 @@ impl PushService {
 
     /// Makes `kind`'s event for `result` and queues its delivery, if the call has a callback URL.
     pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
+        let id = event_id(&result.call_id, kind, &result.updated_at);
+        if let Some(bus) = &self.bus {
+            // At least once: a failure retries the whole step, which publishes again (same id).
+            let event = CallEvent {
+                kind,
+                id: id.clone(),
+                timestamp: to_iso(self.clock.now()),
+                data: result.clone(),
+            };
+            bus.publish(&event).await.map_err(PushError::Bus)?;
+        }
         let Some(url) = result.callback_url.as_deref() else {
             return Ok(());
         };
+        if self.secret.is_none() {
+            warn!(call_id = %result.call_id, "callback URL but no CALLBACK_SIGNING_SECRET; not pushed");
+            return Ok(());
+        }
         if let Err(why) = check_callback_url(url, self.allow_http_loopback) {
             // Only a URL read back from Vapi's metadata can get here; the initiator refuses these.
             warn!(call_id = %result.call_id, reason = %why, "callback URL refused; no event pushed");
@@ -109,7 +129,6 @@ impl PushService {
             return Ok(());
         }
         let now = to_iso(self.clock.now());
-        let id = event_id(&result.call_id, kind, &result.updated_at);
         let push = PushRecord {
             event: CallEvent {
                 kind,
@@ -246,16 +265,20 @@ impl PushService {
                 latency: Duration::ZERO,
             };
         }
+        let Some(secret) = &self.secret else {
+            return crate::ports::CallbackAnswer {
+                status: None,
+                error: Some("no CALLBACK_SIGNING_SECRET to sign with".into()),
+                latency: Duration::ZERO,
+            };
+        };
         let body = serde_json::to_vec(&push.event).expect("events serialise");
         let ts = self.clock.now().timestamp();
         let headers = [
             ("content-type", "application/json".to_owned()),
             ("webhook-id", push.event.id.clone()),
             ("webhook-timestamp", ts.to_string()),
-            (
-                "webhook-signature",
-                self.secret.sign(&push.event.id, ts, &body),
-            ),
+            ("webhook-signature", secret.sign(&push.event.id, ts, &body)),
         ];
         self.sender.post(&push.url, &headers, &body).await
     }
