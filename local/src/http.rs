@@ -34,6 +34,8 @@ pub struct Routes {
     pub push: Option<Arc<PushService>>,
     pub webhooks: Option<Arc<dyn WebhookArchive>>,
     pub replay: Option<ReplayService>,
+    /// `/dev/callbacks`: a receiver for pushed events, to see the loop offline.
+    pub receiver: crate::receiver::DevReceiver,
 }
 
 pub fn router(routes: Arc<Routes>) -> axum::Router {
@@ -53,6 +55,11 @@ async fn route(r: &Routes, req: Request) -> api::Response {
     let path = parts.uri.path().to_owned();
     match (&parts.method, path.as_str()) {
         (&Method::GET, "/health") => api::health(),
+        (&Method::GET, crate::receiver::PATH) => r.receiver.list(),
+        (&Method::POST, crate::receiver::PATH) => match read_limited(body, 1 << 20).await {
+            Ok(bytes) => r.receiver.receive(&parts.headers, &bytes),
+            Err(()) => api::error(Code::PayloadTooLarge, "an event is at most 1 MiB here"),
+        },
         (&Method::POST, api::WEBHOOK_PATH) => {
             // One byte past the limit is enough to know it is too large, without buffering the rest.
             let limit = r.webhook.max_bytes;

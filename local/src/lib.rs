@@ -9,6 +9,7 @@ mod http;
 pub mod options;
 mod queue;
 mod queue_counts;
+pub mod receiver;
 mod storage;
 mod system;
 mod workers;

@@ -154,6 +154,9 @@ impl System {
                 .map_err(config_error)?
                 .map(|e| e as Arc<dyn ringback::ports::WebhookArchive>),
             replay: core.replay(&env).map_err(config_error)?,
+            receiver: crate::receiver::DevReceiver::new(
+                push.as_ref().and_then(|p| p.secret.clone()),
+            ),
         });
         let (stop, mut stopped) = watch::channel(false);
         let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push.clone()));

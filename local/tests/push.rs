@@ -265,3 +265,35 @@ async fn callback_urls_ringback_may_not_call_are_refused_by_name() {
     assert_eq!(events.status, StatusCode::NOT_FOUND);
     sys.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runners_own_receiver_shows_the_loop_offline() {
+    let sys = start(&[]).await;
+    let api = Api::new(&sys);
+    let url = format!("{}/dev/callbacks", sys.base_url);
+    let id = api
+        .start_call(&request_with_callback("answered", &url))
+        .await;
+    wait_push_state(&api, &id, "delivered").await;
+    let got = api.get("/dev/callbacks", None).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    let received = got.data()["received"].as_array().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["callId"], id.as_str());
+    assert_eq!(received[0]["type"], "call.completed");
+    assert_eq!(received[0]["verified"], true);
+
+    // A forged event is refused (and would be retried by a sender).
+    let forged = api
+        .http
+        .post(&url)
+        .header("webhook-id", "evt_forged")
+        .header("webhook-timestamp", "1")
+        .header("webhook-signature", "v1,AAAA")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    sys.stop().await;
+}
