@@ -112,29 +112,7 @@ impl WebhookArchive for EventsTable {
     }
 
     async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError> {
-        let mut items: Vec<Item> = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#id = :id AND begins_with(#sk, :p)")
-                .expression_attribute_names("#id", ID)
-                .expression_attribute_names("#sk", SORT_KEY)
-                .expression_attribute_values(":id", s(call_id))
-                .expression_attribute_values(":p", s(PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query (webhooks)", &e))?;
-            items.extend(page.items().iter().cloned());
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let items = self.query_prefix(call_id, PREFIX).await?;
         let mut out = Vec::new();
         for main in items.iter().filter(|i| get_s(i, "kind") == Some("webhook")) {
             let sk = get_s(main, SORT_KEY).unwrap_or_default();

@@ -39,11 +39,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::client::Waiters;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, KeysAndAttributes, ScalarAttributeType};
 use aws_sdk_dynamodb::Client;
 use tokio::task::JoinSet;
 
@@ -377,22 +373,18 @@ impl CallIndex for CallIndexTable {
 /// active (the local runner and the tests; a deployed stack gets it from `template.yaml`, which
 /// must match this). An existing table is taken as it is.
 pub async fn ensure_call_index_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
-        StoreError::Unavailable(format!("invalid table definition: {e}"))
-    };
-    let key = |name: &str, ty: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(ty)
-            .build()
-            .map_err(invalid)
-    };
-    let mut req = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(ID, KeyType::Hash)?);
-    for name in [
+    use super::tables::{create, keys_only_index, wait_active};
+    let indexes = [
+        (BY_SERVICE_REQUEST, SERVICE_REQUEST_ID),
+        (BY_PROVIDER, PROVIDER_ID),
+        (BY_DATA_STATUS, DATA_STATUS_SHARD),
+        (BY_OUTCOME, OUTCOME_SHARD),
+        (BY_TIME, TIME_SHARD),
+    ]
+    .into_iter()
+    .map(|(index, hash)| keys_only_index(index, hash, Some(SORT_KEY)))
+    .collect::<Result<Vec<_>, _>>()?;
+    let attributes: Vec<(&str, ScalarAttributeType)> = [
         ID,
         SORT_KEY,
         SERVICE_REQUEST_ID,
@@ -400,53 +392,12 @@ pub async fn ensure_call_index_table(client: &Client, table: &str) -> Result<(),
         DATA_STATUS_SHARD,
         OUTCOME_SHARD,
         TIME_SHARD,
-    ] {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(invalid)?,
-        );
-    }
-    for (index, hash) in [
-        (BY_SERVICE_REQUEST, SERVICE_REQUEST_ID),
-        (BY_PROVIDER, PROVIDER_ID),
-        (BY_DATA_STATUS, DATA_STATUS_SHARD),
-        (BY_OUTCOME, OUTCOME_SHARD),
-        (BY_TIME, TIME_SHARD),
-    ] {
-        req = req.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(index)
-                .key_schema(key(hash, KeyType::Hash)?)
-                .key_schema(key(SORT_KEY, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
-                .build()
-                .map_err(invalid)?,
-        );
-    }
-    match req.send().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-        Err(e) => return Err(unavailable(&format!("CreateTable {table}"), &e)),
-    }
-    client
-        .wait_until_table_exists()
-        .table_name(table)
-        .wait(Duration::from_secs(120))
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            let e = aws_sdk_dynamodb::error::DisplayErrorContext(e);
-            StoreError::Unavailable(format!("table {table} did not become active: {e}"))
-        })
+    ]
+    .into_iter()
+    .map(|name| (name, ScalarAttributeType::S))
+    .collect();
+    create(client, table, &attributes, &[(ID, KeyType::Hash)], indexes).await?;
+    wait_active(client, table).await
 }
 
 /// The stored version of a call's summary, for tests and repairs.

@@ -97,6 +97,37 @@ fn packed(event: &CallEvent) -> Vec<u8> {
 }
 
 impl EventsTable {
+    /// Every item of `call_id` whose sort key starts with `prefix`, read strongly consistently.
+    pub(super) async fn query_prefix(
+        &self,
+        call_id: &str,
+        prefix: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#id = :id AND begins_with(#sk, :p)")
+                .expression_attribute_names("#id", ID)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":id", s(call_id))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("Query (events)", &e))?;
+            items.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     /// `retention`: how long events are kept after they are made (`EVENT_RETENTION_DAYS`).
     pub fn new(client: Client, table: String, retention: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -276,31 +307,11 @@ impl PushStore for EventsTable {
     }
 
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#id = :id AND begins_with(#sk, :push)")
-                .expression_attribute_names("#id", ID)
-                .expression_attribute_names("#sk", SORT_KEY)
-                .expression_attribute_values(":id", s(call_id))
-                .expression_attribute_values(":push", s("push#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query (events)", &e))?;
-            for item in page.items() {
-                out.push(Self::decode(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let items = self.query_prefix(call_id, "push#").await?;
+        let mut out = items
+            .iter()
+            .map(Self::decode)
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.event.timestamp.cmp(&b.event.timestamp));
         Ok(out)
     }

@@ -26,17 +26,7 @@ pub async fn ensure_tables(
     providers: &str,
     logs: &str,
 ) -> Result<(), StoreError> {
-    let calls_index = GlobalSecondaryIndex::builder()
-        .index_name(UNFINISHED_INDEX)
-        .key_schema(key(SHARD, KeyType::Hash)?)
-        .key_schema(key(DEADLINE, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(invalid)?;
+    let calls_index = keys_only_index(UNFINISHED_INDEX, SHARD, Some(DEADLINE))?;
     create(
         client,
         calls,
@@ -46,7 +36,7 @@ pub async fn ensure_tables(
             (DEADLINE, ScalarAttributeType::N),
         ],
         &[(ID, KeyType::Hash)],
-        Some(calls_index),
+        vec![calls_index],
     )
     .await?;
     create(
@@ -54,7 +44,7 @@ pub async fn ensure_tables(
         providers,
         &[("providerId", ScalarAttributeType::S)],
         &[("providerId", KeyType::Hash)],
-        None,
+        Vec::new(),
     )
     .await?;
     create(
@@ -65,19 +55,11 @@ pub async fn ensure_tables(
             ("callId", ScalarAttributeType::S),
         ],
         &[("requestId", KeyType::Hash), ("callId", KeyType::Range)],
-        None,
+        Vec::new(),
     )
     .await?;
     for table in [calls, providers, logs] {
-        client
-            .wait_until_table_exists()
-            .table_name(table)
-            .wait(Duration::from_secs(120))
-            .await
-            .map_err(|e| {
-                let e = aws_sdk_dynamodb::error::DisplayErrorContext(e);
-                StoreError::Unavailable(format!("table {table} did not become active: {e}"))
-            })?;
+        wait_active(client, table).await?;
     }
     enable_ttl(client, calls).await
 }
@@ -85,16 +67,7 @@ pub async fn ensure_tables(
 /// Creates the events table (`callId` + `sk`, TTL `expiresAt`, index `by-event-id`) if missing.
 pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), StoreError> {
     use super::events::{EVENT_ID, EVENT_ID_INDEX, SORT_KEY};
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(EVENT_ID_INDEX)
-        .key_schema(key(EVENT_ID, KeyType::Hash)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(invalid)?;
+    let index = keys_only_index(EVENT_ID_INDEX, EVENT_ID, None)?;
     create(
         client,
         table,
@@ -104,27 +77,54 @@ pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), Sto
             (EVENT_ID, ScalarAttributeType::S),
         ],
         &[(ID, KeyType::Hash), (SORT_KEY, KeyType::Range)],
-        Some(index),
+        vec![index],
     )
     .await?;
+    wait_active(client, table).await?;
+    enable_ttl(client, table).await
+}
+
+/// A KEYS_ONLY global secondary index on `hash` (and `range`).
+pub(super) fn keys_only_index(
+    name: &str,
+    hash: &str,
+    range: Option<&str>,
+) -> Result<GlobalSecondaryIndex, StoreError> {
+    let mut index = GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        );
+    if let Some(range) = range {
+        index = index.key_schema(key(range, KeyType::Range)?);
+    }
+    index.build().map_err(invalid)
+}
+
+/// Waits (up to 2 minutes) until `table` is active.
+pub(super) async fn wait_active(client: &Client, table: &str) -> Result<(), StoreError> {
     client
         .wait_until_table_exists()
         .table_name(table)
         .wait(Duration::from_secs(120))
         .await
+        .map(|_| ())
         .map_err(|e| {
             let e = aws_sdk_dynamodb::error::DisplayErrorContext(e);
             StoreError::Unavailable(format!("table {table} did not become active: {e}"))
-        })?;
-    enable_ttl(client, table).await
+        })
 }
 
-async fn create(
+/// CreateTable, on demand; a table that exists already is taken as it is.
+pub(super) async fn create(
     client: &Client,
     table: &str,
     attributes: &[(&str, ScalarAttributeType)],
     keys: &[(&str, KeyType)],
-    index: Option<GlobalSecondaryIndex>,
+    indexes: Vec<GlobalSecondaryIndex>,
 ) -> Result<(), StoreError> {
     let mut req = client
         .create_table()
@@ -141,7 +141,7 @@ async fn create(
         req = req.key_schema(key(name, ty.clone())?);
     }
     match req
-        .set_global_secondary_indexes(index.map(|i| vec![i]))
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
         .send()
         .await
     {
