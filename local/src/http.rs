@@ -11,7 +11,7 @@ use ringback::config::ApiAuth;
 use ringback::ports::{CallStore, PushStore, WebhookArchive};
 use ringback::search::SearchService;
 use ringback::service::initiate::InitiatorService;
-use ringback::service::push::PushService;
+use ringback::service::redeliver::Redelivery;
 use ringback::service::replay::ReplayService;
 use ringback::service::status::StatusService;
 use ringback::service::webhook::WebhookService;
@@ -31,7 +31,7 @@ pub struct Routes {
     pub calls: Arc<dyn CallStore>,
     /// Pushed events (read side), when pushes are on.
     pub events: Option<Arc<dyn PushStore>>,
-    pub push: Option<Arc<PushService>>,
+    pub redelivery: Option<Redelivery>,
     pub webhooks: Option<Arc<dyn WebhookArchive>>,
     pub replay: Option<ReplayService>,
     /// `/dev/callbacks`: a receiver for pushed events, to see the loop offline.
@@ -113,7 +113,7 @@ async fn route(r: &Routes, req: Request) -> api::Response {
         (&Method::POST, p) if api::redeliver_target(p).is_some() => {
             let id = api::redeliver_target(p).unwrap_or_default();
             let resp =
-                api::post_redeliver(r.push.as_deref(), &r.api_auth, &parts.headers, &id).await;
+                api::post_redeliver(r.redelivery.as_ref(), &r.api_auth, &parts.headers, &id).await;
             durable(r, resp).await
         }
         (_, api::WEBHOOK_PATH | api::CALLS_PATH | "/health") => api::error(

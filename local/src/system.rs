@@ -148,7 +148,7 @@ impl System {
             durability,
             calls: core.calls.clone(),
             events,
-            push: push.clone(),
+            redelivery: core.redelivery(&env).map_err(config_error)?,
             webhooks: core
                 .events(&env)
                 .map_err(config_error)?

@@ -23,6 +23,7 @@ use crate::service::cleanup::{CleanupService, Reconcile};
 use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::{Callbacks, InitiatorService};
 use crate::service::push::{random_jitter, PushService};
+use crate::service::redeliver::Redelivery;
 use crate::service::replay::ReplayService;
 use crate::service::status::StatusService;
 use crate::service::webhook::WebhookService;
@@ -133,6 +134,18 @@ impl Core {
             queue: self.queue.clone(),
             clock: self.clock.clone(),
             timing: self.timing.clone(),
+        }))
+    }
+
+    /// An operator's redelivery of pushed events, when pushes are on (a signing secret is set).
+    pub fn redelivery(&self, env: &Env) -> Result<Option<Redelivery>, ConfigError> {
+        let Some(cfg) = PushConfig::from_env(env)?.filter(|c| c.secret.is_some()) else {
+            return Ok(None);
+        };
+        Ok(Some(Redelivery {
+            store: Arc::new(self.events_table(cfg.events)),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
         }))
     }
 
@@ -304,8 +317,23 @@ pub fn vapi_client(env: &Env) -> Result<VapiClient, ConfigError> {
     )
 }
 
-pub async fn webhook_service(env: &Env) -> Result<WebhookService, ConfigError> {
-    aws_core(env).await?.1.webhook(env)
+/// The webhook function's routes: Vapi's server messages (`WebhookApi`), and an operator's replay
+/// of a call's kept webhooks (`HttpApi`, with the client API's token): replaying is applying
+/// webhooks again, which is this function's work.
+pub struct WebhookRoutes {
+    pub webhook: WebhookService,
+    pub replay: Option<ReplayService>,
+    pub auth: ApiAuth,
+}
+
+pub async fn webhook_service(env: &Env) -> Result<WebhookRoutes, ConfigError> {
+    let auth = ApiAuth::from_env(env)?;
+    let (_, core) = aws_core(env).await?;
+    Ok(WebhookRoutes {
+        webhook: core.webhook(env)?,
+        replay: core.replay(env)?,
+        auth,
+    })
 }
 
 /// What the call-status function serves; it only reads. The events table (`EVENTS_TABLE`) gives
@@ -339,22 +367,20 @@ pub async fn status_service(env: &Env) -> Result<StatusRoutes, ConfigError> {
     })
 }
 
-/// The call-initiator function's routes: placing calls, and the operator's writes (replay,
-/// redelivery), which need what placing a call needs: the calls table and the queue.
+/// The call-initiator function's routes: placing calls, and an operator's redelivery of a pushed
+/// event, which needs what placing a call needs: a table write and the queue.
 pub struct InitiatorRoutes {
     pub initiator: InitiatorService,
-    pub push: Option<Arc<PushService>>,
-    pub replay: Option<ReplayService>,
+    pub redelivery: Option<Redelivery>,
     pub auth: ApiAuth,
 }
 
 pub async fn initiator_service(env: &Env) -> Result<InitiatorRoutes, ConfigError> {
     let auth = ApiAuth::from_env(env)?;
     let vapi = Arc::new(vapi_client(env)?);
-    let (aws, core) = aws_core(env).await?;
+    let (_, core) = aws_core(env).await?;
     Ok(InitiatorRoutes {
-        push: core.push(env, event_bus(env, &aws.sdk)?)?,
-        replay: core.replay(env)?,
+        redelivery: core.redelivery(env)?,
         initiator: core.initiator(env, vapi)?,
         auth,
     })

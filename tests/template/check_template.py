@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS: dict[str, dict[str, Any]] = {
     "WebhookFunction": {
         "bin": "webhook",
-        "routes": {("POST", "/api/v1/vapi/webhook")},
+        "routes": {("POST", "/api/v1/vapi/webhook"), ("POST", "/api/v1/vapi/calls/{callId}/replay")},
         "env": {"CALLS_TABLE", "ENRICHMENT_QUEUE_URL", "ENRICHMENT_DELAYS", "RESULT_TTL_SECONDS",
                 "MAX_WEBHOOK_BYTES", "VAPI_WEBHOOK_SECRET", "RUST_LOG", "EVENTS_TABLE",
-                "EVENT_RETENTION_DAYS", "CALL_INDEX_TABLE"},
+                "EVENT_RETENTION_DAYS", "CALL_INDEX_TABLE", "API_TOKEN", "API_AUTH"},
         "tables": {"CallsTable", "EventsTable", "CallIndexTable"},
         "read_only": False,
     },
@@ -56,8 +56,7 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
     },
     "CallInitiatorFunction": {
         "bin": "call-initiator",
-        "routes": {("POST", "/api/v1/vapi/calls"), ("POST", "/api/v1/vapi/callbacks/{eventId}/redeliver"),
-                   ("POST", "/api/v1/vapi/calls/{callId}/replay")},
+        "routes": {("POST", "/api/v1/vapi/calls"), ("POST", "/api/v1/vapi/callbacks/{eventId}/redeliver")},
         "env": {"CALLS_TABLE", "ENRICHMENT_QUEUE_URL", "VAPI_API_KEY", "VAPI_BASE_URL", "VAPI_PHONE_NUMBER_ID",
                 "VAPI_WEBHOOK_URL", "VAPI_WEBHOOK_SECRET", "API_TOKEN", "WATCHDOG_DELAY_SECONDS",
                 "RESULT_TTL_SECONDS", "RUST_LOG", "EVENTS_TABLE", "CALLBACK_SIGNING_SECRET", "CALL_INDEX_TABLE"},
@@ -90,17 +89,17 @@ SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIO
               "CALLBACK_SIGNING_SECRET"}
 # Kept webhooks and pushed events (SPEC §8): exactly what each function may do on the events table,
 # per resource, and no more (shared/src/adapters/dynamodb/{events,archive}.rs). The webhook keeps each
-# delivery (PutItem); the enrichment makes events and records attempts (PushStore::create/get/
+# delivery (PutItem) and its replay reads them back (Query); the enrichment makes events and records attempts (PushStore::create/get/
 # record_attempt); the cleanup makes the call.failed event of a call it settles (create/get);
 # call-status lists a call's history (consistent Query on the table); the call-initiator's
 # redelivery finds the event's call through the by-event-id index, reads the event and reopens it
-# (PushStore::find/get/reopen), and its replay reads the kept webhooks (Query).
+# (PushStore::find/get/reopen).
 EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
     "EnrichmentFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}},
     "CallStatusFunction": {"EventsTable": {"dynamodb:Query"}},
-    "CallInitiatorFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+    "CallInitiatorFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
                               "EventsTable/index/by-event-id": {"dynamodb:Query"}},
-    "WebhookFunction": {"EventsTable": {"dynamodb:PutItem"}},
+    "WebhookFunction": {"EventsTable": {"dynamodb:PutItem", "dynamodb:Query"}},
     "CleanupFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem"}},
 }
 # The functions that sign or accept callbacks: they alone hold CALLBACK_SIGNING_SECRET (PushConfig).

@@ -11,7 +11,7 @@ use super::{error, ok, require_api_token, Code, Response, CALLS_PATH};
 use crate::config::ApiAuth;
 use crate::domain::CallId;
 use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive};
-use crate::service::push::{PushService, RedeliverError};
+use crate::service::redeliver::{RedeliverError, Redelivery};
 use crate::service::replay::{ReplayError, ReplayService};
 
 pub const CALLBACKS_PATH: &str = "/api/v1/vapi/callbacks";
@@ -159,7 +159,7 @@ pub async fn post_replay(
 }
 
 pub async fn post_redeliver(
-    push: Option<&PushService>,
+    push: Option<&Redelivery>,
     auth: &ApiAuth,
     headers: &HeaderMap,
     event_id: &str,
@@ -183,7 +183,7 @@ pub async fn post_redeliver(
             Code::Conflict,
             format!("event {id} is still being delivered; redeliver it once it is delivered, gone or failed"),
         ),
-        Err(RedeliverError::Push(e)) => unavailable(e),
+        Err(RedeliverError::Unavailable(e)) => unavailable(e),
     }
 }
 

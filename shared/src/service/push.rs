@@ -17,7 +17,7 @@
 //!   delays stop at 900 s, so a job that arrives before its event's `nextAttemptAt` is queued again
 //!   for the rest of the wait. A 2xx ends it, a 410 stops it (`gone`), and an event out of attempts
 //!   is `failed`: dead-lettered in the events table, counted (`CallbackDeadLettered`, alarmed) and
-//!   redeliverable by an operator ([`PushService::redeliver`]).
+//!   redeliverable by an operator ([`super::redeliver::Redelivery`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,33 +75,23 @@ pub enum Delivery {
     Skipped(&'static str),
 }
 
-/// Why an operator's redelivery was not started.
-#[derive(Debug, thiserror::Error)]
-pub enum RedeliverError {
-    #[error("no event {0}")]
-    NotFound(String),
-    #[error("event {0} is still being delivered")]
-    Pending(String),
-    #[error(transparent)]
-    Push(#[from] PushError),
-}
-
 /// Random jitter in `[-1, 1]` (from the OS-seeded RNG behind UUID v4).
 pub fn random_jitter() -> f64 {
     let r = uuid::Uuid::new_v4().as_u128() as u64;
     (r as f64 / u64::MAX as f64) * 2.0 - 1.0
 }
 
-impl PushService {
-    fn job(call_id: &str, event_id: &str, attempt: u32) -> EnrichmentJob {
-        EnrichmentJob {
-            call_id: call_id.to_owned(),
-            attempt,
-            kind: JobKind::Push,
-            event_id: Some(event_id.to_owned()),
-        }
+/// Job `attempt` of delivering `event_id`.
+pub(crate) fn push_job(call_id: &str, event_id: &str, attempt: u32) -> EnrichmentJob {
+    EnrichmentJob {
+        call_id: call_id.to_owned(),
+        attempt,
+        kind: JobKind::Push,
+        event_id: Some(event_id.to_owned()),
     }
+}
 
+impl PushService {
     /// Makes `kind`'s event for `result` and queues its delivery, if the call has a callback URL.
     pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
         let id = event_id(&result.call_id, kind, &result.updated_at);
@@ -153,7 +143,7 @@ impl PushService {
             }
         };
         self.queue
-            .schedule(&Self::job(&result.call_id, &id, attempt), Duration::ZERO)
+            .schedule(&push_job(&result.call_id, &id, attempt), Duration::ZERO)
             .await?;
         Ok(())
     }
@@ -234,7 +224,7 @@ impl PushService {
                 .unwrap_or_default()
                 .min(MAX_QUEUE_DELAY);
             self.queue
-                .schedule(&Self::job(&job.call_id, id, job.attempt + 1), wait)
+                .schedule(&push_job(&job.call_id, id, job.attempt + 1), wait)
                 .await?;
         }
         Ok(Delivery::Attempted(state))
@@ -252,7 +242,7 @@ impl PushService {
             .and_then(|d| (d - now).to_std().ok())
             .unwrap_or_default()
             .min(MAX_QUEUE_DELAY);
-        let job = Self::job(&push.event.data.call_id, &push.event.id, attempt);
+        let job = push_job(&push.event.data.call_id, &push.event.id, attempt);
         self.queue.schedule(&job, wait).await?;
         Ok(())
     }
@@ -305,39 +295,6 @@ impl PushService {
                 error!(%call_id, %event_id, attempts = a.attempt, "event out of attempts; dead-lettered")
             }
         }
-    }
-
-    /// Sends a delivered, gone or failed event again, with a fresh retry budget.
-    pub async fn redeliver(&self, event_id: &str) -> Result<PushRecord, RedeliverError> {
-        let not_found = || RedeliverError::NotFound(event_id.to_owned());
-        let call_id = self.store.find(event_id).await.map_err(PushError::from)?;
-        let call_id = call_id.ok_or_else(not_found)?;
-        let push = self
-            .store
-            .get(&call_id, event_id)
-            .await
-            .map_err(PushError::from)?;
-        let push = push.ok_or_else(not_found)?;
-        if push.state == PushState::Pending {
-            return Err(RedeliverError::Pending(event_id.to_owned()));
-        }
-        let now = to_iso(self.clock.now());
-        match self.store.reopen(&call_id, event_id, &now).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Err(RedeliverError::Pending(event_id.to_owned())),
-            Err(e) => return Err(PushError::from(e).into()),
-        }
-        let attempt = push.attempts.len() as u32 + 1;
-        self.queue
-            .schedule(&Self::job(&call_id, event_id, attempt), Duration::ZERO)
-            .await
-            .map_err(PushError::from)?;
-        info!(%call_id, event_id, "event redelivery requested");
-        let mut reopened = push;
-        reopened.state = PushState::Pending;
-        reopened.round_start = attempt - 1;
-        reopened.next_attempt_at = Some(now);
-        Ok(reopened)
     }
 }
 
