@@ -92,7 +92,8 @@ pub(crate) fn push_job(call_id: &str, event_id: &str, attempt: u32) -> Enrichmen
 }
 
 impl PushService {
-    /// Makes `kind`'s event for `result` and queues its delivery, if the call has a callback URL.
+    /// Makes `kind`'s event for `result`: publishes it to the bus, if there is one, and, if the call
+    /// has a callback URL, keeps it and queues its delivery.
     pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
         let id = event_id(&result.call_id, kind, &result.updated_at);
         if let Some(bus) = &self.bus {
