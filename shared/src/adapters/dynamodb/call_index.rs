@@ -36,10 +36,9 @@
 //! its table a little, so a summary that no longer matches the filter is left out of the page.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeyType, KeysAndAttributes, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use aws_sdk_dynamodb::Client;
 use tokio::task::JoinSet;
 
@@ -151,54 +150,17 @@ impl CallIndexTable {
 
     /// The summaries of `ids`, by id (absent ones left out).
     async fn fetch(&self, ids: &[String]) -> Result<HashMap<String, CallSummary>, StoreError> {
-        let mut found = HashMap::new();
-        if ids.is_empty() {
-            return Ok(found);
-        }
         let keys: Vec<Item> = ids
             .iter()
             .map(|id| HashMap::from([(ID.to_owned(), s(id))]))
             .collect();
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .build()
-                .map_err(|e| StoreError::Unavailable(format!("BatchGetItem request: {e}")))?,
-        );
-        for attempt in 0..8u32 {
-            let Some(request) = pending.take() else { break };
-            if attempt > 0 {
-                // DynamoDB's advice for unprocessed keys: back off before asking again.
-                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-            }
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| unavailable("BatchGetItem on the call index", &e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                if let Some(summary) = Self::summary(&item) {
-                    found.insert(summary.call_id.clone(), summary);
-                }
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .filter(|k| !k.keys.is_empty());
-        }
-        if pending.is_some() {
-            return Err(StoreError::Unavailable(
-                "summaries stayed unprocessed; retry".into(),
-            ));
-        }
-        Ok(found)
+        let what = "BatchGetItem on the call index";
+        let items = super::batch_get(&self.client, &self.table, keys, false, what).await?;
+        Ok(items
+            .iter()
+            .filter_map(Self::summary)
+            .map(|summary| (summary.call_id.clone(), summary))
+            .collect())
     }
 }
 

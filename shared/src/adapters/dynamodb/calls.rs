@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
-    WriteRequest,
+    AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -116,46 +115,12 @@ impl CallsTable {
         let keys: Vec<Item> = (1..=parts)
             .map(|i| Self::key(&codec::part_key(call_id, i)))
             .collect();
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Unavailable(format!("BatchGetItem request: {e}")))?,
-        );
-        let mut found: HashMap<String, Item> = HashMap::new();
-        for attempt in 0..8u32 {
-            let Some(request) = pending.take() else { break };
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-            }
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| unavailable("BatchGetItem on the calls table", &e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                if let Some(id) = get_s(&item, ID) {
-                    found.insert(id.to_owned(), item);
-                }
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .filter(|k| !k.keys.is_empty());
-        }
-        if pending.is_some() {
-            return Err(StoreError::Unavailable(format!(
-                "{call_id}: parts of the record stayed unprocessed"
-            )));
-        }
+        let what = format!("BatchGetItem of {call_id}'s parts on the calls table");
+        let items = super::batch_get(&self.client, &self.table, keys, true, &what).await?;
+        let found: HashMap<String, Item> = items
+            .into_iter()
+            .filter_map(|item| Some((get_s(&item, ID)?.to_owned(), item)))
+            .collect();
         let mut chunks = Vec::with_capacity(parts);
         for i in 1..=parts {
             let key = codec::part_key(call_id, i);

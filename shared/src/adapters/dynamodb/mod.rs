@@ -63,3 +63,54 @@ where
 {
     StoreError::Unavailable(format!("{what}: {}", DisplayErrorContext(err)))
 }
+
+/// Every item of `keys` that exists, through BatchGetItem, asking again for unprocessed keys with
+/// DynamoDB's advised backoff (8 tries). `what` names the read in errors.
+async fn batch_get(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<attrs::Item>,
+    consistent: bool,
+    what: &str,
+) -> Result<Vec<attrs::Item>, StoreError> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut found = Vec::new();
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let mut pending = Some(
+        KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(consistent)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("{what}: BatchGetItem request: {e}")))?,
+    );
+    for attempt in 0..8u32 {
+        let Some(request) = pending.take() else { break };
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+        }
+        let out = client
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(|e| unavailable(what, &e))?;
+        found.extend(
+            out.responses
+                .unwrap_or_default()
+                .remove(table)
+                .unwrap_or_default(),
+        );
+        pending = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(table))
+            .filter(|k| !k.keys.is_empty());
+    }
+    match pending {
+        None => Ok(found),
+        Some(_) => Err(StoreError::Unavailable(format!(
+            "{what}: keys stayed unprocessed; retry"
+        ))),
+    }
+}
