@@ -145,6 +145,40 @@ async fn a_completed_call_pushes_one_signed_event_a_standard_webhooks_verifier_a
     sys.stop().await;
 }
 
+/// A call whose analysis no DynamoDB item holds, even gzipped (the `oversized` scenario's 600 KB
+/// summary of random text): it still settles, its event is kept and pushed cut to fit, marked
+/// `truncated`, and the runner keeps answering. Before the events table fitted events in a bounded
+/// number of steps, this call was never pushed and the runner spun both cores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_too_large_for_an_item_settles_and_is_pushed_cut_to_fit() {
+    let sys = start(&[]).await;
+    let api = Api::new(&sys);
+    let mut receiver = Receiver::start(&[200]).await;
+    let id = api
+        .start_call(&request_with_callback("oversized", &receiver.url))
+        .await;
+
+    let got = receiver.next().await;
+    let event = verified(&got);
+    assert_eq!(event["type"], "call.completed", "{}", event["type"]);
+    assert_eq!(event["data"]["callId"], id.as_str());
+    assert_eq!(event["data"]["truncated"], true);
+    assert!(got.body.len() < 400 * 1024, "{} bytes", got.body.len());
+    wait_push_state(&api, &id, "delivered").await;
+
+    // The record itself is whole and says nothing of a cut.
+    let polled = api.wait_settled(&id).await;
+    assert_eq!(polled["dataStatus"], "complete");
+    assert_eq!(
+        text_len(&polled["analysis"]["summary"]),
+        vapi_simulator::OVERSIZED_SUMMARY_BYTES
+    );
+    assert!(polled.get("truncated").is_none(), "the record is never cut");
+    let health = api.get("/health", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    sys.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_once_gets_the_same_event_again_and_both_attempts_are_listed() {
     let sys = start(&[("CALLBACK_RETRY_DELAYS", "1,1")]).await;

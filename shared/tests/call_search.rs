@@ -407,6 +407,83 @@ async fn a_call_stays_findable_after_its_record_expires() {
     assert_eq!(ids, ["c-old"]);
 }
 
+/// The index's items as stored, for checks DynamoDB would make (dynoxide does not check the size of
+/// an index's keys).
+async fn stored_summary(
+    rig: &Rig,
+    id: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    rig.client
+        .get_item()
+        .table_name(&rig.index_table)
+        .key(
+            "callId",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the summary was written")
+}
+
+#[tokio::test]
+async fn a_call_with_ids_of_any_size_is_written_and_listed() {
+    let rig = Rig::start().await;
+    let store = rig.store();
+    // The longest call id ringback takes (256 characters), each a four-byte character: its sort
+    // key (`{createdAt}#{id}`) is 1,049 bytes, past DynamoDB's 1,024 for a sort key.
+    let long_id = "\u{1F4DE}".repeat(256);
+    let mut r = record(&long_id, "2026-12-02T10:00:00.000Z");
+    // Metadata Vapi hands back as it was given: index keys past what DynamoDB takes (2,048 bytes),
+    // and a provider name that alone would pass an item's 400 KB.
+    r.result.provider_id = Some("p".repeat(3000));
+    r.result.service_request_id = Some("sr-long".into());
+    r.result.provider.name = Some("n".repeat(500 * 1024));
+    store
+        .put(&r, None, None)
+        .await
+        .expect("the record and its summary are written");
+
+    let item = stored_summary(&rig, &long_id).await;
+    for (key, limit) in [
+        ("sortKey", 1024),
+        ("providerId", 2048),
+        ("serviceRequestId", 2048),
+    ] {
+        if let Some(v) = item.get(key) {
+            let len = v.as_s().unwrap().len();
+            assert!(
+                len <= limit,
+                "{key} is {len} bytes, DynamoDB refuses over {limit}"
+            );
+        }
+    }
+    let (ids, _) = rig.all_pages(query(Filter::All, 20)).await;
+    assert_eq!(ids, [long_id.clone()], "listed like any call");
+    let (ids, _) = rig
+        .all_pages(query(Filter::ServiceRequest("sr-long".into()), 20))
+        .await;
+    assert_eq!(ids, [long_id.clone()], "found by its service request");
+    let page = rig.index.search(&query(Filter::All, 20)).await.unwrap();
+    let shown = &page.calls[0];
+    assert!(shown.provider_id.as_deref().unwrap().starts_with("ppp"));
+    assert!(shown.provider_name.as_deref().unwrap().len() < 8 * 1024);
+    assert_eq!(
+        store
+            .get(&long_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .result
+            .provider_id,
+        r.result.provider_id,
+        "the record keeps it whole"
+    );
+}
+
 fn auth_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(

@@ -165,8 +165,32 @@ pub(crate) fn conversation(scenario: Scenario, ctx: &CallContext) -> Conversatio
             report_analysis: json!({}),
         },
         Scenario::Voicemail => voicemail(system, ctx),
+        Scenario::Oversized => {
+            let mut c = answered(system, ctx);
+            c.analysis["summary"] = json!(incompressible(OVERSIZED_SUMMARY_BYTES, ctx.seed));
+            c
+        }
         _ => answered(system, ctx),
     }
+}
+
+/// The `oversized` scenario's summary: past DynamoDB's 400 KB item even gzipped.
+pub const OVERSIZED_SUMMARY_BYTES: usize = 600 * 1024;
+
+/// `len` characters from a seeded xorshift, six random bits each (base64's alphabet): gzip
+/// saves a quarter and no more, so 600 KB stays about 450 KB.
+fn incompressible(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed | 1;
+    let mut out = String::with_capacity(len + 10);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend((0..10).map(|i| char::from(ALPHABET[((x >> (6 * i)) & 63) as usize])));
+    }
+    out.truncate(len);
+    out
 }
 
 fn voicemail(system: String, ctx: &CallContext) -> Conversation {

@@ -30,6 +30,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use content::OVERSIZED_SUMMARY_BYTES;
 pub use scenario::{Scenario, UnknownScenario};
 pub use store::{incomplete, FetchScript, Stats};
 

@@ -30,16 +30,19 @@ pub enum Scenario {
     /// `POST /call` creates the call (it runs as `Answered`), then answers 504 as Vapi's edge does
     /// when the answer is lost: the caller cannot tell that the call exists.
     LostAnswer,
+    /// As `Answered`, but GET's `analysis.summary` is 600 KB of random text:
+    /// more than one DynamoDB item or one EventBridge entry holds, even gzipped.
+    Oversized,
 }
 
 /// A scenario name that is not in the list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario {0:?} (known: answered, no-answer, busy, voicemail, no-webhook, duplicate-webhooks, out-of-order, api-flaky, refused, never-complete, lost-answer)")]
+#[error("unknown scenario {0:?} (known: answered, no-answer, busy, voicemail, no-webhook, duplicate-webhooks, out-of-order, api-flaky, refused, never-complete, lost-answer, oversized)")]
 pub struct UnknownScenario(pub String);
 
 impl Scenario {
     /// Every scenario, in documentation order.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Answered,
         Scenario::NoAnswer,
         Scenario::Busy,
@@ -51,6 +54,7 @@ impl Scenario {
         Scenario::Refused,
         Scenario::NeverComplete,
         Scenario::LostAnswer,
+        Scenario::Oversized,
     ];
 
     /// The kebab-case word that selects this scenario.
@@ -67,6 +71,7 @@ impl Scenario {
             Scenario::Refused => "refused",
             Scenario::NeverComplete => "never-complete",
             Scenario::LostAnswer => "lost-answer",
+            Scenario::Oversized => "oversized",
         }
     }
 

@@ -3,8 +3,8 @@
 //! credentials) sent through reqwest. An entry is `Source: ringback`, `DetailType` the event's
 //! type, `Detail` the event itself (`{type, id, timestamp, data}`: consumers de-duplicate on `id`,
 //! as webhook receivers do). EventBridge takes at most 256 KB an entry, so a call too large to fit
-//! is published without its `messages` and transcript, with `data.truncated = true`: the record
-//! (`GET /api/v1/vapi/calls/{id}`) has it all.
+//! is published cut ([`crate::domain::fit`]: its `messages`, then its transcript, then its analysis
+//! and free texts), with `data.truncated = true`: the record (`GET /api/v1/vapi/calls/{id}`) has it all.
 
 use std::time::SystemTime;
 
@@ -14,6 +14,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use serde_json::{json, Value};
 
+use crate::domain::fit::fitted;
 use crate::domain::push::CallEvent;
 use crate::ports::EventBus;
 
@@ -38,17 +39,11 @@ impl std::fmt::Debug for EventBridgeBus {
     }
 }
 
-/// The event as an entry's `Detail`, cut to fit.
+/// The event as an entry's `Detail`, cut to fit ([`crate::domain::fit`]).
 pub fn detail(event: &CallEvent) -> String {
-    let whole = serde_json::to_string(event).expect("events serialise");
-    if whole.len() <= MAX_DETAIL_BYTES {
-        return whole;
-    }
-    let mut slim = serde_json::to_value(event).expect("events serialise");
-    slim["data"]["messages"] = json!([]);
-    slim["data"]["transcript"] = Value::Null;
-    slim["data"]["truncated"] = json!(true);
-    slim.to_string()
+    let json = |e: &CallEvent| serde_json::to_string(e).expect("events serialise");
+    let (slim, _) = fitted(event, |e| json(e).len() <= MAX_DETAIL_BYTES);
+    json(&slim)
 }
 
 impl EventBridgeBus {
@@ -192,5 +187,24 @@ mod tests {
         let d: Value = serde_json::from_str(&detail(&small)).unwrap();
         assert_eq!(d["data"]["transcript"], "AI: hi");
         assert!(d["data"].get("truncated").is_none());
+    }
+
+    #[test]
+    fn a_call_whose_analysis_alone_passes_an_entry_is_published_without_it() {
+        let mut data = CallResult::new("c1", "2026-12-03T00:00:00.000Z");
+        data.analysis.summary = Some("s".repeat(600 * 1024));
+        data.transcript = Some("AI: hi".into());
+        let event = CallEvent {
+            kind: EventType::Completed,
+            id: "evt_1".into(),
+            timestamp: "2026-12-03T00:00:00.000Z".into(),
+            data,
+        };
+        let d = detail(&event);
+        assert!(d.len() <= MAX_DETAIL_BYTES, "{} bytes", d.len());
+        let d: Value = serde_json::from_str(&d).unwrap();
+        assert_eq!(d["data"]["truncated"], true);
+        assert_eq!(d["data"]["analysis"]["summary"], Value::Null);
+        assert_eq!(d["data"]["callId"], "c1");
     }
 }

@@ -171,6 +171,10 @@ pub struct CallResult {
     /// Where the call's completion events are pushed (`CallRequest.callbackUrl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// Only in a pushed event whose data had to be cut to fit its carrier ([`super::fit`]): the
+    /// record itself is never cut, and never says this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl CallResult {

@@ -5,6 +5,7 @@ mod call;
 mod call_request;
 mod cleanup;
 mod enrichment;
+pub mod fit;
 mod ids;
 mod merge;
 mod outcome;

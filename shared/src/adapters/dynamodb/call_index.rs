@@ -11,6 +11,14 @@
 //! `timeShard` = `t#NN`, `dataStatusShard` = `{dataStatus}#NN`, `outcomeShard` = `{status}#NN`,
 //! where `NN` (00-15) is a fixed hash of the call id. About 300 bytes: one write unit per write.
 //!
+//! **Every call fits** ([`Self::item`]): DynamoDB refuses a sort key over 1,024 bytes, an index
+//! hash key over 2,048 and an item over 400 KB, and the summary is written before the record, so a
+//! refusal would block the call. A call id of 256 four-byte characters makes `sortKey` longer than
+//! that: its id part is then a SHA-256 (`~{hex}`: still unique, only the order among calls of the
+//! same millisecond changes). A `providerId` / `serviceRequestId` longer than a listing may ask
+//! for (256 characters) is no index key (`*Unindexed` instead), and every text kept for display is
+//! cut to [`MAX_TEXT_CHARS`].
+//!
 //! | GSI (all KEYS_ONLY, RANGE `sortKey`) | HASH | answers |
 //! |---|---|---|
 //! | `by-service-request` | `serviceRequestId` (sparse) | `?serviceRequestId=` |
@@ -40,6 +48,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use aws_sdk_dynamodb::Client;
+use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 
 use super::attrs::{get_n, get_s, n, s, Item};
@@ -75,6 +84,37 @@ const TIME_SHARD: &str = "timeShard";
 const DATA_STATUS_SHARD: &str = "dataStatusShard";
 const OUTCOME_SHARD: &str = "outcomeShard";
 
+/// DynamoDB's limit on a sort key, in bytes.
+const MAX_SORT_KEY_BYTES: usize = 1024;
+/// The longest id a listing filters on ([`crate::search::SearchQuery`]): a longer one is kept,
+/// unindexed, since no listing could ask for it.
+const MAX_INDEXED_ID_CHARS: usize = 256;
+/// A text kept only to be shown in a listing (a provider's name) is cut to this.
+pub const MAX_TEXT_CHARS: usize = 1024;
+
+/// `sortKey` of a call: [`CallSummary::sort_key`], its id part hashed when it would not fit.
+fn index_sort_key(summary: &CallSummary) -> String {
+    let key = summary.sort_key();
+    if key.len() <= MAX_SORT_KEY_BYTES {
+        return key;
+    }
+    let (at, _) = key.split_once('#').unwrap_or((&key, ""));
+    format!(
+        "{at}#~{}",
+        hex::encode(Sha256::digest(summary.call_id.as_bytes()))
+    )
+}
+
+fn cut_text(v: &str) -> &str {
+    v.char_indices()
+        .nth(MAX_TEXT_CHARS)
+        .map_or(v, |(end, _)| &v[..end])
+}
+
+fn unindexed(name: &str) -> String {
+    format!("{name}Unindexed")
+}
+
 fn shard(call_id: &str) -> u32 {
     (fnv1a(call_id) % u64::from(INDEX_SHARDS)) as u32
 }
@@ -102,7 +142,7 @@ impl CallIndexTable {
         let nn = format!("{:02}", shard(id));
         let mut item = HashMap::from([
             (ID.to_owned(), s(id)),
-            (SORT_KEY.to_owned(), s(summary.sort_key())),
+            (SORT_KEY.to_owned(), s(index_sort_key(summary))),
             (VERSION.to_owned(), n(version)),
             (DATA_STATUS.to_owned(), s(summary.data_status.as_str())),
             (CALL_STATUS.to_owned(), s(summary.call_status.as_str())),
@@ -119,13 +159,21 @@ impl CallIndexTable {
             item.insert(OUTCOME_SHARD.to_owned(), s(format!("{}#{nn}", o.as_str())));
         }
         // Index keys may not be empty strings: an empty id is no id.
+        if let Some(v) = summary.provider_name.as_deref().filter(|v| !v.is_empty()) {
+            item.insert(PROVIDER_NAME.to_owned(), s(cut_text(v)));
+        }
         for (name, value) in [
-            (PROVIDER_NAME, &summary.provider_name),
             (PROVIDER_ID, &summary.provider_id),
             (SERVICE_REQUEST_ID, &summary.service_request_id),
         ] {
-            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                item.insert(name.to_owned(), s(v));
+            match value.as_deref().filter(|v| !v.is_empty()) {
+                Some(v) if v.chars().count() <= MAX_INDEXED_ID_CHARS => {
+                    item.insert(name.to_owned(), s(v));
+                }
+                Some(v) => {
+                    item.insert(unindexed(name), s(cut_text(v)));
+                }
+                None => {}
             }
         }
         item
@@ -141,8 +189,9 @@ impl CallIndexTable {
                 .and_then(CallStatus::parse)
                 .unwrap_or_default(),
             provider_name: text(PROVIDER_NAME),
-            provider_id: text(PROVIDER_ID),
-            service_request_id: text(SERVICE_REQUEST_ID),
+            provider_id: text(PROVIDER_ID).or_else(|| text(&unindexed(PROVIDER_ID))),
+            service_request_id: text(SERVICE_REQUEST_ID)
+                .or_else(|| text(&unindexed(SERVICE_REQUEST_ID))),
             created_at: text(CREATED_AT).unwrap_or_default(),
             updated_at: text(UPDATED_AT).unwrap_or_default(),
         })

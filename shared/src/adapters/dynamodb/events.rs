@@ -9,9 +9,9 @@
 //! The sparse GSI `by-event-id` (HASH `eventId`, KEYS_ONLY) finds an event's call for an
 //! operator's redelivery; everything else reads the table itself, strongly consistently.
 //!
-//! An event is kept whole: its gzip is far below 400 KB for any call the calls table holds whole.
-//! Should one not fit (a transcript that does not compress), its `messages` are dropped (the
-//! `transcript` text keeps the conversation), and then the transcript's tail: logged at error level.
+//! An event is kept whole: its gzip is far below 400 KB for almost any call. Should one not fit
+//! (texts that do not compress), it is kept cut to fit ([`crate::domain::fit`], marked
+//! `data.truncated`), so the call still settles and is pushed: logged at error level.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use tracing::error;
 use super::attrs::{get_b, get_n, get_s, n, s, Item, EXPIRES_AT, ID};
 use super::fit::{gunzip, gzip};
 use super::unavailable;
+use crate::domain::fit::fitted;
 use crate::domain::push::CallEvent;
 use crate::domain::to_iso;
 use crate::ports::{Clock, DeliveryAttempt, PushRecord, PushState, PushStore, StoreError};
@@ -72,28 +73,17 @@ fn parse_state(word: &str) -> Option<PushState> {
     .find(|st| st.as_str() == word)
 }
 
-/// The event's gzip, made to fit (see the module documentation).
+/// The event's gzip, made to fit an item ([`crate::domain::fit`]): a call too large is kept cut,
+/// marked `truncated`, and logged; its record keeps everything.
 fn packed(event: &CallEvent) -> Vec<u8> {
-    let gz = gzip(&serde_json::to_vec(event).expect("events serialise"));
-    if gz.len() <= MAX_EVENT_BYTES {
-        return gz;
+    let gz_of = |e: &CallEvent| gzip(&serde_json::to_vec(e).expect("events serialise"));
+    let whole = gz_of(event);
+    if whole.len() <= MAX_EVENT_BYTES {
+        return whole;
     }
-    let mut slim = event.clone();
-    slim.data.messages.clear();
-    let mut gz = gzip(&serde_json::to_vec(&slim).expect("events serialise"));
-    while gz.len() > MAX_EVENT_BYTES {
-        let Some(t) = slim.data.transcript.as_mut() else {
-            break;
-        };
-        let mut keep = t.len() * 3 / 4;
-        while !t.is_char_boundary(keep) {
-            keep -= 1;
-        }
-        t.truncate(keep);
-        gz = gzip(&serde_json::to_vec(&slim).expect("events serialise"));
-    }
-    error!(call_id = %event.data.call_id, event_id = %event.id, "event too large to keep whole; its messages (and transcript tail) were dropped");
-    gz
+    let (slim, cut) = fitted(event, |e| gz_of(e).len() <= MAX_EVENT_BYTES);
+    error!(call_id = %event.data.call_id, event_id = %event.id, ?cut, "event too large to keep whole: kept cut, marked truncated");
+    gz_of(&slim)
 }
 
 impl EventsTable {
@@ -335,5 +325,62 @@ where
             Err(StoreError::Conflict)
         }
         Err(e) => Err(unavailable(what, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::push::EventType;
+    use crate::domain::CallResult;
+
+    /// Text gzip cannot shrink much: six random bits a character.
+    fn noise(len: usize) -> String {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                        [(x & 63) as usize],
+                )
+            })
+            .collect()
+    }
+
+    fn event(data: CallResult) -> CallEvent {
+        CallEvent {
+            kind: EventType::Completed,
+            id: "evt_1".into(),
+            timestamp: "2026-12-03T00:00:00.000Z".into(),
+            data,
+        }
+    }
+
+    fn unpacked(gz: &[u8]) -> CallEvent {
+        serde_json::from_str(&gunzip(gz).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_event_whose_analysis_no_item_holds_is_kept_cut_to_fit() {
+        // No transcript to cut: what used to loop for ever.
+        let mut data = CallResult::new("c1", "2026-12-03T00:00:00.000Z");
+        data.analysis.summary = Some(noise(600 * 1024));
+        let gz = packed(&event(data));
+        assert!(gz.len() <= MAX_EVENT_BYTES, "{} bytes", gz.len());
+        let kept = unpacked(&gz);
+        assert!(kept.data.truncated);
+        assert_eq!(kept.data.analysis.summary, None);
+        assert_eq!(kept.id, "evt_1");
+    }
+
+    #[test]
+    fn an_event_that_fits_is_kept_whole() {
+        let mut data = CallResult::new("c1", "2026-12-03T00:00:00.000Z");
+        data.transcript = Some(noise(100 * 1024));
+        let e = event(data);
+        assert_eq!(unpacked(&packed(&e)), e);
     }
 }
