@@ -152,6 +152,15 @@ fn transcript(rng: &mut Rng, bytes: usize) -> String {
     t
 }
 
+/// Text gzip cannot shrink much (six random bits a character): a summary of this makes an event
+/// too large for one item even compressed, which no transcript cut can fix.
+fn noise(rng: &mut Rng, len: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.below(64) as usize]))
+        .collect()
+}
+
 /// Structured data DynamoDB cannot hold as it is: an empty key, nesting past 32 levels, a number
 /// past its range, and text outside the BMP.
 fn awkward_data(rng: &mut Rng) -> Value {
@@ -237,13 +246,20 @@ impl VapiModel {
             analysis,
             ended_reason: reason,
             transcript: answered.then(|| transcript(rng, bytes)),
-            summary: (answered && rng.chance(0.9)).then(|| {
-                format!(
-                    "Available {} for ${}.",
-                    rng.pick(&WORDS[..]),
-                    rng.range(80, 400)
-                )
-            }),
+            // Now and then a summary past what one item or one bus entry holds, even for a call
+            // with no transcript to cut.
+            summary: if rng.chance(w.big / 2.0) {
+                let len = rng.range(300_000, 700_000) as usize;
+                Some(noise(rng, len))
+            } else {
+                (answered && rng.chance(0.9)).then(|| {
+                    format!(
+                        "Available {} for ${}.",
+                        rng.pick(&WORDS[..]),
+                        rng.range(80, 400)
+                    )
+                })
+            },
             structured: answered.then_some(structured),
             cost: rng.range(0, 300) as f64 / 100.0,
         }

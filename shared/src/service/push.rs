@@ -215,7 +215,10 @@ impl PushService {
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict) => return Ok(Delivery::Skipped("raced")),
+            Err(StoreError::Conflict) if !self.landed(&job.call_id, id, &attempt).await? => {
+                return Ok(Delivery::Skipped("raced"))
+            }
+            Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
         self.log_attempt(&push, &attempt, state);
@@ -272,6 +275,23 @@ impl PushService {
             ("webhook-signature", secret.sign(&push.event.id, ts, &body)),
         ];
         self.sender.post(&push.url, &headers, &body).await
+    }
+
+    /// Whether `attempt` is recorded as this job made it: a write that landed and lost only its
+    /// answer (the SDK's retry then met its own condition) reports a conflict. Taken for a race,
+    /// the job was dropped and the event stayed pending with no job for ever. A twin job (a
+    /// duplicate SQS delivery) records an attempt of its own time and latency, and the rare twin
+    /// identical to the millisecond only makes a second chain, which at-least-once allows.
+    async fn landed(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        attempt: &DeliveryAttempt,
+    ) -> Result<bool, PushError> {
+        let kept = self.store.get(call_id, event_id).await?;
+        Ok(kept.is_some_and(|p| {
+            p.attempts.len() == attempt.attempt as usize && p.attempts.last() == Some(attempt)
+        }))
     }
 
     fn log_attempt(&self, push: &PushRecord, a: &DeliveryAttempt, state: PushState) {

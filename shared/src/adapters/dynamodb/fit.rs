@@ -135,6 +135,16 @@ fn preview(t: &str) -> String {
     p
 }
 
+/// Whether one row can hold all of `texts`, compressed as a save compresses them. Only when it
+/// cannot may a save drop any of them ([`Form::Truncated`]); checkers hold the tables to that.
+pub fn row_can_hold(texts: &[&str]) -> bool {
+    texts
+        .iter()
+        .map(|t| gzip(t.as_bytes()).len())
+        .sum::<usize>()
+        <= ITEM_BUDGET
+}
+
 pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     // Best compression: a save is off the request path, and every byte counts against 400 KB.
     let mut gz = GzEncoder::new(Vec::with_capacity(bytes.len() / 3), Compression::best());

@@ -46,7 +46,7 @@ mod tables;
 pub use call_index::{ensure_call_index_table, summary_version, CallIndexTable};
 pub use calls::CallsTable;
 pub use events::{EventsTable, EVENT_ID_INDEX};
-pub use fit::{stored_json, stored_text, to_json};
+pub use fit::{row_can_hold, stored_json, stored_text, to_json};
 pub use idempotency::IDEMPOTENCY_TTL;
 pub use persistence::{log_status, ProvidersAndLogs};
 pub use tables::{ensure_events_table, ensure_tables, UNFINISHED_INDEX};
