@@ -210,6 +210,19 @@ impl PushStore for FaultyEvents {
         )
         .await
     }
+    async fn restore(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        state: PushState,
+        round_start: u32,
+        reopened_at: &str,
+    ) -> Result<(), StoreError> {
+        let write = self
+            .inner
+            .restore(call_id, event_id, state, round_start, reopened_at);
+        through(&self.gates, Op::EventUpdate, write).await
+    }
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
         through(&self.gates, Op::EventGet, self.inner.list(call_id)).await
     }

@@ -335,6 +335,17 @@ pub trait PushStore: Send + Sync {
     /// Sets a delivered, gone or failed event back to `pending`, due now (an operator's
     /// redelivery); [`StoreError::Conflict`] while it is still pending.
     async fn reopen(&self, call_id: &str, event_id: &str, now: &str) -> Result<(), StoreError>;
+    /// Undoes a `reopen` (at `reopened_at`) whose delivery job could not be queued: back to
+    /// `state` with `round_start`, only while the event is still as the reopen left it (pending,
+    /// due `reopened_at`, no attempt since); [`StoreError::Conflict`] otherwise.
+    async fn restore(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        state: PushState,
+        round_start: u32,
+        reopened_at: &str,
+    ) -> Result<(), StoreError>;
     /// A call's events, oldest first.
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError>;
 }

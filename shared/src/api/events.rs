@@ -183,6 +183,7 @@ pub async fn post_redeliver(
             Code::Conflict,
             format!("event {id} is still being delivered; redeliver it once it is delivered, gone or failed"),
         ),
+        Err(e @ RedeliverError::NotQueued(_)) => error(Code::Unavailable, e.to_string()),
         Err(RedeliverError::Unavailable(e)) => unavailable(e),
     }
 }

@@ -306,6 +306,33 @@ impl PushStore for EventsTable {
         conditional(sent, "UpdateItem (reopen)")
     }
 
+    async fn restore(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        state: PushState,
+        round_start: u32,
+        reopened_at: &str,
+    ) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(call_id, event_id)))
+            .update_expression("SET #st = :st, roundStart = :rs REMOVE nextAttemptAt")
+            .condition_expression(
+                "#st = :pending AND nextAttemptAt = :at AND attemptCount = roundStart",
+            )
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":st", state_word(state))
+            .expression_attribute_values(":rs", n(round_start))
+            .expression_attribute_values(":pending", state_word(PushState::Pending))
+            .expression_attribute_values(":at", s(reopened_at))
+            .send()
+            .await;
+        conditional(sent, "UpdateItem (restore)")
+    }
+
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
         let items = self.query_prefix(call_id, "push#").await?;
         let mut out = items
