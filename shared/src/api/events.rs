@@ -10,7 +10,7 @@ use tracing::warn;
 use super::{error, ok, require_api_token, Code, Response, CALLS_PATH};
 use crate::config::ApiAuth;
 use crate::domain::CallId;
-use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive};
+use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive, WebhookLog};
 use crate::service::redeliver::{RedeliverError, Redelivery};
 use crate::service::replay::{ReplayError, ReplayService};
 
@@ -69,13 +69,15 @@ pub async fn get_events(
         },
         None => Vec::new(),
     };
-    let kept = match webhooks {
-        Some(archive) => match archive.webhooks(id.as_str()).await {
+    // What each delivery was, never its body: the timeline decompresses nothing it does not show.
+    let log = match webhooks {
+        Some(archive) => match archive.log(id.as_str()).await {
             Ok(k) => k,
             Err(e) => return unavailable(e),
         },
-        None => Vec::new(),
+        None => WebhookLog::default(),
     };
+    let kept = &log.kept;
     if record.is_none() && pushes.is_empty() && kept.is_empty() {
         return error(
             Code::NotFound,
@@ -106,10 +108,10 @@ pub async fn get_events(
             json!({"dataStatus": r.data_status.as_str()}),
         );
     }
-    for w in &kept {
+    for w in kept {
         timeline.push(json!({"at": w.received_at, "what": "webhook.received",
             "messageType": w.message_type, "auth": w.auth, "outcome": w.outcome,
-            "bytes": w.body.len()}));
+            "bytes": w.bytes}));
     }
     for p in &pushes {
         timeline.push(json!({"at": p.event.timestamp, "what": "push.made",
@@ -126,6 +128,7 @@ pub async fn get_events(
             "callId": id.as_str(),
             "dataStatus": record.as_ref().map(|r| r.data_status.as_str()),
             "pushes": pushes.iter().map(push_json).collect::<Vec<_>>(),
+            "webhooks": {"kept": kept.len(), "resent": log.resent, "notKept": log.not_kept},
             "timeline": timeline,
         }),
     )

@@ -103,18 +103,33 @@ impl EventsTable {
         call_id: &str,
         prefix: &str,
     ) -> Result<Vec<Item>, StoreError> {
+        self.query_prefix_projected(call_id, prefix, &[]).await
+    }
+
+    /// [`Self::query_prefix`] returning only the attributes named (all when none are).
+    pub(super) async fn query_prefix_projected(
+        &self,
+        call_id: &str,
+        prefix: &str,
+        attributes: &[&str],
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
+        let placeholders: Vec<String> = (0..attributes.len()).map(|i| format!("#p{i}")).collect();
+        let projection = (!attributes.is_empty()).then(|| placeholders.join(", "));
         loop {
-            let page = self
-                .client
-                .query()
+            let mut query = self.client.query();
+            for (p, name) in placeholders.iter().zip(attributes) {
+                query = query.expression_attribute_names(p, *name);
+            }
+            let page = query
                 .table_name(&self.table)
                 .key_condition_expression("#id = :id AND begins_with(#sk, :p)")
                 .expression_attribute_names("#id", ID)
                 .expression_attribute_names("#sk", SORT_KEY)
                 .expression_attribute_values(":id", s(call_id))
                 .expression_attribute_values(":p", s(prefix))
+                .set_projection_expression(projection.clone())
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
