@@ -181,3 +181,21 @@ async fn a_pending_event_long_overdue_has_no_job_and_can_be_redelivered() {
     ));
     assert_eq!(push_jobs(&f).len(), 1);
 }
+
+#[tokio::test]
+async fn an_id_no_event_can_have_is_a_404_never_a_5xx() {
+    let f = setup().await;
+    let auth = ApiAuth::Token("tok".into());
+    for id in ["x".repeat(3000), "é".repeat(1500), "evt_ünïcode".into()] {
+        let r = post_redeliver(Some(&f.redelivery), &auth, &bearer(), &id).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{}", json(&r));
+        let body = json(&r);
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "not_found");
+        assert!(
+            body["error"]["message"].as_str().unwrap().len() < 300,
+            "the id is not echoed whole: {body}"
+        );
+    }
+    assert!(push_jobs(&f).is_empty());
+}

@@ -176,6 +176,13 @@ pub async fn post_redeliver(
             "pushed events are not configured on this deployment (CALLBACK_SIGNING_SECRET)",
         );
     };
+    if !crate::domain::push::is_event_id(event_id) {
+        let shown: String = event_id.chars().take(40).collect();
+        return error(
+            Code::NotFound,
+            format!("no event {shown:?}: event ids are evt_ and 32 hex digits"),
+        );
+    }
     match push.redeliver(event_id).await {
         Ok(p) => ok(StatusCode::ACCEPTED, push_json(&p)),
         Err(RedeliverError::NotFound(id)) => error(

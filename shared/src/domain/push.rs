@@ -71,6 +71,14 @@ pub fn event_id(call_id: &str, kind: EventType, updated_at: &str) -> String {
     format!("evt_{}", &hex::encode(h.finalize())[..32])
 }
 
+/// Whether `id` has the shape of an id [`event_id`] makes (`evt_` and 32 hex digits): anything
+/// else names no event, and is answered as such before it reaches a store (whose keys are
+/// bounded: a 3,000-character id would be refused there as a fault).
+pub fn is_event_id(id: &str) -> bool {
+    id.strip_prefix("evt_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A `CALLBACK_SIGNING_SECRET`: `whsec_` + base64 of the key.
 #[derive(Clone)]
 pub struct SigningSecret(Vec<u8>);
