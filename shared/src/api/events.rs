@@ -7,7 +7,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::{error, ok, require_api_token, Code, Response, CALLS_PATH};
+use super::{error, ok, require_operator_token, Code, Response, CALLS_PATH};
 use crate::config::ApiAuth;
 use crate::domain::CallId;
 use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive, WebhookLog};
@@ -52,7 +52,7 @@ pub async fn get_events(
     headers: &HeaderMap,
     raw_id: &str,
 ) -> Response {
-    if let Some(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_operator_token(auth, headers) {
         return denied;
     }
     let Ok(id) = CallId::parse(raw_id) else {
@@ -140,7 +140,7 @@ pub async fn post_replay(
     headers: &HeaderMap,
     call_id: &str,
 ) -> Response {
-    if let Some(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_operator_token(auth, headers) {
         return denied;
     }
     let Some(replay) = replay else {
@@ -167,7 +167,7 @@ pub async fn post_redeliver(
     headers: &HeaderMap,
     event_id: &str,
 ) -> Response {
-    if let Some(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_operator_token(auth, headers) {
         return denied;
     }
     let Some(push) = push else {
@@ -206,6 +206,34 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn with_client_auth_off_the_operator_routes_still_need_the_token() {
+        let none = HeaderMap::new();
+        let mut bearer = HeaderMap::new();
+        bearer.insert("authorization", "Bearer t".parse().unwrap());
+        let evt = "evt_0123456789abcdef0123456789abcdef";
+        for auth in [ApiAuth::Authorizer("t".into()), ApiAuth::Off] {
+            let statuses = [
+                post_redeliver(None, &auth, &none, evt).await.status(),
+                post_replay(None, &auth, &none, "c").await.status(),
+                super::super::list_calls(None, &auth, &none, None)
+                    .await
+                    .status(),
+            ];
+            assert_eq!(statuses, [StatusCode::UNAUTHORIZED; 3], "{auth:?}");
+        }
+        // With the token they go on (here: to say the feature is not configured).
+        let auth = ApiAuth::Authorizer("t".into());
+        let statuses = [
+            post_redeliver(None, &auth, &bearer, evt).await.status(),
+            post_replay(None, &auth, &bearer, "c").await.status(),
+            super::super::list_calls(None, &auth, &bearer, None)
+                .await
+                .status(),
+        ];
+        assert_eq!(statuses, [StatusCode::NOT_FOUND; 3]);
+    }
 
     #[test]
     fn paths() {
