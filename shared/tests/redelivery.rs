@@ -78,7 +78,7 @@ async fn setup() -> Fixture {
 async fn kept(f: &Fixture, state: PushState, next_attempt_at: Option<&str>) -> String {
     let mut data = CallResult::new(CALL, "2026-12-04T08:00:00.000Z");
     data.callback_url = Some("https://receiver.example/hook".into());
-    let id = event_id(CALL, EventType::Completed, &data.updated_at);
+    let id = event_id(&data, EventType::Completed);
     let push = PushRecord {
         event: CallEvent {
             kind: EventType::Completed,
@@ -160,7 +160,7 @@ async fn a_pending_event_long_overdue_has_no_job_and_can_be_redelivered() {
     let soon = "2026-12-04T09:10:00.000Z".to_owned();
     let mut data = CallResult::new("call-redeliver-2", "2026-12-04T08:00:00.000Z");
     data.callback_url = Some("https://receiver.example/hook".into());
-    let other = event_id("call-redeliver-2", EventType::Completed, &data.updated_at);
+    let other = event_id(&data, EventType::Completed);
     let push = PushRecord {
         event: CallEvent {
             kind: EventType::Completed,
