@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use ringback::adapters::dynamodb::{CallsTable, EventsTable, ProvidersAndLogs};
 use ringback::domain::{CallRecord, CallResult};
 use ringback::ports::{
-    Attempt, CallStore, Deadline, DeliveryAttempt, IdempotencyRecord, IdempotencyStore,
+    Attempt, CallStore, Deadline, DeliveryAttempt, IdempotencyRecord, IdempotencyStore, Keeping,
     OverduePage, Persisted, PushRecord, PushState, PushStore, ResultSink, SavedResponse, SinkError,
-    StoreError, StoredWebhook, Versioned, WebhookArchive,
+    StoreError, StoredWebhook, Versioned, WebhookArchive, WebhookLog,
 };
 
 use crate::sched::{Fault, Gates, Op};
@@ -210,6 +210,19 @@ impl PushStore for FaultyEvents {
         )
         .await
     }
+    async fn restore(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        state: PushState,
+        round_start: u32,
+        reopened_at: &str,
+    ) -> Result<(), StoreError> {
+        let write = self
+            .inner
+            .restore(call_id, event_id, state, round_start, reopened_at);
+        through(&self.gates, Op::EventUpdate, write).await
+    }
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
         through(&self.gates, Op::EventGet, self.inner.list(call_id)).await
     }
@@ -217,10 +230,13 @@ impl PushStore for FaultyEvents {
 
 #[async_trait]
 impl WebhookArchive for FaultyEvents {
-    async fn keep(&self, webhook: &StoredWebhook) -> Result<(), StoreError> {
+    async fn keep(&self, webhook: &StoredWebhook) -> Result<Keeping, StoreError> {
         through(&self.gates, Op::EventPut, self.inner.keep(webhook)).await
     }
     async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError> {
         through(&self.gates, Op::EventGet, self.inner.webhooks(call_id)).await
+    }
+    async fn log(&self, call_id: &str) -> Result<WebhookLog, StoreError> {
+        through(&self.gates, Op::EventGet, self.inner.log(call_id)).await
     }
 }

@@ -8,10 +8,11 @@ use ringback_local::{LocalOptions, System};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Development values are printed so they can be pasted; real secrets never are.
-fn shown(value: Option<&str>, dev: &str, name: &str) -> String {
-    match value {
-        Some(v) if v == dev => v.to_owned(),
+/// Development values, and secrets generated at this start, are printed (once, here) so they
+/// can be pasted; secrets given in the environment never are.
+fn shown(opts: &LocalOptions, dev: &str, name: &'static str) -> String {
+    match opts.env.get(name) {
+        Some(v) if v == dev || opts.generated.contains(&name) => v.to_owned(),
         _ => format!("(the value of {name})"),
     }
 }
@@ -45,13 +46,9 @@ async fn main() {
         "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
         base = system.base_url,
         webhook = ringback::api::WEBHOOK_PATH,
-        secret = shown(env.get("VAPI_WEBHOOK_SECRET"), DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),
-        token = shown(env.get("API_TOKEN"), DEV_API_TOKEN, "API_TOKEN"),
-        callback = shown(
-            env.get("CALLBACK_SIGNING_SECRET"),
-            DEV_CALLBACK_SECRET,
-            "CALLBACK_SIGNING_SECRET"
-        ),
+        secret = shown(&opts, DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),
+        token = shown(&opts, DEV_API_TOKEN, "API_TOKEN"),
+        callback = shown(&opts, DEV_CALLBACK_SECRET, "CALLBACK_SIGNING_SECRET"),
         storage = system.storage,
         queue = system.queue.describe(),
     );

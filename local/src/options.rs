@@ -32,6 +32,60 @@ pub struct LocalOptions {
     pub simulator_time_scale: f64,
     /// The environment the services are configured from, with local defaults filled in.
     pub env: Env,
+    /// The secrets generated at this start (pointed at a real Vapi, none given): printed once.
+    pub generated: Vec<&'static str>,
+}
+
+/// The development values, public in this repository and its README.
+pub const DEV_SECRETS: [(&str, &str); 3] = [
+    ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+    ("API_TOKEN", DEV_API_TOKEN),
+    ("CALLBACK_SIGNING_SECRET", DEV_CALLBACK_SECRET),
+];
+
+/// SPEC §9: pointed at a real Vapi, anyone who reaches the runner (through a tunnel, say) with a
+/// public token could place real calls, or forge webhooks and signed events. So no development
+/// value is accepted and authentication cannot be turned off; each secret not given is generated
+/// from the OS's random source. Returns the names generated.
+fn own_secrets(env: &mut Env) -> Result<Vec<&'static str>, String> {
+    for name in ["API_AUTH", "WEBHOOK_AUTH"] {
+        if env
+            .get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("none"))
+        {
+            return Err(format!(
+                "{name}=none is refused while VAPI_BASE_URL points at a real Vapi: \
+                 nothing stands in front of this runner"
+            ));
+        }
+    }
+    let mut generated = Vec::new();
+    for (name, dev) in DEV_SECRETS {
+        match env.get(name) {
+            Some(v) if v == dev => {
+                return Err(format!(
+                    "{name} is the public development value, refused while VAPI_BASE_URL points \
+                     at a real Vapi: set your own, or unset it to have a random one generated"
+                ))
+            }
+            Some(_) => {}
+            None => {
+                let value = match name {
+                    "CALLBACK_SIGNING_SECRET" => {
+                        ringback::domain::push::SigningSecret::generate().1
+                    }
+                    _ => format!(
+                        "{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    ),
+                };
+                env.set(name, value);
+                generated.push(name);
+            }
+        }
+    }
+    Ok(generated)
 }
 
 impl LocalOptions {
@@ -48,10 +102,9 @@ impl LocalOptions {
             .map(str::to_owned);
         let vapi_base_url = env.get("VAPI_BASE_URL").map(str::to_owned);
         let in_memory = env.get("RINGBACK_IN_MEMORY").is_some_and(|v| v != "0");
+        // Bounded like every duration (`Env::seconds`): `interval * 2` below cannot overflow.
         let seconds = |name: &'static str, default: u64| {
-            env.parse_or(name, default)
-                .map(Duration::from_secs)
-                .map_err(|e| e.to_string())
+            env.seconds(name, default).map_err(|e| e.to_string())
         };
         let visibility_timeout = seconds(
             "ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS",
@@ -89,6 +142,11 @@ impl LocalOptions {
         if vapi_base_url.is_some() && env.get("VAPI_API_KEY").is_none() {
             return Err("VAPI_BASE_URL is set, so VAPI_API_KEY is required".into());
         }
+        let generated = if vapi_base_url.is_some() {
+            own_secrets(&mut env)?
+        } else {
+            Vec::new()
+        };
         for (name, value) in [
             ("CALLS_TABLE", "ringback-calls"),
             ("PROVIDERS_TABLE", "ringback-providers"),
@@ -120,6 +178,7 @@ impl LocalOptions {
             cleanup_interval,
             simulator_time_scale,
             env,
+            generated,
         })
     }
 
@@ -145,6 +204,58 @@ mod tests {
         );
         let off = LocalOptions::from_env(Env::from_pairs([("CLEANUP_INTERVAL_SECONDS", "0")]));
         assert_eq!(off.unwrap().cleanup_interval, None);
+    }
+
+    const REAL_VAPI: [(&str, &str); 2] = [
+        ("VAPI_BASE_URL", "https://api.vapi.ai"),
+        ("VAPI_API_KEY", "a-real-key"),
+    ];
+
+    #[test]
+    fn pointed_at_a_real_vapi_it_never_takes_the_public_development_secrets() {
+        for (name, dev) in DEV_SECRETS {
+            let env = Env::from_pairs(REAL_VAPI.into_iter().chain([(name, dev)]));
+            let err = LocalOptions::from_env(env).unwrap_err();
+            assert!(err.contains(name) && err.contains("public"), "{err}");
+            assert!(!err.contains(dev), "the value is not repeated: {err}");
+        }
+        for off in [("API_AUTH", "none"), ("WEBHOOK_AUTH", "none")] {
+            let env = Env::from_pairs(REAL_VAPI.into_iter().chain([off]));
+            let err = LocalOptions::from_env(env).unwrap_err();
+            assert!(err.contains(off.0), "{err}");
+        }
+        // Unset: random ones, different every start, listed to be printed once.
+        let a = LocalOptions::from_env(Env::from_pairs(REAL_VAPI)).unwrap();
+        let b = LocalOptions::from_env(Env::from_pairs(REAL_VAPI)).unwrap();
+        for (name, dev) in DEV_SECRETS {
+            let value = a.env.get(name).unwrap();
+            assert_ne!(value, dev, "{name}");
+            assert_ne!(value, b.env.get(name).unwrap(), "{name}");
+            assert!(a.generated.contains(&name), "{name}");
+        }
+        assert!(ringback::config::PushConfig::from_env(&a.env).is_ok());
+        // Its own are kept as given and not printed.
+        let own = Env::from_pairs(
+            REAL_VAPI
+                .into_iter()
+                .chain([("API_TOKEN", "mine-and-long")]),
+        );
+        let o = LocalOptions::from_env(own).unwrap();
+        assert_eq!(o.env.get("API_TOKEN"), Some("mine-and-long"));
+        assert!(!o.generated.contains(&"API_TOKEN"));
+        // With the simulator the development values stay, so the README's curl lines work.
+        let sim = LocalOptions::from_env(Env::default()).unwrap();
+        assert_eq!(sim.env.get("API_TOKEN"), Some(DEV_API_TOKEN));
+        assert!(sim.generated.is_empty());
+    }
+
+    #[test]
+    fn a_duration_past_a_year_stops_start_up_by_name_not_a_panic() {
+        for name in ["CLEANUP_INTERVAL_SECONDS", "CLEANUP_MARGIN_SECONDS"] {
+            let env = Env::from_pairs([(name, "18446744073709551615")]);
+            let err = LocalOptions::from_env(env).unwrap_err();
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]

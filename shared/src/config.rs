@@ -66,9 +66,26 @@ impl Env {
         }
     }
 
-    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        self.parse_or(name, default).map(Duration::from_secs)
+    /// A whole number of seconds, at most [`MAX_SECONDS`].
+    pub fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: u64 = self.parse_or(name, default)?;
+        at_most_max(name, secs).map(Duration::from_secs)
     }
+}
+
+/// The longest any of ringback's durations may be: a year and a day. No setting is sensibly
+/// longer, and the bound keeps every date computed from one (`now + ttl`, a deadline, a retry's
+/// due time) inside chrono's range, where a raw u64 of seconds would overflow it and panic.
+pub const MAX_SECONDS: u64 = 366 * 86_400;
+
+pub(crate) fn at_most_max(name: &'static str, secs: u64) -> Result<u64, ConfigError> {
+    if secs > MAX_SECONDS {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("{secs} s is more than a year ({MAX_SECONDS} s at most)"),
+        });
+    }
+    Ok(secs)
 }
 
 /// Settings shared by every function that touches the calls table.
@@ -192,15 +209,25 @@ pub fn parse_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
     Ok(delays)
 }
 
-/// Webhook authentication: a secret is required unless `WEBHOOK_AUTH=none` is set on purpose.
-pub fn webhook_auth(env: &Env) -> Result<WebhookAuth, ConfigError> {
+/// `VAPI_WEBHOOK_SECRET`, required unless `WEBHOOK_AUTH=none` is set on purpose (`None` then).
+/// The webhook function checks deliveries with it and the initiator hands it to Vapi with each
+/// call, so both refuse to start without it: an initiator without it would place calls whose
+/// every webhook is then refused.
+pub fn webhook_secret(env: &Env) -> Result<Option<String>, ConfigError> {
     if env
         .get("WEBHOOK_AUTH")
         .is_some_and(|v| v.eq_ignore_ascii_case("none"))
     {
-        return Ok(WebhookAuth::disabled());
+        return Ok(None);
     }
-    let current = env.required("VAPI_WEBHOOK_SECRET")?;
+    env.required("VAPI_WEBHOOK_SECRET").map(Some)
+}
+
+/// Webhook authentication: a secret is required unless `WEBHOOK_AUTH=none` is set on purpose.
+pub fn webhook_auth(env: &Env) -> Result<WebhookAuth, ConfigError> {
+    let Some(current) = webhook_secret(env)? else {
+        return Ok(WebhookAuth::disabled());
+    };
     // During a rotation both secrets are accepted (docs/operations.md).
     let previous = env.get("VAPI_WEBHOOK_SECRET_PREVIOUS").map(str::to_owned);
     // Vapi's HMAC credential defaults need nothing more (VAPI.md §3); the rest is what a credential changed.
@@ -228,11 +255,16 @@ pub fn webhook_auth(env: &Env) -> Result<WebhookAuth, ConfigError> {
     })
 }
 
-/// Client API authentication (`Authorization: Bearer <API_TOKEN>`), off only with `API_AUTH=none`
-/// when an authorizer sits in front.
+/// Client API authentication (`Authorization: Bearer <API_TOKEN>`), off for the client routes
+/// only with `API_AUTH=none`, when an authorizer sits in front. The operator routes (listing,
+/// timeline, replay, redelivery) keep needing `API_TOKEN` (`crate::api::require_operator_token`).
 #[derive(Clone, PartialEq, Eq)]
 pub enum ApiAuth {
     Token(String),
+    /// `API_AUTH=none` with `API_TOKEN`: client routes open to the authorizer in front, operator
+    /// routes still checked against the token.
+    Authorizer(String),
+    /// `API_AUTH=none` without `API_TOKEN`: operator routes closed.
     Off,
 }
 
@@ -240,6 +272,7 @@ impl std::fmt::Debug for ApiAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Token(_) => "ApiAuth::Token(..)",
+            Self::Authorizer(_) => "ApiAuth::Authorizer(..)",
             Self::Off => "ApiAuth::Off",
         })
     }
@@ -251,7 +284,10 @@ impl ApiAuth {
             .get("API_AUTH")
             .is_some_and(|v| v.eq_ignore_ascii_case("none"))
         {
-            return Ok(Self::Off);
+            return Ok(match env.get("API_TOKEN") {
+                Some(token) => Self::Authorizer(token.to_owned()),
+                None => Self::Off,
+            });
         }
         Ok(Self::Token(env.required("API_TOKEN")?))
     }
@@ -401,6 +437,65 @@ mod tests {
             let err = Timing::from_env(&Env::from_pairs(pairs)).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn durations_that_would_overflow_dates_stop_start_up_by_name() {
+        // A u64 of seconds is far past what chrono can add to a date: `now + ttl` would panic
+        // (and with panic = "abort", take the invocation or the whole local runner with it).
+        for name in [
+            "RESULT_TTL_SECONDS",
+            "CLEANUP_MARGIN_SECONDS",
+            "WATCHDOG_DELAY_SECONDS",
+            "MAX_CALL_SECONDS",
+            "STUCK_GRACE_SECONDS",
+            "CLAIM_LEASE_SECONDS",
+        ] {
+            for value in ["18446744073709551615", "9223372036854775807", "31708800"] {
+                let env = Env::from_pairs([("CALLS_TABLE", "t"), (name, value)]);
+                let err = Timing::from_env(&env).unwrap_err().to_string();
+                assert!(err.contains(name), "{name}={value}: {err}");
+            }
+        }
+        let huge = Env::from_pairs([("CALLS_TABLE", "t"), ("RESULT_TTL_SECONDS", "1e30")]);
+        assert!(CallsConfig::from_env(&huge).is_err());
+        let huge = Env::from_pairs([
+            ("CALLS_TABLE", "t"),
+            ("RESULT_TTL_SECONDS", "18446744073709551615"),
+        ]);
+        let err = CallsConfig::from_env(&huge).unwrap_err().to_string();
+        assert!(err.contains("RESULT_TTL_SECONDS"), "{err}");
+        // A year is still a valid (if odd) setting.
+        let year = Env::from_pairs([("CALLS_TABLE", "t"), ("RESULT_TTL_SECONDS", "31536000")]);
+        assert!(CallsConfig::from_env(&year).is_ok() && Timing::from_env(&year).is_ok());
+    }
+
+    #[test]
+    fn the_initiator_needs_the_webhook_secret_unless_auth_is_off_on_purpose() {
+        // Without it, calls would be placed whose every webhook then answers 401.
+        let base = [
+            ("VAPI_PHONE_NUMBER_ID", "p"),
+            (
+                "VAPI_WEBHOOK_URL",
+                "https://hooks.example/api/v1/vapi/webhook",
+            ),
+        ];
+        assert_eq!(
+            webhook_secret(&Env::from_pairs(base)).unwrap_err(),
+            ConfigError::Missing("VAPI_WEBHOOK_SECRET")
+        );
+        let off = Env::from_pairs(base.into_iter().chain([("WEBHOOK_AUTH", "none")]));
+        assert_eq!(webhook_secret(&off).unwrap(), None);
+        let on = Env::from_pairs(base.into_iter().chain([("VAPI_WEBHOOK_SECRET", "s")]));
+        assert_eq!(webhook_secret(&on).unwrap().as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn without_a_token_check_the_operator_routes_still_need_the_token() {
+        let behind =
+            ApiAuth::from_env(&Env::from_pairs([("API_AUTH", "none"), ("API_TOKEN", "t")]));
+        assert_eq!(behind.unwrap(), ApiAuth::Authorizer("t".into()));
+        assert!(!format!("{:?}", ApiAuth::Authorizer("tok".into())).contains("tok"));
     }
 
     #[test]

@@ -335,34 +335,88 @@ pub trait PushStore: Send + Sync {
     /// Sets a delivered, gone or failed event back to `pending`, due now (an operator's
     /// redelivery); [`StoreError::Conflict`] while it is still pending.
     async fn reopen(&self, call_id: &str, event_id: &str, now: &str) -> Result<(), StoreError>;
+    /// Undoes a `reopen` (at `reopened_at`) whose delivery job could not be queued: back to
+    /// `state` with `round_start`, only while the event is still as the reopen left it (pending,
+    /// due `reopened_at`, no attempt since); [`StoreError::Conflict`] otherwise.
+    async fn restore(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        state: PushState,
+        round_start: u32,
+        reopened_at: &str,
+    ) -> Result<(), StoreError>;
     /// A call's events, oldest first.
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError>;
 }
 
 // ---- kept webhooks ----
 
+/// The most deliveries kept per call. A call ringback records sends about ten (a `status-update`
+/// per transition and one `end-of-call-report`), and Vapi's re-sends of those differ byte-wise
+/// (fresh presigned URLs) at most a few times each: 200 is ample for any real call, while a replay
+/// or a timeline reads a bounded amount whatever a sender does. Past it deliveries are counted.
+pub const MAX_KEPT_WEBHOOKS: u64 = 200;
+/// The most body bytes kept per call: 32 × the default `MAX_WEBHOOK_BYTES`, so the replay that
+/// reads them all stays far inside a function's memory.
+pub const MAX_KEPT_WEBHOOK_BYTES: u64 = 32 * 1024 * 1024;
+
 /// One authenticated webhook delivery, kept raw for `EVENT_RETENTION_DAYS`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredWebhook {
     pub call_id: String,
-    /// Unique per delivery (a redelivery is kept again, as what it is: a duplicate).
+    /// A digest of the body: the same body sent again is the same delivery, kept once.
     pub id: String,
     /// ISO-8601.
     pub received_at: String,
     pub message_type: String,
     /// The scheme that authenticated it (`x-vapi-secret`, `bearer`, `signature`, `none`).
     pub auth: String,
-    /// `applied`, `duplicate` or `ignored`.
+    /// `applied` or `duplicate`.
     pub outcome: String,
     /// The body exactly as received.
     pub body: Vec<u8>,
 }
 
+/// What [`WebhookArchive::keep`] did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keeping {
+    Kept,
+    /// The same body (same id) is kept already: counted as re-sent.
+    AlreadyKept,
+    /// The call's bound ([`MAX_KEPT_WEBHOOKS`], [`MAX_KEPT_WEBHOOK_BYTES`]) is reached: counted.
+    OverBound,
+}
+
+/// A kept delivery without its body: what a timeline shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptWebhook {
+    pub id: String,
+    pub received_at: String,
+    pub message_type: String,
+    pub auth: String,
+    pub outcome: String,
+    pub bytes: u64,
+}
+
+/// A call's kept deliveries (no bodies) and what was counted instead of kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebhookLog {
+    /// Oldest first.
+    pub kept: Vec<KeptWebhook>,
+    /// Deliveries of a body already kept.
+    pub resent: u64,
+    /// Deliveries past the call's bound.
+    pub not_kept: u64,
+}
+
 #[async_trait]
 pub trait WebhookArchive: Send + Sync {
-    async fn keep(&self, webhook: &StoredWebhook) -> Result<(), StoreError>;
-    /// A call's kept webhooks, oldest first.
+    async fn keep(&self, webhook: &StoredWebhook) -> Result<Keeping, StoreError>;
+    /// A call's kept webhooks with their bodies, oldest first (at most the call's bound).
     async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError>;
+    /// A call's kept webhooks without reading or decompressing a body, and the counts.
+    async fn log(&self, call_id: &str) -> Result<WebhookLog, StoreError>;
 }
 
 /// An event bus for AWS-native consumers (EventBridge), beside or instead of callback URLs.

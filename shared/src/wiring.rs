@@ -202,7 +202,7 @@ pub fn call_settings(env: &Env) -> Result<CallSettings, ConfigError> {
         phone_number_id: env.required("VAPI_PHONE_NUMBER_ID")?,
         assistant_id: env.get("VAPI_ASSISTANT_ID").map(str::to_owned),
         webhook_url: env.required("VAPI_WEBHOOK_URL")?,
-        webhook_secret: env.get("VAPI_WEBHOOK_SECRET").map(str::to_owned),
+        webhook_secret: config::webhook_secret(env)?,
     })
 }
 

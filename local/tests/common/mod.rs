@@ -14,8 +14,10 @@ use ringback::config::Env;
 use ringback_local::{LocalOptions, System};
 use serde_json::{json, Value};
 
-pub const API_TOKEN: &str = "dev-api-token";
-pub const WEBHOOK_SECRET: &str = "dev-webhook-secret";
+/// The tests' own token and secret, given to every runner they start: a runner pointed at a
+/// Vapi-compatible server (`VAPI_BASE_URL`) refuses the public development values (SPEC §9).
+pub const API_TOKEN: &str = "test-api-token";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 pub const CALLS_TABLE: &str = "ringback-calls";
 pub const PROVIDERS_TABLE: &str = "ringback-providers";
 pub const LOGS_TABLE: &str = "ringback-interaction-logs";
@@ -37,6 +39,8 @@ pub fn options(overrides: &[(&str, &str)]) -> LocalOptions {
         ("ENRICHMENT_VISIBILITY_TIMEOUT_SECONDS", "1"),
         ("CLEANUP_INTERVAL_SECONDS", "0"),
         ("WATCHDOG_DELAY_SECONDS", "2"),
+        ("API_TOKEN", API_TOKEN),
+        ("VAPI_WEBHOOK_SECRET", WEBHOOK_SECRET),
     ];
     for (k, v) in overrides {
         pairs.retain(|(name, _)| name != k);

@@ -11,9 +11,26 @@ use crate::service::status::{StatusError, StatusService};
 
 /// The 401 answer, unless the request carries the API token (or auth is off).
 pub fn require_api_token(auth: &ApiAuth, headers: &HeaderMap) -> Option<Response> {
-    let ApiAuth::Token(token) = auth else {
-        return None;
-    };
+    match auth {
+        ApiAuth::Token(token) => bearer_matches(token, headers),
+        ApiAuth::Authorizer(_) | ApiAuth::Off => None,
+    }
+}
+
+/// The operator routes (listing, timeline, replay, redelivery) need `API_TOKEN` even where an
+/// authorizer does the client routes' authentication (`API_AUTH=none`): they reach every call,
+/// so they are never left to whatever sits in front, and without a token they are closed.
+pub fn require_operator_token(auth: &ApiAuth, headers: &HeaderMap) -> Option<Response> {
+    match auth {
+        ApiAuth::Token(token) | ApiAuth::Authorizer(token) => bearer_matches(token, headers),
+        ApiAuth::Off => Some(error(
+            Code::Unauthorized,
+            "operator routes need API_TOKEN, which this deployment does not set",
+        )),
+    }
+}
+
+fn bearer_matches(token: &str, headers: &HeaderMap) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -7,10 +7,10 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::{error, ok, require_api_token, Code, Response, CALLS_PATH};
+use super::{error, ok, require_operator_token, Code, Response, CALLS_PATH};
 use crate::config::ApiAuth;
 use crate::domain::CallId;
-use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive};
+use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive, WebhookLog};
 use crate::service::redeliver::{RedeliverError, Redelivery};
 use crate::service::replay::{ReplayError, ReplayService};
 
@@ -52,7 +52,7 @@ pub async fn get_events(
     headers: &HeaderMap,
     raw_id: &str,
 ) -> Response {
-    if let Some(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_operator_token(auth, headers) {
         return denied;
     }
     let Ok(id) = CallId::parse(raw_id) else {
@@ -69,13 +69,15 @@ pub async fn get_events(
         },
         None => Vec::new(),
     };
-    let kept = match webhooks {
-        Some(archive) => match archive.webhooks(id.as_str()).await {
+    // What each delivery was, never its body: the timeline decompresses nothing it does not show.
+    let log = match webhooks {
+        Some(archive) => match archive.log(id.as_str()).await {
             Ok(k) => k,
             Err(e) => return unavailable(e),
         },
-        None => Vec::new(),
+        None => WebhookLog::default(),
     };
+    let kept = &log.kept;
     if record.is_none() && pushes.is_empty() && kept.is_empty() {
         return error(
             Code::NotFound,
@@ -106,10 +108,10 @@ pub async fn get_events(
             json!({"dataStatus": r.data_status.as_str()}),
         );
     }
-    for w in &kept {
+    for w in kept {
         timeline.push(json!({"at": w.received_at, "what": "webhook.received",
             "messageType": w.message_type, "auth": w.auth, "outcome": w.outcome,
-            "bytes": w.body.len()}));
+            "bytes": w.bytes}));
     }
     for p in &pushes {
         timeline.push(json!({"at": p.event.timestamp, "what": "push.made",
@@ -126,6 +128,7 @@ pub async fn get_events(
             "callId": id.as_str(),
             "dataStatus": record.as_ref().map(|r| r.data_status.as_str()),
             "pushes": pushes.iter().map(push_json).collect::<Vec<_>>(),
+            "webhooks": {"kept": kept.len(), "resent": log.resent, "notKept": log.not_kept},
             "timeline": timeline,
         }),
     )
@@ -137,7 +140,7 @@ pub async fn post_replay(
     headers: &HeaderMap,
     call_id: &str,
 ) -> Response {
-    if let Some(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_operator_token(auth, headers) {
         return denied;
     }
     let Some(replay) = replay else {
@@ -164,7 +167,7 @@ pub async fn post_redeliver(
     headers: &HeaderMap,
     event_id: &str,
 ) -> Response {
-    if let Some(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_operator_token(auth, headers) {
         return denied;
     }
     let Some(push) = push else {
@@ -173,6 +176,13 @@ pub async fn post_redeliver(
             "pushed events are not configured on this deployment (CALLBACK_SIGNING_SECRET)",
         );
     };
+    if !crate::domain::push::is_event_id(event_id) {
+        let shown: String = event_id.chars().take(40).collect();
+        return error(
+            Code::NotFound,
+            format!("no event {shown:?}: event ids are evt_ and 32 hex digits"),
+        );
+    }
     match push.redeliver(event_id).await {
         Ok(p) => ok(StatusCode::ACCEPTED, push_json(&p)),
         Err(RedeliverError::NotFound(id)) => error(
@@ -183,6 +193,7 @@ pub async fn post_redeliver(
             Code::Conflict,
             format!("event {id} is still being delivered; redeliver it once it is delivered, gone or failed"),
         ),
+        Err(e @ RedeliverError::NotQueued(_)) => error(Code::Unavailable, e.to_string()),
         Err(RedeliverError::Unavailable(e)) => unavailable(e),
     }
 }
@@ -195,6 +206,34 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn with_client_auth_off_the_operator_routes_still_need_the_token() {
+        let none = HeaderMap::new();
+        let mut bearer = HeaderMap::new();
+        bearer.insert("authorization", "Bearer t".parse().unwrap());
+        let evt = "evt_0123456789abcdef0123456789abcdef";
+        for auth in [ApiAuth::Authorizer("t".into()), ApiAuth::Off] {
+            let statuses = [
+                post_redeliver(None, &auth, &none, evt).await.status(),
+                post_replay(None, &auth, &none, "c").await.status(),
+                super::super::list_calls(None, &auth, &none, None)
+                    .await
+                    .status(),
+            ];
+            assert_eq!(statuses, [StatusCode::UNAUTHORIZED; 3], "{auth:?}");
+        }
+        // With the token they go on (here: to say the feature is not configured).
+        let auth = ApiAuth::Authorizer("t".into());
+        let statuses = [
+            post_redeliver(None, &auth, &bearer, evt).await.status(),
+            post_replay(None, &auth, &bearer, "c").await.status(),
+            super::super::list_calls(None, &auth, &bearer, None)
+                .await
+                .status(),
+        ];
+        assert_eq!(statuses, [StatusCode::NOT_FOUND; 3]);
+    }
 
     #[test]
     fn paths() {

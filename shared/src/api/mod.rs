@@ -8,7 +8,7 @@ mod events;
 mod search;
 mod webhook;
 
-pub use calls::{get_call, post_call, require_api_token};
+pub use calls::{get_call, post_call, require_api_token, require_operator_token};
 pub use envelope::{error, json, ok, Code, Response};
 pub use events::{
     call_action, get_events, post_redeliver, post_replay, redeliver_target, CALLBACKS_PATH,

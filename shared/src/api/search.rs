@@ -4,7 +4,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 use tracing::warn;
 
-use super::{error, ok, percent_decode, require_api_token, Code, Response};
+use super::{error, ok, percent_decode, require_operator_token, Code, Response};
 use crate::config::ApiAuth;
 use crate::search::{SearchError, SearchService};
 
@@ -16,7 +16,7 @@ pub async fn list_calls(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Response {
-    if let Some(denied) = require_api_token(auth, headers) {
+    if let Some(denied) = require_operator_token(auth, headers) {
         return denied;
     }
     let Some(svc) = svc else {

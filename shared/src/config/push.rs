@@ -65,14 +65,17 @@ impl PushConfig {
                 name: "CALLBACK_SIGNING_SECRET",
                 reason,
             })?;
+        let events = EventsConfig::from_env(env)?.ok_or(ConfigError::Missing("EVENTS_TABLE"))?;
+        let retry_delays = retry_delays(
+            env.get("CALLBACK_RETRY_DELAYS")
+                .unwrap_or(DEFAULT_RETRY_DELAYS),
+        )?;
+        fits_retention(&retry_delays, events.retention)?;
         Ok(Some(Self {
             secret,
             bus,
-            events: EventsConfig::from_env(env)?.ok_or(ConfigError::Missing("EVENTS_TABLE"))?,
-            retry_delays: retry_delays(
-                env.get("CALLBACK_RETRY_DELAYS")
-                    .unwrap_or(DEFAULT_RETRY_DELAYS),
-            )?,
+            events,
+            retry_delays,
             allow_http_loopback: env.parse_or("CALLBACK_ALLOW_HTTP_LOOPBACK", false)?,
         }))
     }
@@ -81,15 +84,33 @@ impl PushConfig {
 fn retry_delays(raw: &str) -> Result<Vec<Duration>, ConfigError> {
     raw.split(',')
         .map(|s| {
-            s.trim()
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| ConfigError::Invalid {
-                    name: "CALLBACK_RETRY_DELAYS",
-                    reason: format!("{s:?} is not a whole number of seconds"),
-                })
+            let secs = s.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                name: "CALLBACK_RETRY_DELAYS",
+                reason: format!("{s:?} is not a whole number of seconds"),
+            })?;
+            super::at_most_max("CALLBACK_RETRY_DELAYS", secs).map(Duration::from_secs)
         })
         .collect()
+}
+
+/// An event is kept `EVENT_RETENTION_DAYS` from when it is made: its retries, each up to 20 %
+/// longer with jitter, must be over by then, or its last attempts find no event to send.
+fn fits_retention(delays: &[Duration], retention: Duration) -> Result<(), ConfigError> {
+    // Each delay is at most a year (`retry_delays`), so the sum cannot overflow.
+    let span = delays.iter().sum::<Duration>().mul_f64(1.2);
+    if span > retention {
+        return Err(ConfigError::Invalid {
+            name: "CALLBACK_RETRY_DELAYS",
+            reason: format!(
+                "the retries span {} s, {} s with +20 % jitter, longer than events are kept \
+                 (EVENT_RETENTION_DAYS, {} s): shorten the delays or keep events longer",
+                delays.iter().sum::<Duration>().as_secs(),
+                span.as_secs(),
+                retention.as_secs()
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -119,6 +140,50 @@ mod tests {
                 "secret leaked: {err}"
             );
         }
+    }
+
+    #[test]
+    fn retry_delays_must_fit_in_the_events_retention() {
+        let env = |delays: &str, days: &str| {
+            Env::from_pairs([
+                ("CALLBACK_SIGNING_SECRET", SECRET),
+                ("EVENTS_TABLE", "e"),
+                ("CALLBACK_RETRY_DELAYS", delays),
+                ("EVENT_RETENTION_DAYS", days),
+            ])
+        };
+        // Delays that overflow a date (or their sum a u64) are refused by name, not a panic.
+        for delays in [
+            "18446744073709551615",
+            "9223372036854775807,9223372036854775807",
+        ] {
+            let err = PushConfig::from_env(&env(delays, "7"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("CALLBACK_RETRY_DELAYS"), "{delays}: {err}");
+        }
+        // 75,000 s of retries, +20 % jitter = 25 h: past a day's retention the event would
+        // expire while it is still being retried.
+        let err = PushConfig::from_env(&env("75000", "1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CALLBACK_RETRY_DELAYS") && err.contains("EVENT_RETENTION_DAYS"),
+            "{err}"
+        );
+        assert!(PushConfig::from_env(&env("75000", "2")).is_ok());
+        assert!(
+            PushConfig::from_env(&env("72000", "1")).is_ok(),
+            "exactly a day fits"
+        );
+        assert!(PushConfig::from_env(&env("60000", "1")).is_ok());
+        // The defaults fit the shortest retention.
+        let shortest = Env::from_pairs([
+            ("CALLBACK_SIGNING_SECRET", SECRET),
+            ("EVENTS_TABLE", "e"),
+            ("EVENT_RETENTION_DAYS", "1"),
+        ]);
+        assert!(PushConfig::from_env(&shortest).is_ok());
     }
 
     #[test]

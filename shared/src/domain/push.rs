@@ -58,17 +58,30 @@ pub struct CallEvent {
 
 /// The event's id: the same for every attempt to make the same event, so an enrichment step that
 /// runs twice (a redelivered message) makes one event, not two. A settling event is one per call
-/// and kind; an update is one per version of the data (`updatedAt`).
-pub fn event_id(call_id: &str, kind: EventType, updated_at: &str) -> String {
+/// and kind; an update is one per version of the data: a digest of the whole CallResult, not its
+/// `updatedAt` alone, which two versions written in the same millisecond share.
+pub fn event_id(result: &CallResult, kind: EventType) -> String {
     let mut h = Sha256::new();
-    h.update(call_id.as_bytes());
+    h.update(result.call_id.as_bytes());
     h.update([0]);
     h.update(kind.as_str().as_bytes());
     if kind == EventType::Updated {
         h.update([0]);
-        h.update(updated_at.as_bytes());
+        // The stored record serialises the same way every time it is read, so a redelivered
+        // step that reads it again makes the same id.
+        h.update(Sha256::digest(
+            serde_json::to_vec(result).expect("call results serialise"),
+        ));
     }
     format!("evt_{}", &hex::encode(h.finalize())[..32])
+}
+
+/// Whether `id` has the shape of an id [`event_id`] makes (`evt_` and 32 hex digits): anything
+/// else names no event, and is answered as such before it reaches a store (whose keys are
+/// bounded: a 3,000-character id would be refused there as a fault).
+pub fn is_event_id(id: &str) -> bool {
+    id.strip_prefix("evt_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A `CALLBACK_SIGNING_SECRET`: `whsec_` + base64 of the key.
@@ -207,13 +220,19 @@ mod tests {
 
     #[test]
     fn event_ids_are_stable_per_event_and_distinct_across_events() {
-        let a = event_id("c1", EventType::Completed, "t1");
-        assert_eq!(a, event_id("c1", EventType::Completed, "t2"));
-        assert_ne!(a, event_id("c1", EventType::Failed, "t1"));
-        assert_ne!(a, event_id("c2", EventType::Completed, "t1"));
-        let u = event_id("c1", EventType::Updated, "t1");
-        assert_ne!(u, event_id("c1", EventType::Updated, "t2"));
-        assert!(a.starts_with("evt_") && a.len() == 36);
+        let at = |id: &str, t: &str| CallResult::new(id, t);
+        let a = event_id(&at("c1", "t1"), EventType::Completed);
+        assert_eq!(a, event_id(&at("c1", "t2"), EventType::Completed));
+        assert_ne!(a, event_id(&at("c1", "t1"), EventType::Failed));
+        assert_ne!(a, event_id(&at("c2", "t1"), EventType::Completed));
+        let u = event_id(&at("c1", "t1"), EventType::Updated);
+        assert_eq!(u, event_id(&at("c1", "t1"), EventType::Updated));
+        assert_ne!(u, event_id(&at("c1", "t2"), EventType::Updated));
+        // Same millisecond, other data: another update.
+        let mut more = at("c1", "t1");
+        more.transcript = Some("AI: Hello.".into());
+        assert_ne!(u, event_id(&more, EventType::Updated));
+        assert!(a.starts_with("evt_") && a.len() == 36 && is_event_id(&a));
     }
 
     #[test]

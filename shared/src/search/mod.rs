@@ -24,7 +24,7 @@ pub use service::{SearchError, SearchService};
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::domain::{CallResult, CallStatus, DataStatus, Outcome};
@@ -208,7 +208,8 @@ impl Cursor {
             .ok_or_else(|| bad("not a cursor this API handed out"))?;
         let valid_time =
             DateTime::parse_from_rfc3339(at).is_ok_and(|t| fixed_iso(t.with_timezone(&Utc)) == at);
-        if !valid_time || id.is_empty() || id.len() > 256 {
+        // The same rule as any call id (`CallId`): 256 characters, not bytes.
+        if !valid_time || crate::domain::CallId::parse(id).is_err() {
             return Err(bad("not a cursor this API handed out"));
         }
         Ok(Self {
@@ -357,8 +358,28 @@ impl SearchQuery {
 /// RFC 3339 (any offset), or a plain date: `since=2026-12-02` is that day's start (UTC),
 /// `until=2026-12-02` its end.
 fn parse_time(name: &str, value: &str, end_of_day: bool) -> Result<DateTime<Utc>, QueryError> {
+    let t = read_time(value, end_of_day).ok_or_else(|| {
+        QueryError::new(
+            name,
+            format!(
+                "{value:?} is not an ISO-8601 time (e.g. 2026-12-02T10:00:00Z) or date (2026-12-02)"
+            ),
+        )
+    })?;
+    // Sort keys hold the time as fixed-width text (`fixed_iso`), which orders as time only for
+    // years 0 to 9999 (UTC): a bound outside would list the wrong calls, so it is refused.
+    if !(0..=9999).contains(&t.year()) {
+        return Err(QueryError::new(
+            name,
+            format!("{value:?} is outside the years 0000 to 9999 (UTC)"),
+        ));
+    }
+    Ok(t)
+}
+
+fn read_time(value: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
+        return Some(t.with_timezone(&Utc));
     }
     if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
         let t = if end_of_day {
@@ -366,16 +387,9 @@ fn parse_time(name: &str, value: &str, end_of_day: bool) -> Result<DateTime<Utc>
         } else {
             d.and_hms_opt(0, 0, 0)
         };
-        if let Some(t) = t {
-            return Ok(t.and_utc());
-        }
+        return t.map(|t| t.and_utc());
     }
-    Err(QueryError::new(
-        name,
-        format!(
-            "{value:?} is not an ISO-8601 time (e.g. 2026-12-02T10:00:00Z) or date (2026-12-02)"
-        ),
-    ))
+    None
 }
 
 /// One page of a listing, newest first.
@@ -477,6 +491,48 @@ mod tests {
         flipped[4] ^= 1;
         assert!(Cursor::decode(&String::from_utf8_lossy(&flipped), &f).is_err());
         assert!(Cursor::decode("", &f).is_err());
+    }
+
+    #[test]
+    fn a_cursor_round_trips_any_valid_call_id() {
+        // 256 characters is the longest call id (CallId), whatever bytes they take.
+        for id in [
+            "é".repeat(256),
+            "通話".repeat(128),
+            "📞".repeat(256),
+            "a".repeat(256),
+        ] {
+            assert!(crate::domain::CallId::parse(&id).is_ok());
+            let s = CallSummary::of(&CallResult::new(id.as_str(), "2026-12-02T10:00:00Z"));
+            let c = Cursor {
+                after: s.sort_key(),
+            };
+            let f = Filter::All;
+            assert_eq!(Cursor::decode(&c.encode(&f), &f), Ok(c), "{id}");
+        }
+        let too_long = Cursor {
+            after: format!("2026-12-02T10:00:00.000Z#{}", "é".repeat(257)),
+        };
+        assert!(Cursor::decode(&too_long.encode(&Filter::All), &Filter::All).is_err());
+    }
+
+    #[test]
+    fn times_past_year_9999_are_refused_by_name() {
+        // Past 9999 the sort key's time is no longer fixed-width ("+10000-..."), so text order
+        // would stop being time order: such a bound is refused, not mis-sorted.
+        for (name, value) in [
+            ("until", "9999-12-31T23:00:00-05:00"),
+            ("since", "+10000-01-01"),
+            ("until", "+10000-01-01"),
+            ("since", "-0001-01-01"),
+        ] {
+            let err = parse(&[(name, value)]).unwrap_err();
+            assert_eq!(err.parameter, name, "{value}: {err}");
+        }
+        let q = parse(&[("until", "9999-12-31")]).unwrap();
+        assert_eq!(fixed_iso(q.until.unwrap()), "9999-12-31T23:59:59.999Z");
+        let q = parse(&[("since", "0000-01-01T00:00:00Z")]).unwrap();
+        assert_eq!(fixed_iso(q.since.unwrap()), "0000-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use tracing::{error, info, warn, Instrument};
 use super::push::{Delivery, PushService};
 use super::{deadline_for, persist, WRITE_RETRIES};
 use crate::config::Timing;
-use crate::domain::push::EventType;
+use crate::domain::push::{event_id, EventType};
 use crate::domain::{
     admit, parse_timestamp, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome,
     EnrichmentPolicy, Skip, VapiAnswer,
@@ -241,6 +241,7 @@ impl EnrichmentService {
         };
 
         // 3-5. Settle: persist, write, queue.
+        let mut made = Vec::new();
         for _ in 0..WRITE_RETRIES {
             let now = self.clock.now();
             let (record, expected) = match current.take() {
@@ -259,7 +260,7 @@ impl EnrichmentService {
                 }
                 // Made before the terminal write, like the rows: a settled record has its event.
                 if let Some(kind) = EventType::on_settle(record.result.data_status) {
-                    self.emit(&record, kind)
+                    self.emit(&record, kind, &mut made)
                         .await
                         .map_err(|e| ProcessError::retry(e, 1))?;
                 }
@@ -292,6 +293,7 @@ impl EnrichmentService {
 
     /// A `persist` job: saves a settled record's rows again while they are stale.
     async fn repersist(&self, call_id: &str) -> Result<EnrichmentOutcome, ProcessError> {
+        let mut made = Vec::new();
         for _ in 0..WRITE_RETRIES {
             let Some((mut record, version)) = self.reread(call_id).await? else {
                 return Ok(EnrichmentOutcome::Skipped(Skip::Finished));
@@ -303,7 +305,7 @@ impl EnrichmentService {
             persist(self.sink.as_ref(), &mut record, &self.metrics)
                 .await
                 .map_err(|e| ProcessError::retry(e, 0))?;
-            self.emit(&record, EventType::Updated)
+            self.emit(&record, EventType::Updated, &mut made)
                 .await
                 .map_err(|e| ProcessError::retry(e, 0))?;
             let now = self.clock.now();
@@ -321,15 +323,25 @@ impl EnrichmentService {
         ))
     }
 
+    /// Makes the step's event. `made`: the events this step made already. A step whose write
+    /// lost its race runs again and makes the same event (same data, same id); its first delivery
+    /// job is queued already, and queueing another would start a second chain of retries.
     async fn emit(
         &self,
         record: &CallRecord,
         kind: EventType,
+        made: &mut Vec<String>,
     ) -> Result<(), super::push::PushError> {
-        match &self.push {
-            Some(push) => push.emit(&record.result, kind).await,
-            None => Ok(()),
+        let Some(push) = &self.push else {
+            return Ok(());
+        };
+        let id = event_id(&record.result, kind);
+        if made.contains(&id) {
+            return Ok(());
         }
+        push.emit(&record.result, kind).await?;
+        made.push(id);
+        Ok(())
     }
 
     /// A `push` job: one delivery attempt of one event.

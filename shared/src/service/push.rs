@@ -95,7 +95,7 @@ impl PushService {
     /// Makes `kind`'s event for `result`: publishes it to the bus, if there is one, and, if the call
     /// has a callback URL, keeps it and queues its delivery.
     pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
-        let id = event_id(&result.call_id, kind, &result.updated_at);
+        let id = event_id(result, kind);
         if let Some(bus) = &self.bus {
             // At least once: a failure retries the whole step, which publishes again (same id).
             let event = CallEvent {

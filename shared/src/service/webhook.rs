@@ -13,7 +13,7 @@ use crate::config::Timing;
 use crate::domain::{apply_webhook, to_iso, DataStatus, WebhookOutcome};
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, StoreError, StoredWebhook,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, Keeping, StoreError, StoredWebhook,
     WebhookArchive,
 };
 use crate::vapi::{parse_webhook, AuthError, PayloadError, WebhookAuth, WebhookMessage};
@@ -26,13 +26,11 @@ struct Kept<'a> {
     outcome: &'static str,
 }
 
-/// `message.call.id` of a message type ringback does not record, if it names a valid call.
-fn ignored_call_id(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let id = v.pointer("/message/call/id")?.as_str()?;
-    crate::domain::CallId::parse(id)
-        .ok()
-        .map(|c| c.as_str().to_owned())
+/// A kept delivery's id: a digest of its body, so the same body sent again (a re-sent signed
+/// body, a retry after a 503) is recognised as kept already and not stored twice.
+fn body_id(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(body)[..16])
 }
 
 pub struct WebhookService {
@@ -124,17 +122,9 @@ impl WebhookService {
         let msg = parse_webhook(body)?;
         let key = msg.event_key();
         let (kind, snap) = match msg {
+            // SPEC §2: answered 200 with nothing stored, whatever state the tables are in.
             WebhookMessage::Ignored { message_type } => {
-                if let Some(call_id) = ignored_call_id(body) {
-                    let kept = Kept {
-                        call_id: &call_id,
-                        message_type: &message_type,
-                        scheme,
-                        outcome: "ignored",
-                    };
-                    self.keep(kept, body, now).await?;
-                }
-                return Ok(Ingested::Ignored { message_type });
+                return Ok(Ingested::Ignored { message_type })
             }
             WebhookMessage::Call { kind, snapshot } => (kind, snapshot),
         };
@@ -190,17 +180,29 @@ impl WebhookService {
         };
         let w = StoredWebhook {
             call_id: k.call_id.to_owned(),
-            id: uuid::Uuid::new_v4().to_string(),
+            id: body_id(body),
             received_at: to_iso(now),
             message_type: k.message_type.to_owned(),
             auth: k.scheme.to_owned(),
             outcome: k.outcome.to_owned(),
             body: body.to_vec(),
         };
-        archive.keep(&w).await.map_err(|e| {
+        let keeping = archive.keep(&w).await.map_err(|e| {
             warn!(call_id = k.call_id, error = %e, "webhook not kept; asking Vapi to retry");
             IngestError::Unavailable(e.to_string())
-        })
+        })?;
+        match keeping {
+            Keeping::Kept => {}
+            Keeping::AlreadyKept => self.metrics.count("WebhooksResent", 1, &[]),
+            Keeping::OverBound => {
+                warn!(
+                    call_id = k.call_id,
+                    "call's kept webhooks at their bound; counted, not kept"
+                );
+                self.metrics.count("WebhooksNotKept", 1, &[]);
+            }
+        }
+        Ok(())
     }
 
     /// The first enrichment job and the `persist` job the delivery set off (ids only).

@@ -93,18 +93,33 @@ impl EventsTable {
         call_id: &str,
         prefix: &str,
     ) -> Result<Vec<Item>, StoreError> {
+        self.query_prefix_projected(call_id, prefix, &[]).await
+    }
+
+    /// [`Self::query_prefix`] returning only the attributes named (all when none are).
+    pub(super) async fn query_prefix_projected(
+        &self,
+        call_id: &str,
+        prefix: &str,
+        attributes: &[&str],
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
+        let placeholders: Vec<String> = (0..attributes.len()).map(|i| format!("#p{i}")).collect();
+        let projection = (!attributes.is_empty()).then(|| placeholders.join(", "));
         loop {
-            let page = self
-                .client
-                .query()
+            let mut query = self.client.query();
+            for (p, name) in placeholders.iter().zip(attributes) {
+                query = query.expression_attribute_names(p, *name);
+            }
+            let page = query
                 .table_name(&self.table)
                 .key_condition_expression("#id = :id AND begins_with(#sk, :p)")
                 .expression_attribute_names("#id", ID)
                 .expression_attribute_names("#sk", SORT_KEY)
                 .expression_attribute_values(":id", s(call_id))
                 .expression_attribute_values(":p", s(prefix))
+                .set_projection_expression(projection.clone())
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -294,6 +309,33 @@ impl PushStore for EventsTable {
             .send()
             .await;
         conditional(sent, "UpdateItem (reopen)")
+    }
+
+    async fn restore(
+        &self,
+        call_id: &str,
+        event_id: &str,
+        state: PushState,
+        round_start: u32,
+        reopened_at: &str,
+    ) -> Result<(), StoreError> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(call_id, event_id)))
+            .update_expression("SET #st = :st, roundStart = :rs REMOVE nextAttemptAt")
+            .condition_expression(
+                "#st = :pending AND nextAttemptAt = :at AND attemptCount = roundStart",
+            )
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":st", state_word(state))
+            .expression_attribute_values(":rs", n(round_start))
+            .expression_attribute_values(":pending", state_word(PushState::Pending))
+            .expression_attribute_values(":at", s(reopened_at))
+            .send()
+            .await;
+        conditional(sent, "UpdateItem (restore)")
     }
 
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {

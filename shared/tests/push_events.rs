@@ -1,0 +1,286 @@
+//! Making pushed events, through the real calls and events tables on the embedded DynamoDB: one
+//! delivery chain per event however often a step retries its write, and one `call.updated` per
+//! version of the data, even two versions in the same millisecond.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ringback::adapters::dynamodb::{
+    ensure_events_table, CallsTable, EventsTable, ProvidersAndLogs,
+};
+use ringback::config::Timing;
+use ringback::domain::push::{EventType, SigningSecret};
+use ringback::domain::{CallRecord, CallResult, DataStatus};
+use ringback::ports::{
+    CallFilter, CallStore, CallbackAnswer, CallbackSender, Deadline, EnrichmentJob,
+    EnrichmentQueue, JobKind, OverduePage, PushStore, QueueError, StoreError, VapiApi, VapiError,
+    Versioned,
+};
+use ringback::service::enrichment::EnrichmentService;
+use ringback::service::push::PushService;
+use serde_json::Value;
+
+const CALL: &str = "call-push-1";
+const NOW: &str = "2026-12-04T09:00:00Z";
+
+#[derive(Default)]
+struct RecordingQueue(Mutex<Vec<EnrichmentJob>>);
+
+#[async_trait]
+impl EnrichmentQueue for RecordingQueue {
+    async fn schedule(&self, job: &EnrichmentJob, _delay: Duration) -> Result<(), QueueError> {
+        self.0.lock().unwrap().push(job.clone());
+        Ok(())
+    }
+}
+
+impl RecordingQueue {
+    fn push_jobs(&self) -> Vec<(String, u32)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|j| j.kind == JobKind::Push)
+            .map(|j| (j.event_id.clone().unwrap_or_default(), j.attempt))
+            .collect()
+    }
+}
+
+/// Never reached in these tests: events are made, not delivered.
+struct NoReceiver;
+
+#[async_trait]
+impl CallbackSender for NoReceiver {
+    async fn post(&self, _url: &str, _h: &[(&str, String)], _b: &[u8]) -> CallbackAnswer {
+        unreachable!("no delivery job is run here")
+    }
+}
+
+/// Not asked: a `persist` job does not call Vapi.
+struct NoVapi;
+
+#[async_trait]
+impl VapiApi for NoVapi {
+    async fn get_call(&self, _id: &str) -> Result<Value, VapiError> {
+        Err(VapiError::NotFound)
+    }
+    async fn create_call(&self, _body: &Value) -> Result<Value, VapiError> {
+        Err(VapiError::NotFound)
+    }
+    async fn list_calls(&self, _f: &CallFilter) -> Result<Vec<Value>, VapiError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The calls table, except that its next `lose` writes fail their condition without writing:
+/// another writer got there first (whose write changed nothing this test looks at).
+struct Contended {
+    inner: CallsTable,
+    lose: Mutex<u32>,
+}
+
+#[async_trait]
+impl CallStore for Contended {
+    async fn get(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn put(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        let lost = {
+            let mut lose = self.lose.lock().unwrap();
+            let lost = *lose > 0;
+            *lose = lose.saturating_sub(1);
+            lost
+        };
+        if lost {
+            return Err(StoreError::Conflict);
+        }
+        self.inner.put(record, expected, deadline).await
+    }
+    async fn delete(&self, id: &str, expected: u64) -> Result<(), StoreError> {
+        self.inner.delete(id, expected).await
+    }
+    async fn overdue(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        page: Option<String>,
+        limit: u32,
+    ) -> Result<OverduePage, StoreError> {
+        self.inner.overdue(now, page, limit).await
+    }
+}
+
+struct Fixture {
+    store: Arc<Contended>,
+    events: Arc<EventsTable>,
+    queue: Arc<RecordingQueue>,
+    push: Arc<PushService>,
+    enrichment: EnrichmentService,
+    _db: support::DynamoGuard,
+}
+
+async fn setup() -> Fixture {
+    let (client, db) = support::dynamo().await;
+    let t = support::tables(&client).await;
+    let events_table = support::unique("events");
+    ensure_events_table(&client, &events_table).await.unwrap();
+    let clock = support::ManualClock::at(NOW);
+    let store = Arc::new(Contended {
+        inner: CallsTable::new(
+            client.clone(),
+            t.calls,
+            Duration::from_secs(1800),
+            clock.clone(),
+        ),
+        lose: Mutex::new(0),
+    });
+    let events = Arc::new(EventsTable::new(
+        client.clone(),
+        events_table,
+        Duration::from_secs(7 * 86_400),
+        clock.clone(),
+    ));
+    let queue = Arc::new(RecordingQueue::default());
+    let push = Arc::new(PushService {
+        store: events.clone(),
+        queue: queue.clone(),
+        sender: Arc::new(NoReceiver),
+        secret: Some(SigningSecret::generate().0),
+        bus: None,
+        clock: clock.clone(),
+        retry_delays: vec![Duration::from_secs(5)],
+        allow_http_loopback: false,
+        jitter: Arc::new(|| 0.0),
+        metrics: ringback::metrics::Metrics::off(),
+    });
+    let enrichment = EnrichmentService {
+        store: store.clone(),
+        queue: queue.clone(),
+        vapi: Arc::new(NoVapi),
+        sink: Arc::new(ProvidersAndLogs::new(
+            client,
+            t.providers,
+            t.logs,
+            clock.clone(),
+        )),
+        clock,
+        timing: Timing::default(),
+        poison: None,
+        push: Some(push.clone()),
+        metrics: ringback::metrics::Metrics::off(),
+    };
+    Fixture {
+        store,
+        events,
+        queue,
+        push,
+        enrichment,
+        _db: db,
+    }
+}
+
+fn settled(transcript: &str) -> CallResult {
+    let mut r = CallResult::new(CALL, "2026-12-04T08:50:00.000Z");
+    r.data_status = DataStatus::Complete;
+    r.callback_url = Some("https://receiver.example/hook".into());
+    r.transcript = Some(transcript.into());
+    r.updated_at = "2026-12-04T08:59:59.999Z".into();
+    r
+}
+
+#[tokio::test]
+async fn a_step_that_retries_its_write_starts_one_delivery_chain() {
+    let f = setup().await;
+    // A settled call that got late data: its rows are stale, a `persist` job saves them again
+    // and makes the call.updated event.
+    let mut record = CallRecord::new(CALL, NOW);
+    record.result = settled("AI: Hello.\nUser: Hi, this is Acme.");
+    record.book.rows_stale = true;
+    f.store.inner.put(&record, None, None).await.unwrap();
+    // The step's write loses its race twice, then lands.
+    *f.store.lose.lock().unwrap() = 2;
+
+    let job = EnrichmentJob {
+        call_id: CALL.into(),
+        attempt: 1,
+        kind: JobKind::Persist,
+        event_id: None,
+    };
+    let body = serde_json::to_string(&job).unwrap();
+    f.enrichment.process("m-1", &body).await.expect("persisted");
+
+    let events = f.events.list(CALL).await.unwrap();
+    assert_eq!(events.len(), 1, "one event for one version of the data");
+    let jobs = f.queue.push_jobs();
+    assert_eq!(
+        jobs,
+        vec![(events[0].event.id.clone(), 1)],
+        "one first delivery job: each extra one is a second chain of retries"
+    );
+}
+
+#[tokio::test]
+async fn two_versions_of_the_data_in_one_millisecond_are_two_updates() {
+    let f = setup().await;
+    let first = settled("AI: Hello.");
+    let second = settled("AI: Hello.\nUser: Hi, this is Acme, we can come on Tuesday.");
+    assert_eq!(first.updated_at, second.updated_at);
+    f.push.emit(&first, EventType::Updated).await.unwrap();
+    f.push.emit(&second, EventType::Updated).await.unwrap();
+    // The same version made again (a redelivered step) is still the same event.
+    f.push.emit(&second, EventType::Updated).await.unwrap();
+
+    let events = f.events.list(CALL).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let transcripts: Vec<_> = events
+        .iter()
+        .map(|e| e.event.data.transcript.clone().unwrap())
+        .collect();
+    assert!(transcripts.contains(&second.transcript.clone().unwrap()));
+    assert_ne!(events[0].event.id, events[1].event.id);
+}
+
+#[tokio::test]
+async fn a_call_the_cleanup_settles_pushes_call_failed() {
+    // docs/operations.md once said these calls pushed nothing; the cleanup makes the event
+    // before its terminal write, as enrichment does.
+    let f = setup().await;
+    let mut stuck = CallRecord::new(CALL, "2026-12-04T08:00:00.000Z");
+    stuck.result = settled("AI: Hello.");
+    stuck.result.data_status = DataStatus::Partial;
+    stuck.result.updated_at = "2026-12-04T08:00:00.000Z".into();
+    stuck.book.redrives = ringback::domain::MAX_REDRIVES;
+    let overdue = chrono::DateTime::parse_from_rfc3339("2026-12-04T08:30:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    f.store
+        .inner
+        .put(&stuck, None, Some(overdue))
+        .await
+        .unwrap();
+    let cleanup = ringback::service::cleanup::CleanupService {
+        reconcile: None,
+        store: f.store.clone(),
+        queue: f.queue.clone(),
+        sink: f.enrichment.sink.clone(),
+        clock: f.enrichment.clock.clone(),
+        timing: Timing::default(),
+        page_size: 10,
+        metrics: ringback::metrics::Metrics::off(),
+        push: Some(f.push.clone()),
+    };
+    let report = cleanup.run_once().await.unwrap();
+    assert_eq!(report.settled, 1, "{report:?}");
+    let events = f.events.list(CALL).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
+    assert_eq!(kinds, [EventType::Failed]);
+    assert_eq!(events[0].event.data.data_status, DataStatus::FetchFailed);
+    assert_eq!(f.queue.push_jobs().len(), 1);
+}
