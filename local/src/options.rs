@@ -95,8 +95,8 @@ impl LocalOptions {
             ("INTERACTION_LOGS_TABLE", "ringback-interaction-logs"),
             ("EVENTS_TABLE", "ringback-events"),
             ("CALLBACK_SIGNING_SECRET", DEV_CALLBACK_SECRET),
-            // Receivers on this machine (a test's, a demo's) are plain http.
-            ("CALLBACK_ALLOW_HTTP_LOOPBACK", "true"),
+            // Receivers on this machine (a test's, a demo's), plain http too; never private networks.
+            ("CALLBACK_HOSTS", "local"),
             ("CALL_INDEX_TABLE", "ringback-call-index"),
             ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             ("API_TOKEN", DEV_API_TOKEN),

@@ -76,9 +76,7 @@ impl Core {
         vapi: Arc<dyn VapiApi>,
     ) -> Result<InitiatorService, ConfigError> {
         let callbacks = match PushConfig::from_env(env)?.filter(|c| c.secret.is_some()) {
-            Some(c) => Callbacks::On {
-                allow_http_loopback: c.allow_http_loopback,
-            },
+            Some(c) => Callbacks::On { hosts: c.hosts },
             None => Callbacks::Off,
         };
         Ok(InitiatorService {
@@ -161,12 +159,12 @@ impl Core {
         Ok(Some(Arc::new(PushService {
             store: Arc::new(self.events_table(cfg.events)),
             queue: self.queue.clone(),
-            sender: Arc::new(HttpCallbacks::new()),
+            sender: Arc::new(HttpCallbacks::new(cfg.hosts)),
             secret: cfg.secret,
             bus,
             clock: self.clock.clone(),
             retry_delays: cfg.retry_delays,
-            allow_http_loopback: cfg.allow_http_loopback,
+            hosts: cfg.hosts,
             jitter: Arc::new(random_jitter),
             metrics: self.metrics.clone(),
         })))

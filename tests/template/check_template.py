@@ -536,8 +536,9 @@ def _pushes(t: dict[str, Any]) -> str | None:
     conditions = t.get("Conditions") or {}
     for lid in FUNCTIONS:
         env = fn_env(t, lid)
-        if "CALLBACK_ALLOW_HTTP_LOOPBACK" in env:
-            problems.append(f"{lid} sets CALLBACK_ALLOW_HTTP_LOOPBACK (plain http is for the local runner only)")
+        if env.get("CALLBACK_HOSTS", "deployment") != "deployment":
+            problems.append(f"{lid} sets CALLBACK_HOSTS={env['CALLBACK_HOSTS']!r} (loopback receivers are "
+                            "for the local runner only; deployments call public hosts)")
         if "EVENTS_TABLE" in env and env["EVENTS_TABLE"] != {"Ref": "EventsTable"}:
             problems.append(f"{lid}: EVENTS_TABLE is {env['EVENTS_TABLE']!r}, expected !Ref EventsTable")
         if "CALLBACK_SIGNING_SECRET" not in env:
@@ -975,9 +976,9 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [('    AllowedValues: ["off", "on"]\n    Default: "off"\n    Description: >-\n      "on" pushes',
        '    AllowedValues: ["off", "on"]\n    Default: "on"\n    Description: >-\n      "on" pushes')],
      "pushes:"),
-    ("plain-http loopback callbacks allowed in a deployment",
+    ("loopback callbacks allowed in a deployment",
      [("          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n",
-       "          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n          CALLBACK_ALLOW_HTTP_LOOPBACK: \"true\"\n")],
+       "          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n          CALLBACK_HOSTS: local\n")],
      "pushes:"),
     ("the timeline route missing",
      [("            Path: /api/v1/vapi/calls/{callId}/events\n", "            Path: /api/v1/vapi/calls/{callId}/history\n")],

@@ -25,6 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
+use crate::domain::callback_host::CallbackHosts;
 use crate::domain::push::{
     check_callback_url, event_id, retry_delay, verdict, CallEvent, EventType, SigningSecret,
     Verdict,
@@ -47,8 +48,9 @@ pub struct PushService {
     pub clock: Arc<dyn Clock>,
     /// `CALLBACK_RETRY_DELAYS`: the wait before each retry; its length is the retry budget.
     pub retry_delays: Vec<Duration>,
-    /// `http://` to loopback hosts is allowed (the local runner only).
-    pub allow_http_loopback: bool,
+    /// Which hosts callbacks may go to (loopback only in the local runner); checked here before
+    /// an event is made and before each attempt, and by the sender when it connects.
+    pub hosts: CallbackHosts,
     /// A number in `[-1, 1]` scaling each retry's jitter (random in production, fixed in tests).
     pub jitter: Arc<dyn Fn() -> f64 + Send + Sync>,
     pub metrics: Metrics,
@@ -113,7 +115,7 @@ impl PushService {
             warn!(call_id = %result.call_id, "callback URL but no CALLBACK_SIGNING_SECRET; not pushed");
             return Ok(());
         }
-        if let Err(why) = check_callback_url(url, self.allow_http_loopback) {
+        if let Err(why) = check_callback_url(url, self.hosts) {
             // Only a URL read back from Vapi's metadata can get here; the initiator refuses these.
             warn!(call_id = %result.call_id, reason = %why, "callback URL refused; no event pushed");
             self.metrics.count("CallbackUrlRefused", 1, &[]);
@@ -249,7 +251,7 @@ impl PushService {
     }
 
     async fn post(&self, push: &PushRecord) -> crate::ports::CallbackAnswer {
-        if let Err(why) = check_callback_url(&push.url, self.allow_http_loopback) {
+        if let Err(why) = check_callback_url(&push.url, self.hosts) {
             return crate::ports::CallbackAnswer {
                 status: None,
                 error: Some(format!("callback URL refused: {why}")),
