@@ -78,7 +78,12 @@ impl LocalOptions {
         }
 
         // The in-process queue has no URL: a queue URL given without an SQS endpoint would be ignored.
-        for var in ["ENRICHMENT_QUEUE_URL", "ENRICHMENT_DLQ_URL"] {
+        for var in [
+            "ENRICHMENT_QUEUE_URL",
+            "ENRICHMENT_DLQ_URL",
+            "PUSH_QUEUE_URL",
+            "PUSH_DLQ_URL",
+        ] {
             if sqs_endpoint.is_none() && env.get(var).is_some_and(|v| !v.trim().is_empty()) {
                 return Err(format!(
                     "{var} is set but no SQS endpoint is (AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL): \

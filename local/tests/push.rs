@@ -138,6 +138,12 @@ async fn a_completed_call_pushes_one_signed_event_a_standard_webhooks_verifier_a
         receiver.got.try_recv().is_err(),
         "a delivered event is not sent again"
     );
+    // Its delivery job went on the push queue, consumed apart from enrichment's.
+    let push_jobs = sys.push_queue.requests();
+    assert!(
+        push_jobs.sends >= 1 && push_jobs.receives >= 1,
+        "{push_jobs:?}"
+    );
     // The record as polled says the same as the event.
     let polled = api.wait_settled(&id).await;
     assert_eq!(polled["dataStatus"], event["data"]["dataStatus"]);

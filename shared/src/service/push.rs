@@ -7,8 +7,9 @@
 //!   events table (a conditional create: the id is derived from the call, so a redelivered step
 //!   makes the same event, not a second one) and queues its first delivery job. If either fails,
 //!   the enrichment step is retried through SQS and does both again.
-//! - **Delivering** ([`PushService::deliver`]) is a `push` job on the enrichment queue:
-//!   `{callId, eventId, attempt}`. Job `n` is the `n`th attempt; it POSTs the event and records the
+//! - **Delivering** ([`PushService::deliver`]) is a `push` job, `{callId, eventId, attempt}`, on
+//!   the push queue (`PushService::queue`): a queue and event source of their own, so that a
+//!   receiver that hangs holds only push batches, never a call's enrichment (SPEC §9). Job `n` is the `n`th attempt; it POSTs the event and records the
 //!   attempt with one conditional write (the event must still have `n - 1` attempts and be
 //!   pending), then queues job `n + 1` for the retry, if one is due. A job whose attempt is already
 //!   recorded only makes sure its follow-up is queued (the queue send may have failed after the
@@ -39,6 +40,7 @@ use crate::ports::{
 
 pub struct PushService {
     pub store: Arc<dyn PushStore>,
+    /// The push queue: every job this service queues goes there.
     pub queue: Arc<dyn EnrichmentQueue>,
     pub sender: Arc<dyn CallbackSender>,
     /// Signs callbacks; `None`: no callback URLs here, only the bus.
