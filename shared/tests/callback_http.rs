@@ -60,6 +60,13 @@ async fn post(s: &HttpCallbacks, url: &str) -> CallbackAnswer {
     .expect("the attempt ended")
 }
 
+/// An attempt to the receiver on `port`, as `receiver.test`, allowed locally (loopback).
+async fn post_to_loopback_receiver(port: u16, limits: Limits) -> CallbackAnswer {
+    let resolver = StubResolver::with("receiver.test", &["127.0.0.1"]);
+    let url = format!("http://receiver.test:{port}/hook");
+    post(&sender(Local, resolver, limits), &url).await
+}
+
 /// Reads one request (headers and a `content-length` body) from `s`.
 async fn read_request(s: &mut TcpStream) {
     let mut buf = Vec::new();
@@ -215,12 +222,7 @@ async fn a_100_mb_answer_is_read_no_further_than_the_cap() {
         body_wait: Duration::from_secs(10),
         ..Limits::default()
     };
-    let resolver = StubResolver::with("big.test", &["127.0.0.1"]);
-    let a = post(
-        &sender(Local, resolver, limits),
-        &format!("http://big.test:{port}/"),
-    )
-    .await;
+    let a = post_to_loopback_receiver(port, limits).await;
     assert_eq!((a.status, a.error), (Some(200), None));
     // The sender hung up after its 1 KiB: the receiver got no further than the socket buffers.
     let sent = written.await.unwrap();
@@ -246,12 +248,7 @@ async fn a_body_trickling_forever_holds_the_attempt_no_longer_than_the_body_wait
         body_wait: Duration::from_millis(300),
         ..Limits::default()
     };
-    let resolver = StubResolver::with("slow.test", &["127.0.0.1"]);
-    let a = post(
-        &sender(Local, resolver, limits),
-        &format!("http://slow.test:{port}/"),
-    )
-    .await;
+    let a = post_to_loopback_receiver(port, limits).await;
     assert_eq!(a.status, Some(200));
     assert!(a.latency < Duration::from_secs(3), "{:?}", a.latency);
     hung_up.await.expect("the sender closed the connection");
@@ -270,12 +267,7 @@ async fn a_receiver_that_never_answers_is_given_up_on_at_the_answer_timeout() {
         answer: Duration::from_millis(300),
         ..Limits::default()
     };
-    let resolver = StubResolver::with("hang.test", &["127.0.0.1"]);
-    let a = post(
-        &sender(Local, resolver, limits),
-        &format!("http://hang.test:{port}/"),
-    )
-    .await;
+    let a = post_to_loopback_receiver(port, limits).await;
     assert_eq!(a.status, None);
     assert_eq!(a.error.as_deref(), Some("no answer within 0.3 s"));
     assert!(
@@ -298,12 +290,7 @@ async fn a_redirect_is_a_failed_attempt_not_followed() {
         0
     })
     .await;
-    let resolver = StubResolver::with("redirect.test", &["127.0.0.1"]);
-    let a = post(
-        &sender(Local, resolver, Limits::default()),
-        &format!("http://redirect.test:{port}/"),
-    )
-    .await;
+    let a = post_to_loopback_receiver(port, Limits::default()).await;
     assert_eq!(a.status, Some(307));
     assert_eq!(a.error.as_deref(), Some("HTTP 307"));
     assert_eq!(connections.load(Ordering::SeqCst), 0);
