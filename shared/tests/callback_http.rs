@@ -295,3 +295,18 @@ async fn a_redirect_is_a_failed_attempt_not_followed() {
     assert_eq!(a.error.as_deref(), Some("HTTP 307"));
     assert_eq!(connections.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn proxy_settings_in_the_environment_are_ignored() {
+    // A proxy would connect on ringback's behalf to an address nobody judged. Nothing else in
+    // this binary reads these variables: every client here is built with no_proxy.
+    let (proxy, via_proxy) = counting_receiver().await;
+    for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"] {
+        std::env::set_var(var, format!("http://127.0.0.1:{proxy}"));
+    }
+    let (port, direct) = counting_receiver().await;
+    let a = post_to_loopback_receiver(port, Limits::default()).await;
+    assert_eq!((a.status, a.error), (Some(204), None));
+    assert_eq!(direct.load(Ordering::SeqCst), 1);
+    assert_eq!(via_proxy.load(Ordering::SeqCst), 0);
+}
