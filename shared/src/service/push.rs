@@ -9,11 +9,12 @@
 //!   the enrichment step is retried through SQS and does both again.
 //! - **Delivering** ([`PushService::deliver`]) is a `push` job, `{callId, eventId, attempt}`, on
 //!   the push queue (`PushService::queue`): a queue and event source of their own, so that a
-//!   receiver that hangs holds only push batches, never a call's enrichment (SPEC §9). Job `n` is the `n`th attempt; it POSTs the event and records the
-//!   attempt with one conditional write (the event must still have `n - 1` attempts and be
-//!   pending), then queues job `n + 1` for the retry, if one is due. A job whose attempt is already
-//!   recorded only makes sure its follow-up is queued (the queue send may have failed after the
-//!   write), so duplicates converge on the conditional write instead of multiplying.
+//!   receiver that hangs holds only push batches, never a call's enrichment (SPEC §9). Job `n` is
+//!   the `n`th attempt; it POSTs the event and records the attempt with one conditional write
+//!   (the event must still have `n - 1` attempts and be pending), then queues job `n + 1` for the
+//!   retry, if one is due. A job whose attempt is already recorded only makes sure its follow-up
+//!   is queued (the queue send may have failed after the write), so duplicates converge on the
+//!   conditional write instead of multiplying.
 //! - **Retries** back off exponentially with jitter over hours (`CALLBACK_RETRY_DELAYS`). SQS
 //!   delays stop at 900 s, so a job that arrives before its event's `nextAttemptAt` is queued again
 //!   for the rest of the wait. A 2xx ends it, a 410 stops it (`gone`), and an event out of attempts
@@ -50,8 +51,8 @@ pub struct PushService {
     pub clock: Arc<dyn Clock>,
     /// `CALLBACK_RETRY_DELAYS`: the wait before each retry; its length is the retry budget.
     pub retry_delays: Vec<Duration>,
-    /// Which hosts callbacks may go to (loopback only in the local runner); checked here before
-    /// an event is made and before each attempt, and by the sender when it connects.
+    /// Which hosts callbacks may go to (public ones; loopback too in the local runner): checked
+    /// before an event is made and before each attempt, and by the sender when it connects.
     pub hosts: CallbackHosts,
     /// A number in `[-1, 1]` scaling each retry's jitter (random in production, fixed in tests).
     pub jitter: Arc<dyn Fn() -> f64 + Send + Sync>,
