@@ -72,21 +72,25 @@ def main() -> int:
             ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         print(f"table {name}: created ({logical_id})")
 
-    queue_url = env["ENRICHMENT_QUEUE_URL"]
-    queue_name = queue_url.rstrip("/").rsplit("/", 1)[-1]
-    q_props = template["Resources"]["EnrichmentQueue"]["Properties"]
-    dlq_props = template["Resources"]["EnrichmentDeadLetterQueue"]["Properties"]
-    dlq_url = sqs.create_queue(QueueName=f"{queue_name}-dlq", Attributes={
-        "MessageRetentionPeriod": str(dlq_props["MessageRetentionPeriod"])})["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(q_props["RedrivePolicy"]["maxReceiveCount"])}
-    url = sqs.create_queue(QueueName=queue_name, Attributes={
-        "VisibilityTimeout": str(q_props["VisibilityTimeout"]),
-        "MessageRetentionPeriod": str(q_props["MessageRetentionPeriod"]),
-        "RedrivePolicy": json.dumps(redrive)})["QueueUrl"]
-    print(f"queue {url} (dead letters: {dlq_url})")
-    if queue_url.startswith(args.endpoint) and url != queue_url:
-        print(f"note: the emulator's URL differs from ENRICHMENT_QUEUE_URL={queue_url}", file=sys.stderr)
+    # Each queue the functions use, with its dead-letter queue (template.yaml: PushQueue keeps push jobs
+    # apart from enrichment's).
+    for logical_id, dlq_id, env_var in (("EnrichmentQueue", "EnrichmentDeadLetterQueue", "ENRICHMENT_QUEUE_URL"),
+                                        ("PushQueue", "PushDeadLetterQueue", "PUSH_QUEUE_URL")):
+        queue_url = env[env_var]
+        queue_name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+        q_props = template["Resources"][logical_id]["Properties"]
+        dlq_props = template["Resources"][dlq_id]["Properties"]
+        dlq_url = sqs.create_queue(QueueName=f"{queue_name}-dlq", Attributes={
+            "MessageRetentionPeriod": str(dlq_props["MessageRetentionPeriod"])})["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(q_props["RedrivePolicy"]["maxReceiveCount"])}
+        url = sqs.create_queue(QueueName=queue_name, Attributes={
+            "VisibilityTimeout": str(q_props["VisibilityTimeout"]),
+            "MessageRetentionPeriod": str(q_props["MessageRetentionPeriod"]),
+            "RedrivePolicy": json.dumps(redrive)})["QueueUrl"]
+        print(f"queue {url} (dead letters: {dlq_url})")
+        if queue_url.startswith(args.endpoint) and url != queue_url:
+            print(f"note: the emulator's URL differs from {env_var}={queue_url}", file=sys.stderr)
     return 0
 
 

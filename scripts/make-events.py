@@ -133,13 +133,15 @@ def env_json() -> dict:
     # template.yaml Globals: every function that reads or writes call records keeps the call index.
     index = {"CALL_INDEX_TABLE": "ringback-call-index"}
     queue = {"ENRICHMENT_QUEUE_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-enrichment"}
+    # Push jobs' own queue (template.yaml PushQueue): the functions that queue them.
+    push_queue = {"PUSH_QUEUE_URL": f"http://127.0.0.1:5000/{ACCOUNT}/ringback-push"}
     vapi = {"VAPI_BASE_URL": "http://127.0.0.1:3001", "VAPI_API_KEY": "dev-vapi-api-key"}
     # The timing settings every function shares (template.yaml Globals).
     common = {"RESULT_TTL_SECONDS": "1800", "ENRICHMENT_DELAYS": "3,5,8", "WATCHDOG_DELAY_SECONDS": "900"}
     # Kept webhooks and pushed events (template.yaml: EventsTable, Callbacks=on); call-status only
     # reads the table, the webhook only keeps deliveries in it.
     events = {"EVENTS_TABLE": "ringback-events"}
-    push = {**events, "CALLBACK_SIGNING_SECRET": CALLBACK_SIGNING_SECRET}
+    push = {**events, **push_queue, "CALLBACK_SIGNING_SECRET": CALLBACK_SIGNING_SECRET}
     return {
         "WebhookFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **index, **queue, **common,
                             "MAX_WEBHOOK_BYTES": "1048576", "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,

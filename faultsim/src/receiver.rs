@@ -77,7 +77,7 @@ impl CallbackSender for ReceiverModel {
             Some(_) => {
                 // It arrived and was taken; the answer was lost on the way back.
                 self.keep(headers, body, true);
-                answer(None, Some("no answer within 10 s"))
+                answer(None, Some("no answer within 5 s"))
             }
         }
     }

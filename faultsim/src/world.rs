@@ -292,7 +292,7 @@ impl World {
             bus: None,
             clock: clock.clone(),
             retry_delays: CALLBACK_RETRY_DELAYS.map(Duration::from_secs).to_vec(),
-            allow_http_loopback: false,
+            hosts: ringback::domain::callback_host::CallbackHosts::Deployment,
             jitter: Arc::new(move || {
                 let n = jitter_seq
                     .fetch_add(0x9e37_79b9_7f4a_7c15, std::sync::atomic::Ordering::Relaxed);
@@ -330,7 +330,7 @@ impl World {
                 in_doubt_after: Duration::from_millis(IN_DOUBT_AFTER as u64),
                 metrics: Metrics::off(),
                 callbacks: ringback::service::initiate::Callbacks::On {
-                    allow_http_loopback: false,
+                    hosts: ringback::domain::callback_host::CallbackHosts::Deployment,
                 },
             },
             status: StatusService {

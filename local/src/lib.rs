@@ -15,6 +15,6 @@ mod system;
 mod workers;
 
 pub use options::LocalOptions;
-pub use queue::LocalQueue;
+pub use queue::{LocalQueue, QueueRole};
 pub use storage::sdk_config;
 pub use system::System;

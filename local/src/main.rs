@@ -43,7 +43,7 @@ async fn main() {
         ),
     };
     println!(
-        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
+        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  queue        {queue}\n  push queue   {push_queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
         base = system.base_url,
         webhook = ringback::api::WEBHOOK_PATH,
         secret = shown(&opts, DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),
@@ -51,6 +51,7 @@ async fn main() {
         callback = shown(&opts, DEV_CALLBACK_SECRET, "CALLBACK_SIGNING_SECRET"),
         storage = system.storage,
         queue = system.queue.describe(),
+        push_queue = system.push_queue.describe(),
     );
     let _ = tokio::signal::ctrl_c().await;
     println!("stopping: finishing requests in flight and saving the queue...");

@@ -131,7 +131,12 @@ impl LocalOptions {
         }
 
         // The in-process queue has no URL: a queue URL given without an SQS endpoint would be ignored.
-        for var in ["ENRICHMENT_QUEUE_URL", "ENRICHMENT_DLQ_URL"] {
+        for var in [
+            "ENRICHMENT_QUEUE_URL",
+            "ENRICHMENT_DLQ_URL",
+            "PUSH_QUEUE_URL",
+            "PUSH_DLQ_URL",
+        ] {
             if sqs_endpoint.is_none() && env.get(var).is_some_and(|v| !v.trim().is_empty()) {
                 return Err(format!(
                     "{var} is set but no SQS endpoint is (AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL): \
@@ -153,8 +158,8 @@ impl LocalOptions {
             ("INTERACTION_LOGS_TABLE", "ringback-interaction-logs"),
             ("EVENTS_TABLE", "ringback-events"),
             ("CALLBACK_SIGNING_SECRET", DEV_CALLBACK_SECRET),
-            // Receivers on this machine (a test's, a demo's) are plain http.
-            ("CALLBACK_ALLOW_HTTP_LOOPBACK", "true"),
+            // Receivers on this machine (a test's, a demo's), plain http too; never private networks.
+            ("CALLBACK_HOSTS", "local"),
             ("CALL_INDEX_TABLE", "ringback-call-index"),
             ("VAPI_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             ("API_TOKEN", DEV_API_TOKEN),

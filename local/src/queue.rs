@@ -1,6 +1,7 @@
-//! The enrichment queue of the local runner: the in-process delay queue (saved to
-//! `$RINGBACK_DATA_DIR/queue.json` on stop and loaded at start, so a restart loses nothing), or SQS
-//! at `AWS_ENDPOINT_URL[_SQS]` with its dead-letter queue, created if missing.
+//! The queues of the local runner, enrichment's and push jobs': each the in-process delay queue
+//! (saved to `$RINGBACK_DATA_DIR/queue.json`, resp. `push-queue.json`, on stop and loaded at start,
+//! so a restart loses nothing), or SQS at `AWS_ENDPOINT_URL[_SQS]` with its dead-letter queue,
+//! created if missing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +18,45 @@ use crate::options::LocalOptions;
 use crate::queue_counts::{CountedQueue, QueueRequestCounts, QueueRequests};
 use crate::storage::sdk_config;
 
+/// Which of the runner's two queues, as the functions have them: enrichment jobs, and push jobs
+/// (delivering events to receivers) apart from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRole {
+    Enrichment,
+    Push,
+}
+
+impl QueueRole {
+    /// The variables' prefix: `ENRICHMENT_QUEUE_URL`, `PUSH_QUEUE_URL`, ...
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Enrichment => "ENRICHMENT",
+            Self::Push => "PUSH",
+        }
+    }
+
+    fn default_name(self) -> &'static str {
+        match self {
+            Self::Enrichment => "ringback-enrichment",
+            Self::Push => "ringback-push",
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            Self::Enrichment => "queue.json",
+            Self::Push => "push-queue.json",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enrichment => "enrichment",
+            Self::Push => "push",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub enum LocalQueue {
     Memory {
@@ -32,7 +72,7 @@ pub enum LocalQueue {
 }
 
 impl LocalQueue {
-    pub async fn start(opts: &LocalOptions) -> Result<Self, String> {
+    pub async fn start(opts: &LocalOptions, role: QueueRole) -> Result<Self, String> {
         let settings = QueueSettings {
             max_receive_count: opts
                 .env
@@ -43,7 +83,7 @@ impl LocalQueue {
         match &opts.sqs_endpoint {
             Some(url) => {
                 let client = aws_sdk_sqs::Client::new(&sdk_config(Some(url)).await);
-                let names = QueueNames::from_env(&opts.env)?;
+                let names = QueueNames::from_env(&opts.env, role)?;
                 let mut urls = ensure_queue_with_dlq(&client, &names.queue, &names.dlq, settings)
                     .await
                     .map_err(|e| format!("cannot create the queue: {e}"))?;
@@ -59,7 +99,7 @@ impl LocalQueue {
             }
             None => {
                 let queue = Arc::new(MemoryQueue::new(settings.max_receive_count));
-                let file = (!opts.in_memory).then(|| opts.data_dir.join("queue.json"));
+                let file = (!opts.in_memory).then(|| opts.data_dir.join(role.file()));
                 if let Some(f) = file.as_ref().filter(|f| f.exists()) {
                     let n = queue
                         .load(f)
@@ -67,7 +107,8 @@ impl LocalQueue {
                     if n > 0 {
                         tracing::info!(
                             messages = n,
-                            "queued enrichment jobs restored from the last run"
+                            queue = role.as_str(),
+                            "queued jobs restored from the last run"
                         );
                     }
                 }
@@ -147,6 +188,7 @@ pub const DEFAULT_LOCAL_VISIBILITY: Duration = Duration::from_secs(5);
 
 /// The queues at an SQS endpoint: `ENRICHMENT_QUEUE_URL` / `ENRICHMENT_DLQ_URL` as the functions
 /// read them (SPEC §6), else `ENRICHMENT_QUEUE_NAME`; whichever is given is used, never ignored.
+/// The push queue likewise, from `PUSH_QUEUE_URL`, `PUSH_DLQ_URL` and `PUSH_QUEUE_NAME`.
 #[derive(Debug, PartialEq)]
 struct QueueNames {
     queue: String,
@@ -155,30 +197,36 @@ struct QueueNames {
 }
 
 impl QueueNames {
-    fn from_env(env: &Env) -> Result<Self, String> {
+    fn from_env(env: &Env, role: QueueRole) -> Result<Self, String> {
+        let p = role.prefix();
+        let (url_var, dlq_var, name_var) = (
+            format!("{p}_QUEUE_URL"),
+            format!("{p}_DLQ_URL"),
+            format!("{p}_QUEUE_NAME"),
+        );
         let given = |var: &str| env.get(var).filter(|v| !v.trim().is_empty());
         let name_in = |var: &str, url: &str| {
             queue_name_of(url)
                 .map(str::to_owned)
                 .ok_or_else(|| format!("{var} ({url}) does not end in a queue name"))
         };
-        let queue_url = given("ENRICHMENT_QUEUE_URL").map(str::to_owned);
+        let queue_url = given(&url_var).map(str::to_owned);
         let by_url = queue_url
             .as_deref()
-            .map(|url| name_in("ENRICHMENT_QUEUE_URL", url))
+            .map(|url| name_in(&url_var, url))
             .transpose()?;
-        let queue = match (by_url, env.get("ENRICHMENT_QUEUE_NAME")) {
+        let queue = match (by_url, env.get(&name_var)) {
             (Some(u), Some(n)) if u != n => {
                 return Err(format!(
-                    "ENRICHMENT_QUEUE_URL names queue {u}, ENRICHMENT_QUEUE_NAME {n}: set one"
+                    "{url_var} names queue {u}, {name_var} {n}: set one"
                 ));
             }
             (Some(q), _) => q,
             (None, Some(n)) => n.to_owned(),
-            (None, None) => "ringback-enrichment".to_owned(),
+            (None, None) => role.default_name().to_owned(),
         };
-        let dlq = match given("ENRICHMENT_DLQ_URL") {
-            Some(url) => name_in("ENRICHMENT_DLQ_URL", url)?,
+        let dlq = match given(&dlq_var) {
+            Some(url) => name_in(&dlq_var, url)?,
             None => format!("{queue}-dlq"),
         };
         Ok(Self {
@@ -195,8 +243,12 @@ mod tests {
 
     #[test]
     fn the_queue_urls_the_functions_read_name_the_local_queues() {
-        let names =
-            |pairs: &[(&str, &str)]| QueueNames::from_env(&Env::from_pairs(pairs.iter().copied()));
+        let names = |pairs: &[(&str, &str)]| {
+            QueueNames::from_env(
+                &Env::from_pairs(pairs.iter().copied()),
+                QueueRole::Enrichment,
+            )
+        };
         let url = "http://127.0.0.1:5000/123456789012/jobs";
         assert_eq!(
             names(&[("ENRICHMENT_QUEUE_URL", url)]).unwrap(),
@@ -227,5 +279,32 @@ mod tests {
             let err = names(&bad).unwrap_err();
             assert!(err.contains("ENRICHMENT_QUEUE_URL"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_push_queue_is_named_by_its_own_variables() {
+        let env = |pairs: &[(&str, &str)]| Env::from_pairs(pairs.iter().copied());
+        let url = "http://127.0.0.1:5000/123456789012/pushes";
+        let enrichment = "http://127.0.0.1:5000/123456789012/jobs";
+        let both = env(&[
+            ("ENRICHMENT_QUEUE_URL", enrichment),
+            ("PUSH_QUEUE_URL", url),
+        ]);
+        assert_eq!(
+            QueueNames::from_env(&both, QueueRole::Push).unwrap(),
+            QueueNames {
+                queue: "pushes".into(),
+                dlq: "pushes-dlq".into(),
+                queue_url: Some(url.into())
+            }
+        );
+        let none = QueueNames::from_env(&env(&[]), QueueRole::Push).unwrap();
+        assert_eq!(
+            (none.queue.as_str(), none.dlq.as_str()),
+            ("ringback-push", "ringback-push-dlq")
+        );
+        let bad = env(&[("PUSH_QUEUE_URL", url), ("PUSH_QUEUE_NAME", "other")]);
+        let err = QueueNames::from_env(&bad, QueueRole::Push).unwrap_err();
+        assert!(err.contains("PUSH_QUEUE_URL"), "{err}");
     }
 }

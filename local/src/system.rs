@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::durability::GroupSync;
 use crate::http::{router, Routes};
 use crate::options::LocalOptions;
-use crate::queue::LocalQueue;
+use crate::queue::{LocalQueue, QueueRole};
 use crate::storage::{sdk_config, EmbeddedDynamo};
 use crate::workers;
 
@@ -28,6 +28,9 @@ pub struct System {
     pub simulator: Option<vapi_simulator::SimulatorHandle>,
     pub store: Arc<dyn CallStore>,
     pub queue: LocalQueue,
+    /// Push jobs' own queue, consumed apart from enrichment (SPEC §9: a receiver cannot slow a
+    /// call's enrichment).
+    pub push_queue: LocalQueue,
     pub dynamo: aws_sdk_dynamodb::Client,
     /// Where the data lives, for the banner.
     pub storage: String,
@@ -85,10 +88,12 @@ impl System {
             .await
             .map_err(|e| format!("cannot create the events table: {e}"))?;
 
-        let queue = LocalQueue::start(&opts).await?;
+        let queue = LocalQueue::start(&opts, QueueRole::Enrichment).await?;
+        let push_queue = LocalQueue::start(&opts, QueueRole::Push).await?;
         let core = Core {
             calls: Arc::new(indexed_calls(&dynamo, calls_cfg.clone(), clock.clone())),
             queue: queue.port(),
+            push_queue: push_queue.port(),
             clock,
             metrics: metrics.clone(),
             timing,
@@ -161,7 +166,15 @@ impl System {
         let (stop, mut stopped) = watch::channel(false);
         let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push.clone()));
         let consumer = workers::start_consumer(
+            QueueRole::Enrichment,
             &queue,
+            enrichment.clone(),
+            opts.visibility_timeout,
+            stop.subscribe(),
+        );
+        let pusher = workers::start_consumer(
+            QueueRole::Push,
+            &push_queue,
             enrichment,
             opts.visibility_timeout,
             stop.subscribe(),
@@ -197,12 +210,16 @@ impl System {
             simulator,
             store: core.calls,
             queue,
+            push_queue,
             dynamo,
             storage,
             cleanup,
             stop,
             server,
-            workers: [Some(consumer), cleaner].into_iter().flatten().collect(),
+            workers: [Some(consumer), Some(pusher), cleaner]
+                .into_iter()
+                .flatten()
+                .collect(),
             embedded,
         })
     }
@@ -218,6 +235,7 @@ impl System {
             sim.shutdown().await;
         }
         self.queue.stop().await;
+        self.push_queue.stop().await;
         if let Some(db) = self.embedded {
             db.stop().await;
         }

@@ -1,6 +1,7 @@
-//! The background work of the local runner: the enrichment consumer behind the event-source-mapping
-//! emulation, and the cleanup on its schedule. Both stop when the stop signal is raised, finishing
-//! the work in flight.
+//! The background work of the local runner: the consumers of the enrichment queue and of the push
+//! queue behind the event-source-mapping emulation (one handler, two event sources, as the
+//! enrichment function has them), and the cleanup on its schedule. All stop when the stop signal
+//! is raised, finishing the work in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +12,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::esm::{self, EsmConfig, SqsSource};
-use crate::queue::LocalQueue;
+use crate::queue::{LocalQueue, QueueRole};
 use crate::queue_counts::CountedSource;
 
 pub fn start_consumer(
+    role: QueueRole,
     queue: &LocalQueue,
     svc: Arc<EnrichmentService>,
     visibility: Duration,
@@ -37,7 +39,7 @@ pub fn start_consumer(
                 requests,
             });
             let stats = esm::run(source, handler, EsmConfig::memory(visibility), stopped).await;
-            tracing::info!(?stats, "enrichment consumer stopped");
+            tracing::info!(?stats, queue = role.as_str(), "consumer stopped");
         }),
         LocalQueue::Sqs {
             client,
@@ -54,7 +56,7 @@ pub fn start_consumer(
                 ..EsmConfig::sqs(visibility)
             };
             let stats = esm::run(source, handler, config, stopped).await;
-            tracing::info!(?stats, "enrichment consumer stopped");
+            tracing::info!(?stats, queue = role.as_str(), "consumer stopped");
         }),
     }
 }

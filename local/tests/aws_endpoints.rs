@@ -16,11 +16,12 @@ fn moto() -> String {
 async fn a_call_completes_with_dynamodb_and_sqs_at_an_endpoint() {
     let endpoint = moto();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let (calls, providers, logs, queue) = (
+    let (calls, providers, logs, queue, pushes) = (
         format!("calls-{suffix}"),
         format!("providers-{suffix}"),
         format!("logs-{suffix}"),
         format!("enrichment-{suffix}"),
+        format!("push-{suffix}"),
     );
     let sys = start(&[
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
@@ -28,6 +29,7 @@ async fn a_call_completes_with_dynamodb_and_sqs_at_an_endpoint() {
         ("PROVIDERS_TABLE", providers.as_str()),
         ("INTERACTION_LOGS_TABLE", logs.as_str()),
         ("ENRICHMENT_QUEUE_NAME", queue.as_str()),
+        ("PUSH_QUEUE_NAME", pushes.as_str()),
     ])
     .await;
     assert!(sys.storage.contains(&endpoint), "{}", sys.storage);
@@ -35,6 +37,11 @@ async fn a_call_completes_with_dynamodb_and_sqs_at_an_endpoint() {
         sys.queue.describe().contains(&queue),
         "{}",
         sys.queue.describe()
+    );
+    assert!(
+        sys.push_queue.describe().contains(&pushes),
+        "{}",
+        sys.push_queue.describe()
     );
 
     let api = Api::new(&sys);
@@ -67,16 +74,24 @@ async fn the_queue_url_the_functions_use_is_the_queue_the_runner_uses() {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let url = format!("{endpoint}/123456789012/jobs-{suffix}");
     let dlq = format!("{endpoint}/123456789012/dead-{suffix}");
+    let push_url = format!("{endpoint}/123456789012/pushes-{suffix}");
+    let push_dlq = format!("{endpoint}/123456789012/dead-pushes-{suffix}");
     let sys = start(&[
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("ENRICHMENT_QUEUE_URL", url.as_str()),
         ("ENRICHMENT_DLQ_URL", dlq.as_str()),
+        ("PUSH_QUEUE_URL", push_url.as_str()),
+        ("PUSH_DLQ_URL", push_dlq.as_str()),
     ])
     .await;
-    // Created, with its dead-letter queue, under the names the URLs give.
+    // Created, with its dead-letter queue, under the names the URLs give; push jobs' apart.
     assert_eq!(
         sys.queue.describe(),
         format!("SQS {url} (dead letters: {dlq})")
+    );
+    assert_eq!(
+        sys.push_queue.describe(),
+        format!("SQS {push_url} (dead letters: {push_dlq})")
     );
     let sqs = aws_sdk_sqs::Client::new(&ringback_local::sdk_config(Some(&endpoint)).await);
     let policy = sqs

@@ -138,6 +138,12 @@ async fn a_completed_call_pushes_one_signed_event_a_standard_webhooks_verifier_a
         receiver.got.try_recv().is_err(),
         "a delivered event is not sent again"
     );
+    // Its delivery job went on the push queue, consumed apart from enrichment's.
+    let push_jobs = sys.push_queue.requests();
+    assert!(
+        push_jobs.sends >= 1 && push_jobs.receives >= 1,
+        "{push_jobs:?}"
+    );
     // The record as polled says the same as the event.
     let polled = api.wait_settled(&id).await;
     assert_eq!(polled["dataStatus"], event["data"]["dataStatus"]);
@@ -277,9 +283,23 @@ async fn gone_stops_retries_and_an_operator_can_redeliver() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_urls_ringback_may_not_call_are_refused_by_name() {
-    let sys = start(&[("CALLBACK_ALLOW_HTTP_LOOPBACK", "false")]).await;
+    // As a deployment: public hosts only.
+    let sys = start(&[("CALLBACK_HOSTS", "deployment")]).await;
     let api = Api::new(&sys);
-    for url in ["http://127.0.0.1:9/hook", "ftp://example.com/", "not a url"] {
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://2130706433/hook",
+        "https://10.0.0.1/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://100.64.0.1/hook",
+        "https://metadata.google.internal/",
+        "ftp://example.com/",
+        "not a url",
+    ] {
         let r = api
             .post_call(&request_with_callback("answered", url), None)
             .await;
@@ -297,6 +317,38 @@ async fn callback_urls_ringback_may_not_call_are_refused_by_name() {
         )
         .await;
     assert_eq!(events.status, StatusCode::NOT_FOUND);
+    sys.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_runner_allows_loopback_receivers_but_no_private_network() {
+    let sys = start(&[]).await;
+    let api = Api::new(&sys);
+    for url in [
+        "https://10.0.0.1/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "http://192.168.1.1/hook",
+    ] {
+        let r = api
+            .post_call(&request_with_callback("answered", url), None)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}: {}", r.body);
+        assert!(
+            r.error_message().contains("callbackUrl")
+                && r.body.to_string().contains("public hosts only"),
+            "{url}: {}",
+            r.body
+        );
+    }
+    let ok = api
+        .post_call(
+            &request_with_callback("answered", "http://[::1]:9/hook"),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.body);
     sys.stop().await;
 }
 

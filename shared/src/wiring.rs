@@ -44,6 +44,10 @@ pub struct Core {
     /// `CALL_INDEX_TABLE`, every record write keeps the call's durable summary too.
     pub calls: Arc<IndexedCalls<CallsTable>>,
     pub queue: Arc<dyn EnrichmentQueue>,
+    /// Where push jobs (delivering events to receivers) go: a queue of their own, consumed apart
+    /// from enrichment, so that a receiver that hangs delays other pushes, never a call's
+    /// enrichment (a batch waits for its slowest message).
+    pub push_queue: Arc<dyn EnrichmentQueue>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub timing: Timing,
@@ -76,9 +80,7 @@ impl Core {
         vapi: Arc<dyn VapiApi>,
     ) -> Result<InitiatorService, ConfigError> {
         let callbacks = match PushConfig::from_env(env)?.filter(|c| c.secret.is_some()) {
-            Some(c) => Callbacks::On {
-                allow_http_loopback: c.allow_http_loopback,
-            },
+            Some(c) => Callbacks::On { hosts: c.hosts },
             None => Callbacks::Off,
         };
         Ok(InitiatorService {
@@ -144,7 +146,7 @@ impl Core {
         };
         Ok(Some(Redelivery {
             store: Arc::new(self.events_table(cfg.events)),
-            queue: self.queue.clone(),
+            queue: self.push_queue.clone(),
             clock: self.clock.clone(),
         }))
     }
@@ -160,13 +162,13 @@ impl Core {
         };
         Ok(Some(Arc::new(PushService {
             store: Arc::new(self.events_table(cfg.events)),
-            queue: self.queue.clone(),
-            sender: Arc::new(HttpCallbacks::new()),
+            queue: self.push_queue.clone(),
+            sender: Arc::new(HttpCallbacks::new(cfg.hosts)),
             secret: cfg.secret,
             bus,
             clock: self.clock.clone(),
             retry_delays: cfg.retry_delays,
-            allow_http_loopback: cfg.allow_http_loopback,
+            hosts: cfg.hosts,
             jitter: Arc::new(random_jitter),
             metrics: self.metrics.clone(),
         })))
@@ -256,15 +258,19 @@ async fn calls_table(
 
 /// A Lambda's `Core`: `CALLS_TABLE`, `RESULT_TTL_SECONDS`, `ENRICHMENT_QUEUE_URL` and the timing
 /// variables are read before any client is built, so a missing one fails fast by name.
+/// `PUSH_QUEUE_URL` is the push jobs' queue (the template always sets it); unset, they share the
+/// enrichment queue, as before it existed.
 async fn aws_core(env: &Env) -> Result<(Aws, Core), ConfigError> {
     let calls = CallsConfig::from_env(env)?;
     let queue_url = env.required("ENRICHMENT_QUEUE_URL")?;
+    let push_queue_url = env.get("PUSH_QUEUE_URL").unwrap_or(&queue_url).to_owned();
     let timing = Timing::from_env(env)?;
     let aws = Aws::from_env().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let core = Core {
         calls: calls_table(&aws, calls, clock.clone()).await,
         queue: Arc::new(SqsQueue::new(aws.sqs.clone(), queue_url)),
+        push_queue: Arc::new(SqsQueue::new(aws.sqs.clone(), push_queue_url)),
         clock,
         metrics: Metrics::emf(),
         timing,

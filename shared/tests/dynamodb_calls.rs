@@ -95,6 +95,7 @@ fn full_record(id: &str) -> CallRecord {
         started_at: Some("2026-03-02T14:59:30.000Z".into()),
         ended_at: Some("2026-03-02T15:02:00.000Z".into()),
         callback_url: Some("https://client.example.com/hooks".into()),
+        truncated: false,
     };
     let mut rec = CallRecord {
         result,

@@ -350,22 +350,41 @@ def _routes(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("the SQS event reports batch item failures (ReportBatchItemFailures), batches of 10, bounded concurrency")
+# The queues the enrichment function consumes, each with its own event source and concurrency: push
+# jobs apart from enrichment jobs, so that a receiver that hangs never holds an enrichment batch.
+CONSUMED_QUEUES = {"EnrichmentQueue": "EnrichmentMaxConcurrency", "PushQueue": "PushMaxConcurrency"}
+# The functions that queue push jobs (make events, redeliver them), and where they must send them.
+PUSH_JOB_SENDERS = {"EnrichmentFunction", "CallInitiatorFunction", "CleanupFunction"}
+
+
+@check("the SQS events report batch item failures (ReportBatchItemFailures), batches of 10, bounded concurrency; "
+       "push jobs have their own queue and event source")
 def _sqs_event(t: dict[str, Any]) -> str | None:
     events = (t["Resources"]["EnrichmentFunction"].get("Properties") or {}).get("Events") or {}
     sqs = [e for e in events.values() if e.get("Type") == "SQS"]
-    if len(sqs) != 1:
-        return f"EnrichmentFunction has {len(sqs)} SQS events, expected 1"
-    p = sqs[0].get("Properties") or {}
     problems = []
-    if p.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
-        problems.append(f"FunctionResponseTypes is {p.get('FunctionResponseTypes')!r}")
-    if not is_get_att(p.get("Queue"), "EnrichmentQueue", "Arn"):
-        problems.append(f"Queue is {p.get('Queue')!r}, expected !GetAtt EnrichmentQueue.Arn")
-    if p.get("BatchSize") != 10:
-        problems.append(f"BatchSize is {p.get('BatchSize')!r}, expected 10")
-    if (p.get("ScalingConfig") or {}).get("MaximumConcurrency") is None:
-        problems.append("ScalingConfig.MaximumConcurrency is not set (Vapi rate limits)")
+    queues = []
+    for e in sqs:
+        p = e.get("Properties") or {}
+        q = p.get("Queue")
+        name = q["Fn::GetAtt"][0] if isinstance(q, dict) and "Fn::GetAtt" in q else repr(q)
+        queues.append(name)
+        if not any(is_get_att(q, lid, "Arn") for lid in CONSUMED_QUEUES):
+            problems.append(f"Queue is {q!r}, expected !GetAtt of one of {sorted(CONSUMED_QUEUES)}")
+        if p.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
+            problems.append(f"{name}: FunctionResponseTypes is {p.get('FunctionResponseTypes')!r}")
+        if p.get("BatchSize") != 10:
+            problems.append(f"{name}: BatchSize is {p.get('BatchSize')!r}, expected 10")
+        want = {"Ref": CONSUMED_QUEUES.get(name)}
+        if (p.get("ScalingConfig") or {}).get("MaximumConcurrency") != want:
+            problems.append(f"{name}: ScalingConfig.MaximumConcurrency is not {want!r} (Vapi rate limits; "
+                            "pushes bounded apart from enrichment)")
+    if sorted(queues) != sorted(CONSUMED_QUEUES):
+        problems.append(f"EnrichmentFunction consumes {sorted(queues)}, expected {sorted(CONSUMED_QUEUES)}")
+    for lid in PUSH_JOB_SENDERS:
+        got = fn_env(t, lid).get("PUSH_QUEUE_URL")
+        if got != {"Ref": "PushQueue"}:
+            problems.append(f"{lid}: PUSH_QUEUE_URL is {got!r}, expected !Ref PushQueue (push jobs on their own queue)")
     for lid in FUNCTIONS:
         if lid != "EnrichmentFunction":
             evs = (t["Resources"][lid].get("Properties") or {}).get("Events") or {}
@@ -536,8 +555,9 @@ def _pushes(t: dict[str, Any]) -> str | None:
     conditions = t.get("Conditions") or {}
     for lid in FUNCTIONS:
         env = fn_env(t, lid)
-        if "CALLBACK_ALLOW_HTTP_LOOPBACK" in env:
-            problems.append(f"{lid} sets CALLBACK_ALLOW_HTTP_LOOPBACK (plain http is for the local runner only)")
+        if env.get("CALLBACK_HOSTS", "deployment") != "deployment":
+            problems.append(f"{lid} sets CALLBACK_HOSTS={env['CALLBACK_HOSTS']!r} (loopback receivers are "
+                            "for the local runner only; deployments call public hosts)")
         if "EVENTS_TABLE" in env and env["EVENTS_TABLE"] != {"Ref": "EventsTable"}:
             problems.append(f"{lid}: EVENTS_TABLE is {env['EVENTS_TABLE']!r}, expected !Ref EventsTable")
         if "CALLBACK_SIGNING_SECRET" not in env:
@@ -592,33 +612,51 @@ def _events_iam(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("enrichment queue: RedrivePolicy to the DLQ with maxReceiveCount >= 5; DLQ keeps messages 14 days")
+# Each consumed queue and its dead-letter queue, and the alarm on the latter.
+DEAD_LETTERS = {"EnrichmentQueue": "EnrichmentDeadLetterQueue", "PushQueue": "PushDeadLetterQueue"}
+
+
+@check("enrichment and push queues: RedrivePolicy to their DLQ with maxReceiveCount >= 5; DLQ keeps messages "
+       "14 days and is alarmed when not empty")
 def _redrive(t: dict[str, Any]) -> str | None:
-    q = (t["Resources"].get("EnrichmentQueue") or {}).get("Properties") or {}
-    rp = q.get("RedrivePolicy") or {}
     problems = []
-    if not is_get_att(rp.get("deadLetterTargetArn"), "EnrichmentDeadLetterQueue", "Arn"):
-        problems.append(f"deadLetterTargetArn is {rp.get('deadLetterTargetArn')!r}")
-    try:
-        if int(rp.get("maxReceiveCount", 0)) < 5:
-            problems.append(f"maxReceiveCount is {rp.get('maxReceiveCount')!r}, expected >= 5")
-    except (TypeError, ValueError):
-        problems.append(f"maxReceiveCount is {rp.get('maxReceiveCount')!r}")
-    dlq = (t["Resources"].get("EnrichmentDeadLetterQueue") or {}).get("Properties") or {}
-    if dlq.get("MessageRetentionPeriod") != 1209600:
-        problems.append(f"DLQ MessageRetentionPeriod is {dlq.get('MessageRetentionPeriod')!r}, expected 1209600")
+    for queue, dlq_id in DEAD_LETTERS.items():
+        q = (t["Resources"].get(queue) or {}).get("Properties") or {}
+        rp = q.get("RedrivePolicy") or {}
+        if not is_get_att(rp.get("deadLetterTargetArn"), dlq_id, "Arn"):
+            problems.append(f"{queue}: deadLetterTargetArn is {rp.get('deadLetterTargetArn')!r}")
+        try:
+            if int(rp.get("maxReceiveCount", 0)) < 5:
+                problems.append(f"{queue}: maxReceiveCount is {rp.get('maxReceiveCount')!r}, expected >= 5")
+        except (TypeError, ValueError):
+            problems.append(f"{queue}: maxReceiveCount is {rp.get('maxReceiveCount')!r}")
+        dlq = (t["Resources"].get(dlq_id) or {}).get("Properties") or {}
+        if dlq.get("MessageRetentionPeriod") != 1209600:
+            problems.append(f"{dlq_id} MessageRetentionPeriod is {dlq.get('MessageRetentionPeriod')!r}, "
+                            "expected 1209600")
+        alarmed = any(
+            r.get("Type") == "AWS::CloudWatch::Alarm"
+            and (r.get("Properties") or {}).get("MetricName") == "ApproximateNumberOfMessagesVisible"
+            and any(is_get_att(d.get("Value"), dlq_id, "QueueName")
+                    for d in as_list((r.get("Properties") or {}).get("Dimensions") or []))
+            for r in t["Resources"].values()
+        )
+        if not alarmed:
+            problems.append(f"{dlq_id} has no not-empty alarm")
     return "; ".join(problems) or None
 
 
-@check("enrichment queue: VisibilityTimeout >= 6 x the enrichment function's Timeout")
+@check("enrichment and push queues: VisibilityTimeout >= 6 x the enrichment function's Timeout")
 def _visibility(t: dict[str, Any]) -> str | None:
-    vis = ((t["Resources"].get("EnrichmentQueue") or {}).get("Properties") or {}).get("VisibilityTimeout")
+    problems = []
     timeout = fn_prop(t, "EnrichmentFunction", "Timeout")
-    if not isinstance(vis, int) or not isinstance(timeout, int):
-        return f"VisibilityTimeout {vis!r} and Timeout {timeout!r} must be literal numbers to be checked"
-    if vis < 6 * timeout:
-        return f"VisibilityTimeout {vis} < 6 x Timeout {timeout} = {6 * timeout}"
-    return None
+    for queue in CONSUMED_QUEUES:
+        vis = ((t["Resources"].get(queue) or {}).get("Properties") or {}).get("VisibilityTimeout")
+        if not isinstance(vis, int) or not isinstance(timeout, int):
+            problems.append(f"{queue}: VisibilityTimeout {vis!r} and Timeout {timeout!r} must be literal numbers")
+        elif vis < 6 * timeout:
+            problems.append(f"{queue}: VisibilityTimeout {vis} < 6 x Timeout {timeout} = {6 * timeout}")
+    return "; ".join(problems) or None
 
 
 def _statements(t: dict[str, Any], lid: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -660,8 +698,10 @@ def _iam(t: dict[str, Any]) -> str | None:
             tables_used |= used
             if any(a.startswith("dynamodb:") for a in actions) and not used:
                 problems.append(f"{lid}: DynamoDB statement {st.get('Sid', '?')} names no table of the stack")
-            # Only the enrichment consumer may also send to the dead-letter queue (it parks poison bodies).
-            queues = {"EnrichmentQueue"} | ({"EnrichmentDeadLetterQueue"} if lid == "EnrichmentFunction" else set())
+            # Only the enrichment consumer may also send to the dead-letter queue (it parks poison bodies);
+            # only the functions that queue push jobs may send to the push queue.
+            queues = ({"EnrichmentQueue"} | ({"EnrichmentDeadLetterQueue"} if lid == "EnrichmentFunction" else set())
+                      | ({"PushQueue"} if lid in PUSH_JOB_SENDERS else set()))
             if any(a.startswith("sqs:") for a in actions) and refs - queues:
                 problems.append(f"{lid}: SQS statement {st.get('Sid', '?')} names {sorted(refs)}")
             if spec["read_only"] and actions - DYNAMO_READ:
@@ -900,7 +940,7 @@ def run_checks(t: dict[str, Any]) -> Result:
 MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
     # (description, [(old text, new text), ...], check that must fail)
     ("enum typo in FunctionResponseTypes",
-     [("- ReportBatchItemFailures", "- ReportBatchFailures")], "the SQS event reports"),
+     [("- ReportBatchItemFailures", "- ReportBatchFailures")], "the SQS events report"),
     ("unsupported runtime",
      [("Runtime: provided.al2023", "Runtime: provided.al2099")], "every function runs on provided.al2023"),
     ("functions pinned to x86_64 again",
@@ -912,9 +952,9 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
     ("GSI renamed",
      [("IndexName: unfinished-by-deadline", "IndexName: unfinished")], "calls table: GSI"),
     ("redrive after 2 receives",
-     [("maxReceiveCount: 5", "maxReceiveCount: 2")], "enrichment queue: RedrivePolicy"),
+     [("maxReceiveCount: 5", "maxReceiveCount: 2")], "enrichment and push queues: RedrivePolicy"),
     ("visibility timeout shorter than 6 x timeout",
-     [("VisibilityTimeout: 180", "VisibilityTimeout: 60")], "enrichment queue: VisibilityTimeout"),
+     [("VisibilityTimeout: 180", "VisibilityTimeout: 60")], "enrichment and push queues: VisibilityTimeout"),
     ("call-status granted the providers table",
      [("                - !Sub ${CallsTable.Arn}/index/*\n            - Sid: CallIndexRead",
        "                - !GetAtt ProvidersTable.Arn\n            - Sid: CallIndexRead")], "IAM:"),
@@ -975,9 +1015,24 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [('    AllowedValues: ["off", "on"]\n    Default: "off"\n    Description: >-\n      "on" pushes',
        '    AllowedValues: ["off", "on"]\n    Default: "on"\n    Description: >-\n      "on" pushes')],
      "pushes:"),
-    ("plain-http loopback callbacks allowed in a deployment",
+    ("push jobs back on the enrichment queue",
+     [("          PUSH_QUEUE_URL: !Ref PushQueue\n", "          PUSH_QUEUE_URL: !Ref EnrichmentQueue\n")],
+     "the SQS events"),
+    ("the push queue's event source sharing enrichment's concurrency",
+     [("              MaximumConcurrency: !Ref PushMaxConcurrency\n",
+       "              MaximumConcurrency: !Ref EnrichmentMaxConcurrency\n")],
+     "the SQS events"),
+    ("the push dead-letter queue without its alarm",
+     [("          Value: !GetAtt PushDeadLetterQueue.QueueName\n", "          Value: PushDeadLetterQueue\n")],
+     "enrichment and push queues: RedrivePolicy"),
+    ("the webhook allowed to send push jobs",
+     [("              Resource: !GetAtt EnrichmentQueue.Arn\n      Events:\n        Webhook:\n",
+       "              Resource:\n                - !GetAtt EnrichmentQueue.Arn\n                - !GetAtt PushQueue.Arn\n"
+       "      Events:\n        Webhook:\n")],
+     "IAM:"),
+    ("loopback callbacks allowed in a deployment",
      [("          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n",
-       "          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n          CALLBACK_ALLOW_HTTP_LOOPBACK: \"true\"\n")],
+       "          EVENT_RETENTION_DAYS: !Ref EventRetentionDays\n          CALLBACK_HOSTS: local\n")],
      "pushes:"),
     ("the timeline route missing",
      [("            Path: /api/v1/vapi/calls/{callId}/events\n", "            Path: /api/v1/vapi/calls/{callId}/history\n")],

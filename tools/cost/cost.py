@@ -33,6 +33,7 @@ CLEANUP_INTERVAL_S = 300  # CleanupSchedule rate(5 minutes)
 RESULT_TTL_S = 1800  # ResultTtlSeconds: the reconciliation window
 RECONCILE_MIN_AGE_S = 60  # shared/src/service/cleanup.rs RECONCILE_MIN_AGE
 ESM_IDLE_POLLERS = 5  # Lambda keeps ~5 long polls (20 s) on an idle queue with MaximumConcurrency set
+ESM_QUEUES = 2  # template.yaml: EnrichmentQueue and PushQueue, an event source each
 MONTH_S = 30 * 24 * 3600
 HOURS_PER_MONTH = 730
 GB = 1024**3
@@ -117,7 +118,7 @@ def fixed_monthly(counts, prices, args, durations):
     )
     cleanup_reads = runs * run_rru * price(prices, "dynamodb_ondemand_read_request_units_per_million") / 1e6
     cleanup_logs = runs * args.log_bytes / GB * price(prices, "cloudwatch_logs_ingestion_per_gb")
-    polls = ESM_IDLE_POLLERS * (MONTH_S / 20)
+    polls = ESM_QUEUES * ESM_IDLE_POLLERS * (MONTH_S / 20)
     esm = polls * price(prices, "sqs_standard_requests_per_million") / 1e6
     return {
         "cleanup lambda": cleanup_lambda,

@@ -1,12 +1,13 @@
 """What AWS does around the enrichment and cleanup functions, for `sam local start-lambda`.
 
-On AWS an event source mapping long-polls the enrichment queue, invokes EnrichmentFunction with
-batches of up to 10 records (template.yaml: BatchSize 10, ReportBatchItemFailures), deletes the
-records that succeeded and leaves the failed ones to reappear after the visibility timeout (then
-the redrive policy moves them to the dead-letter queue). An EventBridge schedule invokes
-CleanupFunction. `sam local` does neither, so this does both, against start-lambda's endpoint.
+On AWS an event source mapping per queue (the enrichment queue, and the push queue apart from it)
+long-polls it, invokes EnrichmentFunction with batches of up to 10 records (template.yaml: BatchSize
+10, ReportBatchItemFailures), deletes the records that succeeded and leaves the failed ones to
+reappear after the visibility timeout (then the redrive policy moves them to the dead-letter queue).
+An EventBridge schedule invokes CleanupFunction. `sam local` does neither, so this does both, against
+start-lambda's endpoint.
 
-    python poller.py --queue-url URL --lambda-endpoint http://127.0.0.1:3002 [--cleanup-every 60]
+    python poller.py --queue-url URL [--queue-url URL2] --lambda-endpoint http://127.0.0.1:3002 [--cleanup-every 60]
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class Poller:
             **creds,
         )
         self.args = args
-        self.queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{args.queue_url.rstrip('/').rsplit('/', 1)[-1]}"
         self.stop = threading.Event()
 
     def invoke(self, function: str, event: dict) -> tuple[dict | None, str | None]:
@@ -103,8 +103,9 @@ class Poller:
         except ValueError:
             return None, f"not JSON: {body[:300]!r}"
 
-    def enrich_batch(self, messages: list[dict]) -> None:
-        payload, error = self.invoke(self.args.enrichment_function, sqs_event(messages, self.queue_arn))
+    def enrich_batch(self, queue_url: str, messages: list[dict]) -> None:
+        queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_url.rstrip('/').rsplit('/', 1)[-1]}"
+        payload, error = self.invoke(self.args.enrichment_function, sqs_event(messages, queue_arn))
         if error:
             log(f"{len(messages)} record(s) left for redelivery: {error}")
             return
@@ -112,17 +113,18 @@ class Poller:
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             self.sqs.delete_message_batch(
-                QueueUrl=self.args.queue_url,
+                QueueUrl=queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
-        log(f"enrichment batch: {len(done)} done, {len(failed)} left for redelivery")
+        log(f"batch from {queue_url.rsplit('/', 1)[-1]}: {len(done)} done, {len(failed)} left for redelivery")
 
-    def poll_queue(self) -> None:
+    def poll_queue(self, queue_url: str) -> None:
+        """One event source mapping: its own batches and concurrency, whatever the other queue does."""
         with ThreadPoolExecutor(max_workers=self.args.concurrency) as pool:
             while not self.stop.is_set():
                 try:
                     got = self.sqs.receive_message(
-                        QueueUrl=self.args.queue_url,
+                        QueueUrl=queue_url,
                         MaxNumberOfMessages=10,
                         WaitTimeSeconds=1,
                         AttributeNames=["All"],
@@ -133,7 +135,7 @@ class Poller:
                     self.stop.wait(1)
                     continue
                 if got:
-                    pool.submit(self.enrich_batch, got)
+                    pool.submit(self.enrich_batch, queue_url, got)
 
     def run_cleanup(self) -> None:
         while not self.stop.wait(self.args.cleanup_every):
@@ -141,12 +143,13 @@ class Poller:
             log(f"cleanup: {error or json.dumps(payload)[:200]}")
 
     def run(self) -> None:
-        threads = [threading.Thread(target=self.poll_queue, daemon=True)]
+        threads = [threading.Thread(target=self.poll_queue, args=(url,), daemon=True)
+                   for url in self.args.queue_url]
         if self.args.cleanup_every > 0:
             threads.append(threading.Thread(target=self.run_cleanup, daemon=True))
         for t in threads:
             t.start()
-        log(f"polling {self.args.queue_url} for {self.args.enrichment_function}; cleanup every "
+        log(f"polling {', '.join(self.args.queue_url)} for {self.args.enrichment_function}; cleanup every "
             f"{self.args.cleanup_every or 'never'} s")
         self.stop.wait()
         for t in threads:
@@ -155,13 +158,13 @@ class Poller:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--queue-url", required=True)
+    ap.add_argument("--queue-url", required=True, action="append", help="a queue to poll; repeat for each")
     ap.add_argument("--sqs-endpoint", default="http://127.0.0.1:5000")
     ap.add_argument("--lambda-endpoint", default="http://127.0.0.1:3002")
     ap.add_argument("--enrichment-function", default="EnrichmentFunction")
     ap.add_argument("--cleanup-function", default="CleanupFunction")
     ap.add_argument("--cleanup-every", type=float, default=60.0, help="seconds; 0 = never")
-    ap.add_argument("--concurrency", type=int, default=2, help="batches in flight (MaximumConcurrency)")
+    ap.add_argument("--concurrency", type=int, default=2, help="batches in flight per queue (MaximumConcurrency)")
     poller = Poller(ap.parse_args())
     signal.signal(signal.SIGTERM, lambda *_: poller.stop.set())
     signal.signal(signal.SIGINT, lambda *_: poller.stop.set())

@@ -9,7 +9,8 @@ What runs (ports fixed by events/env.json, the variables every function gets):
   127.0.0.1:3001  the Vapi simulator, placing calls and POSTing webhooks to start-api
   127.0.0.1:3000  sam local start-api: WebhookFunction, CallStatusFunction, CallInitiatorFunction
   127.0.0.1:3002  sam local start-lambda: EnrichmentFunction and CleanupFunction, invoked by poller.py
-                  as the SQS event source mapping and the cleanup schedule would
+                  as the SQS event source mappings (enrichment queue, push queue) and the cleanup
+                  schedule would
 Lambda containers share the host's network namespace (sam_hostnet.py), so they reach the emulators on
 127.0.0.1 and no Docker bridge is needed. Logs and the private Docker engine live in .ringback/sam-local/.
 """
@@ -173,6 +174,7 @@ class Stack:
         wait_for("start-lambda", lambda: not free(PORTS["lambda"]), 180, lam)
         self.spawn("poller", [sys.executable, str(HERE / "poller.py"),
                               "--queue-url", self.function_env("EnrichmentFunction")["ENRICHMENT_QUEUE_URL"],
+                              "--queue-url", self.function_env("EnrichmentFunction")["PUSH_QUEUE_URL"],
                               "--sqs-endpoint", aws,
                               "--lambda-endpoint", f"http://127.0.0.1:{PORTS['lambda']}",
                               "--cleanup-every", str(self.cleanup_every)])

@@ -1,5 +1,6 @@
 //! Real implementations of the ports.
 
+pub mod callback_dns;
 pub mod callback_http;
 pub mod dynamodb;
 pub mod eventbridge;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{ConfigError, Env};
+use crate::domain::callback_host::CallbackHosts;
 use crate::domain::push::{SigningSecret, DEFAULT_RETRY_DELAYS};
 
 /// `EVENTS_TABLE` and `EVENT_RETENTION_DAYS` (default 7).
@@ -45,8 +46,9 @@ pub struct PushConfig {
     /// `CALLBACK_RETRY_DELAYS`: seconds before each retry (any length: SQS's 900 s cap is
     /// bridged by re-queueing).
     pub retry_delays: Vec<Duration>,
-    /// `CALLBACK_ALLOW_HTTP_LOOPBACK=true`: plain http to loopback receivers (the local runner).
-    pub allow_http_loopback: bool,
+    /// `CALLBACK_HOSTS`: `deployment` (the default: public hosts only) or `local` (loopback
+    /// receivers too, over http or https: the local runner; the template never sets it).
+    pub hosts: CallbackHosts,
 }
 
 impl PushConfig {
@@ -76,7 +78,15 @@ impl PushConfig {
             bus,
             events,
             retry_delays,
-            allow_http_loopback: env.parse_or("CALLBACK_ALLOW_HTTP_LOOPBACK", false)?,
+            hosts: env
+                .get("CALLBACK_HOSTS")
+                .map(CallbackHosts::parse)
+                .transpose()
+                .map_err(|reason| ConfigError::Invalid {
+                    name: "CALLBACK_HOSTS",
+                    reason,
+                })?
+                .unwrap_or_default(),
         }))
     }
 }
@@ -128,7 +138,7 @@ mod tests {
             ("CALLBACK_SIGNING_SECRET", "plain"),
             ("EVENT_RETENTION_DAYS", "0"),
             ("CALLBACK_RETRY_DELAYS", "5,,30"),
-            ("CALLBACK_ALLOW_HTTP_LOOPBACK", "yes please"),
+            ("CALLBACK_HOSTS", "yes please"),
         ] {
             let mut env =
                 Env::from_pairs([("CALLBACK_SIGNING_SECRET", SECRET), ("EVENTS_TABLE", "e")]);
@@ -197,6 +207,6 @@ mod tests {
         assert!(c.secret.is_none());
         assert_eq!(c.bus.as_deref(), Some("b"));
         assert_eq!(c.retry_delays.len(), 9);
-        assert!(!c.allow_http_loopback);
+        assert_eq!(c.hosts, CallbackHosts::Deployment);
     }
 }

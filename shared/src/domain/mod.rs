@@ -3,6 +3,7 @@
 
 mod call;
 mod call_request;
+pub mod callback_host;
 mod cleanup;
 mod enrichment;
 pub mod fit;

@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::callback_host::CallbackHosts;
 use super::{CallResult, DataStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,26 +167,26 @@ pub fn retry_delay(delays: &[Duration], next: u32, jitter: f64) -> Option<Durati
 /// The default retry schedule: 5 s, then ×~4 up to 8 h, 9 retries over about 16 hours.
 pub const DEFAULT_RETRY_DELAYS: &str = "5,30,120,600,1800,3600,7200,14400,28800";
 
-/// Whether ringback may POST to `url`: `https` always; `http` only to a loopback host and only
-/// where the deployment allows it (the local runner).
-pub fn check_callback_url(url: &str, allow_http_loopback: bool) -> Result<(), String> {
+/// Whether ringback may POST to `url`: `https` to a host `hosts` allows (a public one; loopback
+/// too in the local runner), and `http` only to a loopback host in the local runner. The host is
+/// judged as the `url` crate normalised it, as the HTTP client will see it: `https://2130706433/`
+/// and `https://0x7f.1/` are 127.0.0.1, `[::ffff:10.0.0.1]` is 10.0.0.1. A name is judged here by
+/// its spelling; what it resolves to is judged again when connecting.
+pub fn check_callback_url(url: &str, hosts: CallbackHosts) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("must not carry credentials".into());
     }
-    let loopback = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => return Err("must name a host".into()),
-    };
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err("must be an https URL".into());
+    }
+    let host = parsed.host().ok_or("must name a host")?;
+    let loopback = hosts.check_host(&host)?;
     match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback && allow_http_loopback => Ok(()),
-        "http" if loopback => {
-            Err("must be https (http is allowed only in the local runner)".into())
+        "http" if !(loopback && hosts == CallbackHosts::Local) => {
+            Err("must be https (http is allowed only to loopback in the local runner)".into())
         }
-        _ => Err("must be an https URL".into()),
+        _ => Ok(()),
     }
 }
 
@@ -273,18 +274,81 @@ mod tests {
 
     #[test]
     fn callback_urls() {
-        assert!(check_callback_url("https://example.com/hook", false).is_ok());
-        assert!(check_callback_url("http://127.0.0.1:9000/hook", true).is_ok());
-        assert!(check_callback_url("http://localhost/hook", true).is_ok());
-        assert!(check_callback_url("http://[::1]:80/", true).is_ok());
-        for (url, allow) in [
-            ("http://127.0.0.1:9000/hook", false),
-            ("http://example.com/hook", true),
-            ("ftp://example.com/", true),
-            ("https://user:pw@example.com/", false),
-            ("not a url", true),
+        use CallbackHosts::{Deployment, Local};
+        for url in [
+            "https://example.com/hook",
+            "https://8.8.8.8/",
+            "https://[2606:4700::1111]/",
         ] {
-            assert!(check_callback_url(url, allow).is_err(), "{url} {allow}");
+            assert_eq!(check_callback_url(url, Deployment), Ok(()), "{url}");
+            assert_eq!(check_callback_url(url, Local), Ok(()), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:9000/hook",
+            "http://localhost/hook",
+            "http://[::1]:80/",
+            "https://127.0.0.1/",
+            "https://localhost./",
+        ] {
+            assert_eq!(check_callback_url(url, Local), Ok(()), "{url}");
+            assert!(check_callback_url(url, Deployment).is_err(), "{url}");
+        }
+        for (url, hosts) in [
+            ("http://example.com/hook", Local),
+            ("http://8.8.8.8/hook", Local),
+            ("ftp://example.com/", Local),
+            ("https://user:pw@example.com/", Deployment),
+            ("not a url", Local),
+            ("https:///", Deployment),
+        ] {
+            assert!(check_callback_url(url, hosts).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn callback_hosts_are_judged_after_the_url_crate_normalises_them() {
+        use CallbackHosts::{Deployment, Local};
+        for url in [
+            "https://10.0.0.1/hook",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[fd00::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://[::ffff:a9fe:a9fe]/",
+            "https://[64:ff9b::a00:1]/",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
+            "https://[::]/",
+            "https://224.0.0.1/",
+            "https://255.255.255.255/",
+            "https://[fe80::1]/",
+            "https://192.168.1.1./",
+            // 10.0.0.1 in decimal, octal, hex and short forms.
+            "https://167772161/",
+            "https://012.0.0.01/",
+            "https://0xa.0.0.1/",
+            "https://10.1/",
+            "https://metadata.google.internal/",
+            "https://metadata/",
+        ] {
+            for hosts in [Deployment, Local] {
+                let err = check_callback_url(url, hosts).expect_err(url);
+                assert!(err.contains("public hosts only"), "{url}: {err}");
+            }
+        }
+        // 127.0.0.1 spelled otherwise is still loopback: refused in deployments only.
+        for url in [
+            "https://2130706433/",
+            "https://0x7f.1/",
+            "https://0177.0.0.1/",
+            "https://127.1/",
+        ] {
+            assert!(
+                check_callback_url(url, Deployment)
+                    .unwrap_err()
+                    .contains("loopback"),
+                "{url}"
+            );
+            assert_eq!(check_callback_url(url, Local), Ok(()), "{url}");
         }
     }
 }

@@ -65,7 +65,7 @@ pub enum Callbacks {
     /// No signing secret is configured: a `callbackUrl` is refused, not silently ignored.
     Off,
     On {
-        allow_http_loopback: bool,
+        hosts: crate::domain::callback_host::CallbackHosts,
     },
 }
 
@@ -78,9 +78,7 @@ impl Callbacks {
             Self::Off => "pushed events are not configured on this deployment \
                           (CALLBACK_SIGNING_SECRET); leave callbackUrl out and poll"
                 .to_owned(),
-            Self::On {
-                allow_http_loopback,
-            } => match crate::domain::push::check_callback_url(url, allow_http_loopback) {
+            Self::On { hosts } => match crate::domain::push::check_callback_url(url, hosts) {
                 Ok(()) => return Ok(()),
                 Err(why) => why,
             },

@@ -7,12 +7,14 @@
 //!   events table (a conditional create: the id is derived from the call, so a redelivered step
 //!   makes the same event, not a second one) and queues its first delivery job. If either fails,
 //!   the enrichment step is retried through SQS and does both again.
-//! - **Delivering** ([`PushService::deliver`]) is a `push` job on the enrichment queue:
-//!   `{callId, eventId, attempt}`. Job `n` is the `n`th attempt; it POSTs the event and records the
-//!   attempt with one conditional write (the event must still have `n - 1` attempts and be
-//!   pending), then queues job `n + 1` for the retry, if one is due. A job whose attempt is already
-//!   recorded only makes sure its follow-up is queued (the queue send may have failed after the
-//!   write), so duplicates converge on the conditional write instead of multiplying.
+//! - **Delivering** ([`PushService::deliver`]) is a `push` job, `{callId, eventId, attempt}`, on
+//!   the push queue (`PushService::queue`): a queue and event source of their own, so that a
+//!   receiver that hangs holds only push batches, never a call's enrichment (SPEC §9). Job `n` is
+//!   the `n`th attempt; it POSTs the event and records the attempt with one conditional write
+//!   (the event must still have `n - 1` attempts and be pending), then queues job `n + 1` for the
+//!   retry, if one is due. A job whose attempt is already recorded only makes sure its follow-up
+//!   is queued (the queue send may have failed after the write), so duplicates converge on the
+//!   conditional write instead of multiplying.
 //! - **Retries** back off exponentially with jitter over hours (`CALLBACK_RETRY_DELAYS`). SQS
 //!   delays stop at 900 s, so a job that arrives before its event's `nextAttemptAt` is queued again
 //!   for the rest of the wait. A 2xx ends it, a 410 stops it (`gone`), and an event out of attempts
@@ -25,6 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
+use crate::domain::callback_host::CallbackHosts;
 use crate::domain::push::{
     check_callback_url, event_id, retry_delay, verdict, CallEvent, EventType, SigningSecret,
     Verdict,
@@ -38,6 +41,7 @@ use crate::ports::{
 
 pub struct PushService {
     pub store: Arc<dyn PushStore>,
+    /// The push queue: every job this service queues goes there.
     pub queue: Arc<dyn EnrichmentQueue>,
     pub sender: Arc<dyn CallbackSender>,
     /// Signs callbacks; `None`: no callback URLs here, only the bus.
@@ -47,8 +51,9 @@ pub struct PushService {
     pub clock: Arc<dyn Clock>,
     /// `CALLBACK_RETRY_DELAYS`: the wait before each retry; its length is the retry budget.
     pub retry_delays: Vec<Duration>,
-    /// `http://` to loopback hosts is allowed (the local runner only).
-    pub allow_http_loopback: bool,
+    /// Which hosts callbacks may go to (public ones; loopback too in the local runner): checked
+    /// before an event is made and before each attempt, and by the sender when it connects.
+    pub hosts: CallbackHosts,
     /// A number in `[-1, 1]` scaling each retry's jitter (random in production, fixed in tests).
     pub jitter: Arc<dyn Fn() -> f64 + Send + Sync>,
     pub metrics: Metrics,
@@ -113,7 +118,7 @@ impl PushService {
             warn!(call_id = %result.call_id, "callback URL but no CALLBACK_SIGNING_SECRET; not pushed");
             return Ok(());
         }
-        if let Err(why) = check_callback_url(url, self.allow_http_loopback) {
+        if let Err(why) = check_callback_url(url, self.hosts) {
             // Only a URL read back from Vapi's metadata can get here; the initiator refuses these.
             warn!(call_id = %result.call_id, reason = %why, "callback URL refused; no event pushed");
             self.metrics.count("CallbackUrlRefused", 1, &[]);
@@ -252,7 +257,7 @@ impl PushService {
     }
 
     async fn post(&self, push: &PushRecord) -> crate::ports::CallbackAnswer {
-        if let Err(why) = check_callback_url(&push.url, self.allow_http_loopback) {
+        if let Err(why) = check_callback_url(&push.url, self.hosts) {
             return crate::ports::CallbackAnswer {
                 status: None,
                 error: Some(format!("callback URL refused: {why}")),
