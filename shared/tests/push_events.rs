@@ -156,7 +156,7 @@ async fn setup() -> Fixture {
         bus: None,
         clock: clock.clone(),
         retry_delays: vec![Duration::from_secs(5)],
-        allow_http_loopback: false,
+        hosts: ringback::domain::callback_host::CallbackHosts::Deployment,
         jitter: Arc::new(|| 0.0),
         metrics: ringback::metrics::Metrics::off(),
     });
