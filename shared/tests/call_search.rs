@@ -465,7 +465,11 @@ async fn a_call_with_ids_of_any_size_is_written_and_listed() {
     let (ids, _) = rig
         .all_pages(query(Filter::ServiceRequest("sr-long".into()), 20))
         .await;
-    assert_eq!(ids, std::slice::from_ref(&long_id), "found by its service request");
+    assert_eq!(
+        ids,
+        std::slice::from_ref(&long_id),
+        "found by its service request"
+    );
     let page = rig.index.search(&query(Filter::All, 20)).await.unwrap();
     let shown = &page.calls[0];
     assert!(shown.provider_id.as_deref().unwrap().starts_with("ppp"));

@@ -135,14 +135,14 @@ fn preview(t: &str) -> String {
     p
 }
 
-/// Whether one row can hold all of `texts`, compressed as a save compresses them. Only when it
-/// cannot may a save drop any of them ([`Form::Truncated`]); checkers hold the tables to that.
+/// Whether one row certainly holds all of `texts`, compressed as a save compresses them, beside
+/// their previews (up to [`PREVIEW_CHARS`] characters each) and the row's other attributes. A
+/// save drops a text ([`Form::Truncated`]) only when its item would not fit; checkers hold the
+/// tables to that.
 pub fn row_can_hold(texts: &[&str]) -> bool {
-    texts
-        .iter()
-        .map(|t| gzip(t.as_bytes()).len())
-        .sum::<usize>()
-        <= ITEM_BUDGET
+    const ROW_OVERHEAD: usize = 32 * 1024;
+    let compressed: usize = texts.iter().map(|t| gzip(t.as_bytes()).len()).sum();
+    compressed + ROW_OVERHEAD <= ITEM_BUDGET
 }
 
 pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
