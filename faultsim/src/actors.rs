@@ -4,6 +4,7 @@
 //! schedule, an operator's redrive, and bad input.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use ringback::api;
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::clients::{Client, GIVE_UP_AFTER};
 use crate::clock::{Ms, MINUTE, SECOND};
+use crate::sqs::Sqs;
 use crate::vapi::Hook;
 use crate::world::{Event, TaskFuture, TaskOut, World, CLEANUP_EVERY, SECRET, TOKEN};
 
@@ -175,7 +177,11 @@ impl World {
                     .collect()
             }
             Event::Redrive => {
-                let moved = self.sqs.lock().unwrap().redrive(now);
+                let moved: usize = self
+                    .queues()
+                    .iter()
+                    .map(|q| q.lock().unwrap().redrive(now))
+                    .sum();
                 self.trace
                     .note(format!("operator: redrove {moved} dead letters"));
                 self.at(now + 60 * MINUTE, Event::Redrive);
@@ -204,25 +210,29 @@ impl World {
     fn batches(&mut self) -> Vec<(Kind, TaskFuture)> {
         let now = self.clock.ms();
         let mut batches = Vec::new();
-        loop {
-            let got = self.sqs.lock().unwrap().receive(now, 10);
-            if got.is_empty() {
-                break;
-            }
-            let dups: Vec<_> = got
-                .iter()
-                .filter(|_| self.rng.chance(self.storm.duplicate_delivery))
-                .cloned()
-                .collect();
-            batches.push(got);
-            if !dups.is_empty() {
-                batches.push(dups);
+        // One event source mapping per queue, each taking batches of its own.
+        for queue in self.queues() {
+            loop {
+                let got = queue.lock().unwrap().receive(now, 10);
+                if got.is_empty() {
+                    break;
+                }
+                let dups: Vec<_> = got
+                    .iter()
+                    .filter(|_| self.rng.chance(self.storm.duplicate_delivery))
+                    .cloned()
+                    .collect();
+                batches.push((queue.clone(), got));
+                if !dups.is_empty() {
+                    batches.push((queue.clone(), dups));
+                }
             }
         }
         let mut tasks = Vec::new();
-        for msgs in batches {
+        for (queue, msgs) in batches {
             self.next_batch += 1;
             let batch = self.next_batch;
+            self.batch_queue.insert(batch, queue);
             let ids: Vec<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
             self.trace.note(format!("esm: batch {batch} {ids:?}"));
             for m in msgs {
@@ -374,8 +384,12 @@ impl World {
     /// The event source mapping's side of the batches that ran: a batch deletes the messages
     /// its handler did not report failed, unless its process died (then none: all come back).
     pub fn settle_batches(&mut self) {
-        let mut sqs = self.sqs.lock().unwrap();
         for (batch, results) in std::mem::take(&mut self.batch_results) {
+            let queue = self
+                .batch_queue
+                .remove(&batch)
+                .expect("every batch has its queue");
+            let mut sqs = queue.lock().unwrap();
             if results.iter().any(|(_, r)| r.is_none()) {
                 self.trace.note(format!(
                     "esm: batch {batch} died; its messages come back later"
@@ -388,6 +402,11 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The enrichment queue and the push queue.
+    fn queues(&self) -> [Arc<Mutex<Sqs>>; 2] {
+        [self.sqs.clone(), self.push_sqs.clone()]
     }
 
     fn placed_here(&self, call_id: &str) -> bool {
@@ -444,7 +463,11 @@ impl World {
         for id in placed {
             self.know(&id);
         }
-        let next = self.sqs.lock().unwrap().next_visible();
+        let next = self
+            .queues()
+            .iter()
+            .filter_map(|q| q.lock().unwrap().next_visible())
+            .min();
         if let Some(t) = next {
             if self.receive_due.is_none_or(|due| t < due) {
                 self.receive_due = Some(t);
@@ -456,11 +479,13 @@ impl World {
     /// Nothing left to happen: every client answered, every call ringback must know settled,
     /// no webhook or queue message pending.
     pub fn quiet(&self) -> bool {
-        let sqs = self.sqs.lock().unwrap();
+        let queues_empty = self.queues().iter().all(|q| {
+            let sqs = q.lock().unwrap();
+            sqs.queue.is_empty() && sqs.dead.is_empty()
+        });
         self.clients.iter().all(Client::done)
             && self.watch.calls.values().all(|s| s.terminal.is_some())
-            && sqs.queue.is_empty()
-            && sqs.dead.is_empty()
+            && queues_empty
             && self.vapi.outbox.lock().unwrap().is_empty()
             && !self
                 .events

@@ -61,8 +61,22 @@ async fn run_async(seed: u64) -> Report {
     let mut world = World::new(seed).await;
     // Far past every bound: a run stops as soon as nothing is left to happen.
     let limit = world.storm.storm_end + 6 * 60 * clock::MINUTE;
+    // Steps at one virtual instant: a part that keeps rescheduling itself without time moving
+    // (a queue nobody drains) would otherwise hang the run instead of failing it.
+    let mut same_instant = 0u32;
     while let Some((&(t, _), _)) = world.events.first_key_value() {
         if t > limit {
+            break;
+        }
+        same_instant = if t > world.clock.ms() {
+            0
+        } else {
+            same_instant + 1
+        };
+        if same_instant > 10_000 {
+            world.violation(format!(
+                "the run never moves past {t} ms: something reschedules itself at once"
+            ));
             break;
         }
         world.clock.advance_to(t);

@@ -1,5 +1,5 @@
-//! An SQS standard queue with its dead-letter queue, in virtual time, and the enrichment queue
-//! port that sends into it. Semantics as SQS and Lambda's event source mapping have them: a
+//! An SQS standard queue with its dead-letter queue, in virtual time, and the queue port that
+//! sends into it (the enrichment queue and the push queue are one each). Semantics as SQS and Lambda's event source mapping have them: a
 //! message hides for its delay, then for the visibility timeout on each receive; a receive past
 //! `maxReceiveCount` moves it to the dead-letter queue; a redrive brings it back under a new id.
 
@@ -31,11 +31,18 @@ pub struct Sqs {
     next_id: u64,
     /// Extra delay some sends get (0 when calm): messages arrive late and out of order.
     pub jitter: Ms,
+    /// Message ids start with it, so a trace tells the queues apart.
+    prefix: &'static str,
 }
 
 impl Sqs {
     pub fn new() -> Self {
+        Self::named("m")
+    }
+
+    pub fn named(prefix: &'static str) -> Self {
         Self {
+            prefix,
             queue: Vec::new(),
             dead: Vec::new(),
             visibility: 180 * SECOND,
@@ -46,7 +53,7 @@ impl Sqs {
     }
 
     fn new_id(&mut self) -> String {
-        let id = format!("m{}", self.next_id);
+        let id = format!("{}{}", self.prefix, self.next_id);
         self.next_id += 1;
         id
     }

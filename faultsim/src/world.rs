@@ -139,6 +139,8 @@ pub struct World {
     pub vapi: Arc<VapiModel>,
     pub receiver: Arc<ReceiverModel>,
     pub sqs: Arc<Mutex<Sqs>>,
+    /// The push queue: delivery jobs, consumed by an event source of their own.
+    pub push_sqs: Arc<Mutex<Sqs>>,
     pub dynamo: aws_sdk_dynamodb::Client,
     pub clients: Vec<Client>,
     pub watch: Watch,
@@ -153,6 +155,8 @@ pub struct World {
     pub next_batch: u64,
     /// Per batch, each message's outcome (`None`: its process died).
     pub batch_results: BTreeMap<u64, Vec<(String, Option<bool>)>>,
+    /// Per batch, the queue it came from.
+    pub batch_queue: BTreeMap<u64, Arc<Mutex<Sqs>>>,
     rx: mpsc::UnboundedReceiver<Msg>,
     next_task: TaskId,
     _db: tokio::task::JoinHandle<()>,
@@ -262,6 +266,15 @@ impl World {
             clock: clock.clone(),
             trace: trace.clone(),
         });
+        // Push jobs ride a queue of their own (template.yaml `PushQueue`), behind the same faults.
+        let push_sqs = Arc::new(Mutex::new(Sqs::named("p")));
+        push_sqs.lock().unwrap().jitter = storm.late_send;
+        let push_queue = Arc::new(QueuePort {
+            sqs: push_sqs.clone(),
+            gates: gates.clone(),
+            clock: clock.clone(),
+            trace: trace.clone(),
+        });
         let vapi = Arc::new(VapiModel::new(
             seed,
             weather,
@@ -286,7 +299,7 @@ impl World {
         });
         let push = Arc::new(PushService {
             store: events.clone(),
-            queue: queue.clone(),
+            queue: push_queue,
             sender: receiver.clone(),
             secret: Some(SigningSecret::parse(CALLBACK_SECRET).expect("a valid secret")),
             bus: None,
@@ -375,6 +388,7 @@ impl World {
             vapi,
             receiver,
             sqs,
+            push_sqs,
             dynamo,
             clients: Vec::new(),
             watch: Watch::default(),
@@ -385,6 +399,7 @@ impl World {
             receive_due: None,
             next_batch: 0,
             batch_results: BTreeMap::new(),
+            batch_queue: BTreeMap::new(),
             rx,
             next_task: 1,
             _db: server,
