@@ -128,7 +128,7 @@ pub async fn get_events(
             "callId": id.as_str(),
             "dataStatus": record.as_ref().map(|r| r.data_status.as_str()),
             "pushes": pushes.iter().map(push_json).collect::<Vec<_>>(),
-            "webhooks": {"kept": kept.len(), "resent": log.resent, "notKept": log.not_kept},
+            "webhooks": {"kept": kept.len(), "notKept": log.not_kept},
             "timeline": timeline,
         }),
     )
