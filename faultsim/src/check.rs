@@ -74,12 +74,15 @@ impl World {
                 continue;
             }
             let kept = archive.webhooks(id).await.expect("events readable");
-            // A body kept already is counted as re-sent, one past the call's bound as not kept.
+            // Each distinct body acknowledged is kept once (a re-sent body is not stored again);
+            // one past the call's bound is counted as not kept.
             let log = archive.log(id).await.expect("events readable");
-            let taken = (kept.len() as u64 + log.resent + log.not_kept) as u32;
-            if taken < call.received.hooks {
+            let taken = kept.len() as u64 + log.not_kept;
+            let distinct = call.received.kinds.len() as u64;
+            if taken < distinct {
                 self.violation(format!(
-                    "call {id}: ringback acknowledged {} webhooks but kept {taken}",
+                    "call {id}: ringback acknowledged {distinct} distinct webhooks ({} deliveries) \
+                     but kept {taken}",
                     call.received.hooks
                 ));
             }

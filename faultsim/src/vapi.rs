@@ -61,8 +61,11 @@ impl Plan {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Received {
     pub anything: bool,
-    /// Deliveries ringback answered 2xx: each must be kept raw.
+    /// Deliveries ringback answered 2xx.
     pub hooks: u32,
+    /// Their kinds: a kind's body is the same at every delivery, and each distinct body must be
+    /// kept raw (once: ringback keeps a body it holds already only once).
+    pub kinds: Vec<HookKind>,
     pub transcript: bool,
     pub analysis: bool,
     pub started: bool,
@@ -435,6 +438,9 @@ impl VapiModel {
         let p = &call.plan;
         call.received.anything = true;
         call.received.hooks += 1;
+        if !call.received.kinds.contains(&hook.kind) {
+            call.received.kinds.push(hook.kind);
+        }
         if hook.kind == HookKind::Report {
             call.received.transcript |= p.transcript.is_some();
             call.received.analysis |= p.analysis <= p.report;

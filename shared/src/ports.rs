@@ -382,7 +382,7 @@ pub struct StoredWebhook {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keeping {
     Kept,
-    /// The same body (same id) is kept already: counted as re-sent.
+    /// The same body (same id) is kept already: nothing written.
     AlreadyKept,
     /// The call's bound ([`MAX_KEPT_WEBHOOKS`], [`MAX_KEPT_WEBHOOK_BYTES`]) is reached: counted.
     OverBound,
@@ -404,8 +404,6 @@ pub struct KeptWebhook {
 pub struct WebhookLog {
     /// Oldest first.
     pub kept: Vec<KeptWebhook>,
-    /// Deliveries of a body already kept.
-    pub resent: u64,
     /// Deliveries past the call's bound.
     pub not_kept: u64,
 }

@@ -575,3 +575,23 @@ async fn the_route_answers_bad_parameters_with_400_naming_them_and_pages_with_it
     let (status, body) = get(None, &h, "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+#[tokio::test]
+async fn calls_with_the_longest_multibyte_ids_page_through_their_cursors() {
+    let rig = Rig::start().await;
+    let store = rig.store();
+    // The longest ids a call may have (256 characters), in 2- and 3-byte characters, and ASCII.
+    let ids = ["é".repeat(256), "通".repeat(256), "a".repeat(256)];
+    for (i, id) in ids.iter().enumerate() {
+        let created = format!("2026-12-02T10:0{i}:00.000Z");
+        store
+            .put(&record(id, &created), None, None)
+            .await
+            .expect("written and indexed");
+    }
+    // One call a page: every page after the first starts from a cursor after a long id.
+    let (listed, pages) = rig.all_pages(query(Filter::All, 1)).await;
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+    assert!(pages >= 3);
+}

@@ -128,7 +128,7 @@ pub async fn get_events(
             "callId": id.as_str(),
             "dataStatus": record.as_ref().map(|r| r.data_status.as_str()),
             "pushes": pushes.iter().map(push_json).collect::<Vec<_>>(),
-            "webhooks": {"kept": kept.len(), "resent": log.resent, "notKept": log.not_kept},
+            "webhooks": {"kept": kept.len(), "notKept": log.not_kept},
             "timeline": timeline,
         }),
     )
@@ -177,10 +177,14 @@ pub async fn post_redeliver(
         );
     };
     if !crate::domain::push::is_event_id(event_id) {
-        let shown: String = event_id.chars().take(40).collect();
+        // Named as given (the CLI and people search for it), but never echoed whole.
+        let mut shown: String = event_id.chars().take(40).collect();
+        if shown.len() < event_id.len() {
+            shown.push('…');
+        }
         return error(
             Code::NotFound,
-            format!("no event {shown:?}: event ids are evt_ and 32 hex digits"),
+            format!("no event {shown}: event ids are evt_ and 32 hex digits"),
         );
     }
     match push.redeliver(event_id).await {

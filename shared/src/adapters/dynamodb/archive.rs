@@ -9,16 +9,18 @@
 //! every part it names; parts without a main item are never read and expire.
 //!
 //! Each call has one tally item, `sk` = `webhooks#tally` (`kind`="tally"): `kept` N, `keptBytes` N,
-//! `ids` SS (the digests kept), `resent` N and `notKept` N. A delivery whose digest is kept already
-//! only counts as `resent`; one past [`MAX_KEPT_WEBHOOKS`] or [`MAX_KEPT_WEBHOOK_BYTES`] only counts
-//! as `notKept`. The tally is read, then the body written, then the tally added to: a failure at
-//! any step leaves nothing that stops the sender's retry from being kept. Two identical deliveries
-//! at the same instant may both be kept (the bound is then passed by as many): harmless, and
-//! cheaper than a transaction per webhook.
+//! `ids` SS (the digests kept) and `notKept` N. Keeping a delivery first claims its
+//! place with one conditional update of the tally (its id new, the call within
+//! [`MAX_KEPT_WEBHOOKS`] and [`MAX_KEPT_WEBHOOK_BYTES`]), then writes the body: two requests, and
+//! exact under concurrent deliveries. A refused claim (DynamoDB returns the tally with it) writes
+//! nothing for a body kept already (the `WebhooksResent` metric counts it), and counts `notKept`
+//! when the bound is reached. A body that cannot be written gives its claim
+//! back, so the sender's retry (the webhook answers 503) is kept.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::attrs::{get_b, get_n, get_s, n, s, Item, EXPIRES_AT, ID};
 use super::codec::{chunks, part_key};
@@ -100,32 +102,79 @@ impl EventsTable {
         Ok(out.item)
     }
 
-    /// Adds one to the tally's `add` (and, for a kept delivery, its bytes and id). The tally
-    /// lives as long as the call's last delivery.
-    async fn count(
-        &self,
-        call_id: &str,
-        add: &str,
-        kept: Option<&StoredWebhook>,
-    ) -> Result<(), StoreError> {
+    /// Adds one to the tally's `what`. The tally lives as long as the call's last delivery.
+    async fn count(&self, call_id: &str, what: &str) -> Result<(), StoreError> {
         let expires = self.clock.now().timestamp() + self.retention.as_secs() as i64;
-        let mut update = format!("SET #kind = :k, {EXPIRES_AT} = :e ADD {add} :one");
-        let mut req = self
-            .client
+        self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::tally_key(call_id)))
+            .update_expression(format!("SET #kind = :k, {EXPIRES_AT} = :e ADD {what} :one"))
             .expression_attribute_names("#kind", "kind")
             .expression_attribute_values(":k", s("tally"))
             .expression_attribute_values(":e", n(expires))
-            .expression_attribute_values(":one", n(1));
-        if let Some(w) = kept {
-            update.push_str(", keptBytes :bytes, ids :id");
-            req = req
-                .expression_attribute_values(":bytes", n(w.body.len()))
-                .expression_attribute_values(":id", AttributeValue::Ss(vec![w.id.clone()]));
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable("UpdateItem (webhook tally)", &e))
+    }
+
+    /// Claims room for `w` in the tally: its id added, `kept` and `keptBytes` counted, only if
+    /// the id is new and the call is within its bound (a conditional write, so concurrent
+    /// deliveries cannot pass the bound or keep one body twice). `Err(tally)`: refused, with the
+    /// tally as it stood when DynamoDB returns it.
+    async fn claim(&self, w: &StoredWebhook) -> Result<Result<(), Option<Item>>, StoreError> {
+        let bytes = w.body.len() as u64;
+        let Some(room) = MAX_KEPT_WEBHOOK_BYTES.checked_sub(bytes) else {
+            return Ok(Err(None));
+        };
+        let expires = self.clock.now().timestamp() + self.retention.as_secs() as i64;
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::tally_key(&w.call_id)))
+            .update_expression(format!(
+                "SET #kind = :k, {EXPIRES_AT} = :e ADD kept :one, keptBytes :bytes, ids :ids"
+            ))
+            .condition_expression(
+                "(attribute_not_exists(ids) OR NOT contains(ids, :id)) AND \
+                 (attribute_not_exists(kept) OR (kept < :max AND keptBytes <= :room))",
+            )
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_values(":k", s("tally"))
+            .expression_attribute_values(":e", n(expires))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":bytes", n(bytes))
+            .expression_attribute_values(":ids", AttributeValue::Ss(vec![w.id.clone()]))
+            .expression_attribute_values(":id", s(&w.id))
+            .expression_attribute_values(":max", n(MAX_KEPT_WEBHOOKS))
+            .expression_attribute_values(":room", n(room))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(held)) => {
+                    Ok(Err(held.item().cloned()))
+                }
+                _ => Err(unavailable("UpdateItem (webhook tally)", &e)),
+            },
         }
-        req.update_expression(update)
+    }
+
+    /// Gives back a claim whose body could not be written, so the sender's retry is kept.
+    async fn unclaim(&self, w: &StoredWebhook) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::tally_key(&w.call_id)))
+            .update_expression("ADD kept :minus, keptBytes :less DELETE ids :ids")
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":less", n(-(w.body.len() as i64)))
+            .expression_attribute_values(":ids", AttributeValue::Ss(vec![w.id.clone()]))
             .send()
             .await
             .map(|_| ())
@@ -175,26 +224,31 @@ impl EventsTable {
 #[async_trait]
 impl WebhookArchive for EventsTable {
     async fn keep(&self, w: &StoredWebhook) -> Result<Keeping, StoreError> {
-        let tally = self.tally(&w.call_id).await?;
-        let counted = |name: &str| tally.as_ref().and_then(|t| get_n::<u64>(t, name));
-        let already = tally
-            .as_ref()
-            .and_then(|t| t.get("ids"))
-            .and_then(|v| v.as_ss().ok())
-            .is_some_and(|ids| ids.contains(&w.id));
-        if already {
-            self.count(&w.call_id, "resent", None).await?;
-            return Ok(Keeping::AlreadyKept);
-        }
-        let bytes = w.body.len() as u64;
-        if counted("kept").unwrap_or(0) >= MAX_KEPT_WEBHOOKS
-            || counted("keptBytes").unwrap_or(0) + bytes > MAX_KEPT_WEBHOOK_BYTES
-        {
-            self.count(&w.call_id, "notKept", None).await?;
+        if let Err(held) = self.claim(w).await? {
+            // DynamoDB returns the tally with the refusal; an emulator may not, so read it then.
+            let tally = match held {
+                Some(t) => Some(t),
+                None => self.tally(&w.call_id).await?,
+            };
+            let already = tally
+                .as_ref()
+                .and_then(|t| t.get("ids"))
+                .and_then(|v| v.as_ss().ok())
+                .is_some_and(|ids| ids.contains(&w.id));
+            if already {
+                // A re-send costs one request, as keeping it did before (the metric counts it).
+                return Ok(Keeping::AlreadyKept);
+            }
+            self.count(&w.call_id, "notKept").await?;
             return Ok(Keeping::OverBound);
         }
-        self.write_body(w).await?;
-        self.count(&w.call_id, "kept", Some(w)).await?;
+        if let Err(e) = self.write_body(w).await {
+            if let Err(why) = self.unclaim(w).await {
+                // Both failed: the sender's retry will count as re-sent, and this body is lost.
+                tracing::error!(call_id = %w.call_id, error = %why, "webhook tally not given back; a retry of this delivery will not be kept");
+            }
+            return Err(e);
+        }
         Ok(Keeping::Kept)
     }
 
@@ -262,7 +316,6 @@ impl WebhookArchive for EventsTable {
         let counted = |name: &str| tally.as_ref().and_then(|t| get_n(t, name)).unwrap_or(0);
         Ok(WebhookLog {
             kept,
-            resent: counted("resent"),
             not_kept: counted("notKept"),
         })
     }
