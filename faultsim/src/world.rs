@@ -13,7 +13,7 @@ use std::time::Duration;
 use ringback::adapters::dynamodb::{
     ensure_events_table, ensure_tables, CallsTable, EventsTable, ProvidersAndLogs,
 };
-use ringback::config::Timing;
+use ringback::config::{DeploymentId, Timing};
 use ringback::domain::push::SigningSecret;
 use ringback::metrics::Metrics;
 use ringback::service::cleanup::{CleanupService, Reconcile};
@@ -39,6 +39,8 @@ use crate::vapi::{Hook, VapiModel, Weather};
 pub const SECRET: &str = "sim-webhook-secret";
 pub const TOKEN: &str = "sim-api-token";
 pub const PHONE_NUMBER_ID: &str = "pn-ringback";
+/// This deployment's identity (`DEPLOYMENT_ID`).
+pub const DEPLOYMENT_ID: &str = "ringback-sim-stack";
 pub const TABLES: (&str, &str, &str) = ("calls", "providers", "logs");
 pub const EVENTS_TABLE: &str = "events";
 /// Signs pushed events (Standard Webhooks' own example secret).
@@ -323,6 +325,7 @@ impl World {
                     assistant_id: None,
                     webhook_url: "https://ringback.example.com/api/v1/vapi/webhook".into(),
                     webhook_secret: Some(SECRET.into()),
+                    deployment_id: DeploymentId::parse(DEPLOYMENT_ID).expect("a valid id"),
                 },
                 timing: timing.clone(),
                 // A repeat answers at once: the clients retry in virtual time instead.
@@ -348,11 +351,13 @@ impl World {
                 metrics: Metrics::off(),
             },
             cleanup: CleanupService {
-                reconcile: Some(Reconcile {
-                    vapi: vapi.clone(),
-                    phone_number_id: PHONE_NUMBER_ID.into(),
-                    window: ttl,
-                }),
+                reconcile: Some(Reconcile::new(
+                    vapi.clone(),
+                    PHONE_NUMBER_ID,
+                    DeploymentId::parse(DEPLOYMENT_ID).expect("a valid id"),
+                    ttl,
+                    store.clone(),
+                )),
                 store,
                 queue,
                 sink,

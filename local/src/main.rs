@@ -42,7 +42,7 @@ async fn main() {
         ),
     };
     println!(
-        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
+        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  deployment   {deployment} (DEPLOYMENT_ID: its cleanup adopts only calls carrying it)\n  queue        {queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
         base = system.base_url,
         webhook = ringback::api::WEBHOOK_PATH,
         secret = shown(env.get("VAPI_WEBHOOK_SECRET"), DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),
@@ -53,6 +53,7 @@ async fn main() {
             "CALLBACK_SIGNING_SECRET"
         ),
         storage = system.storage,
+        deployment = system.deployment,
         queue = system.queue.describe(),
     );
     let _ = tokio::signal::ctrl_c().await;
