@@ -39,7 +39,7 @@ use crate::vapi::{Hook, VapiModel, Weather};
 pub const SECRET: &str = "sim-webhook-secret";
 pub const TOKEN: &str = "sim-api-token";
 pub const PHONE_NUMBER_ID: &str = "pn-ringback";
-/// This deployment's identity (`DEPLOYMENT_ID`).
+/// This deployment's identity (`DEPLOYMENT_ID`); the other one is `vapi::OTHER_DEPLOYMENT`.
 pub const DEPLOYMENT_ID: &str = "ringback-sim-stack";
 pub const TABLES: (&str, &str, &str) = ("calls", "providers", "logs");
 pub const EVENTS_TABLE: &str = "events";
@@ -70,6 +70,8 @@ pub enum Event {
     Redrive,
     /// A call is placed outside ringback; only its webhooks tell ringback.
     Elsewhere,
+    /// Another deployment places this many calls on ringback's own number, in one millisecond.
+    Foreign(usize),
     /// Bad input of kind `n`, which must never get a 5xx.
     BadInput(u32),
 }
@@ -152,6 +154,9 @@ pub struct World {
     pub violations: Vec<String>,
     /// When the event source mapping next receives (a `Receive` event is then due).
     pub receive_due: Option<Ms>,
+    /// The run goes on at least until then: two cleanup runs after the last call another
+    /// deployment placed became old enough to be listed.
+    pub foreign_until: Ms,
     pub next_batch: u64,
     /// Per batch, each message's outcome (`None`: its process died).
     pub batch_results: BTreeMap<u64, Vec<(String, Option<bool>)>>,
@@ -225,6 +230,7 @@ impl World {
                 slow_analysis: 0.2,
                 awkward: 0.15,
                 big: 0.08,
+                oldest_first: false,
             }
         } else {
             Weather {
@@ -233,6 +239,13 @@ impl World {
                 ..Weather::default()
             }
         };
+        let weather = Weather {
+            oldest_first: rng.chance(0.5),
+            ..weather
+        };
+        // Vapi's largest page, or a small one so that bursts of calls in one millisecond
+        // overflow it.
+        let list_page = *rng.pick(&[100, 1000]);
 
         let (tx, rx) = mpsc::unbounded_channel();
         let gates = Gates { tx };
@@ -351,13 +364,16 @@ impl World {
                 metrics: Metrics::off(),
             },
             cleanup: CleanupService {
-                reconcile: Some(Reconcile::new(
-                    vapi.clone(),
-                    PHONE_NUMBER_ID,
-                    DeploymentId::parse(DEPLOYMENT_ID).expect("a valid id"),
-                    ttl,
-                    store.clone(),
-                )),
+                reconcile: Some(Reconcile {
+                    page: list_page,
+                    ..Reconcile::new(
+                        vapi.clone(),
+                        PHONE_NUMBER_ID,
+                        DeploymentId::parse(DEPLOYMENT_ID).expect("a valid id"),
+                        ttl,
+                        store.clone(),
+                    )
+                }),
                 store,
                 queue,
                 sink,
@@ -388,6 +404,7 @@ impl World {
             crashes: 0,
             violations: Vec::new(),
             receive_due: None,
+            foreign_until: 0,
             next_batch: 0,
             batch_results: BTreeMap::new(),
             rx,
@@ -419,6 +436,20 @@ impl World {
         if self.rng.chance(0.3) {
             let at = self.rng.range(0, 600) as Ms * SECOND;
             self.at(at, Event::Elsewhere);
+        }
+        if self.rng.chance(0.5) {
+            // Another deployment shares the number: bursts of calls, one large burst (more
+            // than a small page of calls created in one millisecond).
+            for burst in 0..self.rng.range(2, 15) {
+                let at = self.rng.range(0, 900) as Ms * SECOND + self.rng.below(1000) as Ms;
+                let n = if burst == 0 {
+                    self.rng.range(150, 400)
+                } else {
+                    self.rng.range(1, 40)
+                };
+                self.at(at, Event::Foreign(n as usize));
+                self.foreign_until = self.foreign_until.max(at + MINUTE + 2 * CLEANUP_EVERY);
+            }
         }
         for _ in 0..self.rng.range(0, 3) {
             let at = self.rng.range(0, 900) as Ms * SECOND;
