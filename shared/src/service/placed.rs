@@ -313,3 +313,49 @@ pub async fn search_window(
     }
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_call_is_ours_only_with_our_identity() {
+        let ours = DeploymentId::parse("stack-a").unwrap();
+        let with =
+            |metadata: Value| json!({"id": "c", "assistantOverrides": {"metadata": metadata}});
+        let mine = with(json!({"ringbackAttemptId": "a1", "ringbackDeploymentId": "stack-a"}));
+        assert_eq!(attempt_of(&mine, &ours), Some("a1"));
+        let top_level =
+            json!({"metadata": {"ringbackAttemptId": "a2", "ringbackDeploymentId": "stack-a"}});
+        assert_eq!(attempt_of(&top_level, &ours), Some("a2"));
+        for theirs in [
+            with(json!({"ringbackAttemptId": "a1", "ringbackDeploymentId": "stack-b"})),
+            with(json!({"ringbackAttemptId": "a1"})),
+            with(json!({"ringbackAttemptId": "a1", "ringbackDeploymentId": 7})),
+            with(json!({"ringbackDeploymentId": "stack-a"})),
+            json!({"id": "c"}),
+        ] {
+            assert_eq!(attempt_of(&theirs, &ours), None, "{theirs}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_listing_never_reaches_before_the_floor() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let mut l = Listing::new(
+            "pn",
+            t("2026-03-02T14:00:00Z"),
+            t("2026-03-02T15:00:00Z"),
+            5000,
+        );
+        assert_eq!(l.limit, PAGE, "never more than Vapi's largest page");
+        l.clamp_from(t("2026-03-02T14:30:00.000500Z"));
+        assert_eq!(l.spans[0].created_ge, t("2026-03-02T14:30:00Z"));
+        l.clamp_from(t("2026-03-02T16:00:00Z"));
+        assert!(
+            l.is_done(),
+            "a window wholly before the floor lists nothing"
+        );
+    }
+}
