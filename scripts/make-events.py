@@ -26,6 +26,7 @@ CALL_ID = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"  # the call id of the Vapi samp
 TIME_EPOCH_MS = 1772463918811  # 2026-03-02T15:05:18.811Z, when the sample end-of-call-report was sent
 WEBHOOK_SECRET = "dev-webhook-secret"  # fake: matches events/env.json
 API_TOKEN = "dev-api-token"  # fake: matches events/env.json
+DEPLOYMENT_ID = "sam-local"  # the stack's identity (template: the stack id's uuid)
 # Fake (whsec_ + base64 of a fixed 32-byte key): lets sam local run with Callbacks=on.
 CALLBACK_SIGNING_SECRET = "whsec_jnC31S+M/DGxOOBz48KRYUZrJlSbJ7T4Uw8JgtIt2iY="
 EVENT_ID = "evt_3b6f0c1d9a2e4f5b8c7d6e5f4a3b2c1d"  # a pushed event's id (domain::push::event_id's shape)
@@ -153,6 +154,7 @@ def env_json() -> dict:
                                "API_AUTH": "bearer", **events},
         "CallInitiatorFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **index, **queue, **vapi, **common,
                                   "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
+                                  "DEPLOYMENT_ID": DEPLOYMENT_ID,
                                   "VAPI_WEBHOOK_URL": "http://127.0.0.1:3000/api/v1/vapi/webhook",
                                   "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET, "API_TOKEN": API_TOKEN,
                                   "API_AUTH": "bearer", **push},
@@ -162,7 +164,7 @@ def env_json() -> dict:
                                "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
         "CleanupFunction": {**aws, **tables, **index, **queue, **vapi, **common,
                             "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
-                            **push, "EVENT_RETENTION_DAYS": "7", "EVENT_BUS_NAME": "",
+                            "DEPLOYMENT_ID": DEPLOYMENT_ID, **push, "EVENT_RETENTION_DAYS": "7", "EVENT_BUS_NAME": "",
                             "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
     }
 

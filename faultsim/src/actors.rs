@@ -199,6 +199,14 @@ impl World {
                 self.trace.note(format!("vapi: call {id} placed elsewhere"));
                 vec![]
             }
+            Event::Foreign(n) => {
+                self.vapi
+                    .place_foreign(now, n, crate::world::PHONE_NUMBER_ID);
+                self.trace.note(format!(
+                    "vapi: another deployment placed {n} calls on our number"
+                ));
+                vec![]
+            }
             Event::BadInput(kind) => vec![(Kind::Bad(kind), self.bad_input(kind))],
         }
     }
@@ -484,6 +492,7 @@ impl World {
             sqs.queue.is_empty() && sqs.dead.is_empty()
         });
         self.clients.iter().all(Client::done)
+            && self.clock.ms() >= self.foreign_until
             && self.watch.calls.values().all(|s| s.terminal.is_some())
             && queues_empty
             && self.vapi.outbox.lock().unwrap().is_empty()

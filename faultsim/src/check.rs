@@ -9,7 +9,10 @@
 //! - every webhook delivery ringback acknowledged is kept raw (the events table);
 //! - each settled call with a `callbackUrl` has its settling event (`call.completed` or
 //!   `call.failed`) delivered at least once, under one `webhook-id` with one body, signed so that
-//!   a Standard Webhooks verifier accepts it.
+//!   a Standard Webhooks verifier accepts it;
+//! - a deployment never records a call it did not place: another deployment's calls on the same
+//!   phone number (listed by Vapi, never placed here) have no record, no provider row and no
+//!   interaction log.
 //!
 //! (Bad input never getting a 5xx is checked as each answer comes, in `actors.rs`.)
 
@@ -59,6 +62,83 @@ impl World {
         self.check_rows(&calls).await;
         self.check_pushes(&calls);
         self.check_kept(&calls).await;
+        self.check_foreign(&calls).await;
+    }
+
+    async fn check_foreign(&mut self, calls: &BTreeMap<String, Call>) {
+        let foreign = self.vapi.foreign.lock().unwrap().clone();
+        if foreign.is_empty() {
+            return;
+        }
+        // Any item under a foreign call's id (even an expired one) means it was recorded.
+        let mut recorded = Vec::new();
+        for chunk in foreign.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|id| {
+                    std::collections::HashMap::from([(
+                        "callId".to_owned(),
+                        AttributeValue::S(id.clone()),
+                    )])
+                })
+                .collect();
+            let out = self
+                .dynamo
+                .batch_get_item()
+                .request_items(
+                    TABLES.0,
+                    aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                        .set_keys(Some(keys))
+                        .consistent_read(true)
+                        .build()
+                        .expect("keys"),
+                )
+                .send()
+                .await
+                .expect("calls readable");
+            assert!(
+                out.unprocessed_keys.is_none_or(|u| u.is_empty()),
+                "the embedded store left keys unprocessed"
+            );
+            let items = out.responses.unwrap_or_default().remove(TABLES.0);
+            recorded.extend(items.unwrap_or_default().iter().map(|i| s(i, "callId")));
+        }
+        let scan = |table: &'static str, key: &'static str| {
+            let dynamo = self.dynamo.clone();
+            async move {
+                let out = dynamo
+                    .scan()
+                    .table_name(table)
+                    .send()
+                    .await
+                    .expect("scannable");
+                assert!(out.last_evaluated_key.is_none(), "{table} fits one scan");
+                out.items
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|i| s(i, key))
+                    .collect::<std::collections::BTreeSet<String>>()
+            }
+        };
+        let requests = scan(TABLES.2, "requestId").await;
+        let providers = scan(TABLES.1, "providerId").await;
+        for id in foreign {
+            if recorded.contains(&id) || self.watch.calls.contains_key(&id) {
+                self.violation(format!(
+                    "call {id} was placed by another deployment, yet this one recorded it"
+                ));
+                continue;
+            }
+            let Some(call) = calls.get(&id) else { continue };
+            let meta = |k: &str| call.metadata[k].as_str().unwrap_or_default().to_owned();
+            if requests.contains(&meta("serviceRequestId"))
+                || providers.contains(&meta("providerId"))
+            {
+                self.violation(format!(
+                    "call {id} was placed by another deployment, yet this one persisted its rows"
+                ));
+            }
+        }
     }
 
     async fn check_kept(&mut self, calls: &BTreeMap<String, Call>) {

@@ -10,8 +10,8 @@ use ringback::adapters::dynamodb::{CallsTable, EventsTable, ProvidersAndLogs};
 use ringback::domain::{CallRecord, CallResult};
 use ringback::ports::{
     Attempt, CallStore, Deadline, DeliveryAttempt, IdempotencyRecord, IdempotencyStore, Keeping,
-    OverduePage, Persisted, PushRecord, PushState, PushStore, ResultSink, SavedResponse, SinkError,
-    StoreError, StoredWebhook, Versioned, WebhookArchive, WebhookLog,
+    OverduePage, Persisted, PushRecord, PushState, PushStore, ReconcileCursors, ResultSink,
+    SavedResponse, SinkError, StoreError, StoredWebhook, Versioned, WebhookArchive, WebhookLog,
 };
 
 use crate::sched::{Fault, Gates, Op};
@@ -96,6 +96,22 @@ impl CallStore for FaultyStore {
             self.inner.overdue(now, page, limit),
         )
         .await
+    }
+    async fn recorded(
+        &self,
+        call_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        through(&self.gates, Op::StoreGet, self.inner.recorded(call_ids)).await
+    }
+}
+
+#[async_trait]
+impl ReconcileCursors for FaultyStore {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
+        through(&self.gates, Op::StoreGet, self.inner.load(key)).await
+    }
+    async fn save(&self, key: &str, cursor: &str) -> Result<(), StoreError> {
+        through(&self.gates, Op::StorePut, self.inner.save(key, cursor)).await
     }
 }
 

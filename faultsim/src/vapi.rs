@@ -95,6 +95,9 @@ pub struct Weather {
     pub slow_analysis: f64,
     pub awkward: f64,
     pub big: f64,
+    /// `GET /call` lists oldest first (Vapi lists newest first, undocumented: ringback must
+    /// not depend on it).
+    pub oldest_first: bool,
 }
 
 pub struct VapiModel {
@@ -110,7 +113,12 @@ pub struct VapiModel {
     pub trace: Trace,
     /// `POST /call` requests that created a call, per customer name.
     pub placed: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Calls another deployment placed on ringback's phone number: never ringback's to record.
+    pub foreign: Mutex<Vec<String>>,
 }
+
+/// The identity of the other deployment that shares ringback's phone number.
+pub const OTHER_DEPLOYMENT: &str = "ringback-other-stack";
 
 const WORDS: [&str; 24] = [
     "plumber",
@@ -192,6 +200,7 @@ impl VapiModel {
             clock,
             trace,
             placed: Mutex::default(),
+            foreign: Mutex::default(),
         }
     }
 
@@ -336,6 +345,48 @@ impl VapiModel {
         }
     }
 
+    /// A burst of `n` calls another deployment places on ringback's own number at `now` (all
+    /// created in one millisecond): Vapi lists them to ringback, but their webhooks go to the
+    /// other deployment. Some carry the other deployment's identity, some an attempt id and no
+    /// identity at all (a deployment from before identities).
+    pub fn place_foreign(&self, now: Ms, n: usize, phone_number_id: &str) {
+        for i in 0..n {
+            let (attempt, provider, request) = {
+                let rng = &mut *self.rng.lock().unwrap();
+                (rng.uuid(), rng.uuid(), rng.uuid())
+            };
+            let mut metadata = json!({
+                ringback::vapi::ATTEMPT_ID_KEY: attempt,
+                "providerId": provider, "serviceRequestId": request,
+                "providerName": "Other Stack Co", "callMethod": "direct_vapi",
+            });
+            if i % 7 != 0 {
+                metadata[ringback::vapi::DEPLOYMENT_ID_KEY] = json!(OTHER_DEPLOYMENT);
+            }
+            let id = self.rng.lock().unwrap().uuid();
+            let call = Call {
+                id: id.clone(),
+                created: now,
+                phone_number_id: phone_number_id.into(),
+                customer_name: "Other Stack Co".into(),
+                metadata,
+                server: json!({"url": "https://other-stack.example.com/api/v1/vapi/webhook"}),
+                // Their content is the other deployment's business: lean calls keep listings cheap.
+                plan: Plan {
+                    transcript: None,
+                    summary: None,
+                    structured: None,
+                    ..self.plan(now)
+                },
+                received: Received::default(),
+                answered_gets: Vec::new(),
+            };
+            self.calls.lock().unwrap().insert(id.clone(), call);
+            self.order.lock().unwrap().push(id.clone());
+            self.foreign.lock().unwrap().push(id);
+        }
+    }
+
     /// A call placed some other way (a dashboard, another system): ringback learns of it only
     /// through its webhooks.
     pub fn place_elsewhere(&self, now: Ms, metadata: Value, server: Value) -> String {
@@ -360,6 +411,7 @@ impl VapiModel {
             "queued"
         };
         let iso = |t: Ms| ringback::domain::to_iso(self.clock.at(t));
+        let updated = Self::updated(call, now);
         let mut v = json!({
             "id": call.id,
             "orgId": "org-sim",
@@ -367,7 +419,7 @@ impl VapiModel {
             "phoneNumberId": call.phone_number_id,
             "customer": {"number": "+14155550123", "name": call.customer_name},
             "createdAt": iso(call.created),
-            "updatedAt": iso(now),
+            "updatedAt": iso(updated),
             "status": status,
             "assistantOverrides": {"metadata": call.metadata},
         });
@@ -386,6 +438,23 @@ impl VapiModel {
             v["analysis"] = json!({"summary": p.summary, "structuredData": p.structured});
         }
         v
+    }
+
+    /// Vapi's `updatedAt` of a call at `now`: its last change so far.
+    fn updated(call: &Call, now: Ms) -> Ms {
+        let p = &call.plan;
+        [
+            Some(call.created),
+            p.ring,
+            p.start,
+            Some(p.end),
+            Some(p.analysis),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t <= now)
+        .max()
+        .unwrap_or(call.created)
     }
 
     /// The body of a webhook, as Vapi builds it when it sends.
@@ -552,14 +621,30 @@ impl VapiApi for VapiModel {
             self.clock.ms_of(f.created_at_ge),
             self.clock.ms_of(f.created_at_le),
         );
+        let updated = (
+            f.updated_at_ge.map(|t| self.clock.ms_of(t)),
+            f.updated_at_le.map(|t| self.clock.ms_of(t)),
+        );
         let now = self.clock.ms();
         let order = self.order.lock().unwrap();
         let calls = self.calls.lock().unwrap();
-        Ok(order
+        // Vapi's order: by creation, newest first (or, this run, oldest first); a burst created
+        // in one millisecond in placing order.
+        let mut matching: Vec<&Call> = order
             .iter()
-            .rev()
             .filter_map(|id| calls.get(id))
             .filter(|c| c.phone_number_id == f.phone_number_id && (ge..=le).contains(&c.created))
+            .collect();
+        matching.sort_by_key(|c| c.created);
+        if !self.weather.oldest_first {
+            matching.reverse();
+        }
+        Ok(matching
+            .into_iter()
+            .filter(|c| {
+                let t = Self::updated(c, now);
+                updated.0.is_none_or(|lo| t >= lo) && updated.1.is_none_or(|hi| t <= hi)
+            })
             .take(f.limit as usize)
             .map(|c| self.view(c, now))
             .collect())

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ringback::adapters::dynamodb::{
     ensure_events_table, ensure_tables, CallsTable, EventsTable, ProvidersAndLogs,
 };
-use ringback::config::Timing;
+use ringback::config::{DeploymentId, Timing};
 use ringback::domain::push::SigningSecret;
 use ringback::metrics::Metrics;
 use ringback::service::cleanup::{CleanupService, Reconcile};
@@ -39,6 +39,8 @@ use crate::vapi::{Hook, VapiModel, Weather};
 pub const SECRET: &str = "sim-webhook-secret";
 pub const TOKEN: &str = "sim-api-token";
 pub const PHONE_NUMBER_ID: &str = "pn-ringback";
+/// This deployment's identity (`DEPLOYMENT_ID`); the other one is `vapi::OTHER_DEPLOYMENT`.
+pub const DEPLOYMENT_ID: &str = "ringback-sim-stack";
 pub const TABLES: (&str, &str, &str) = ("calls", "providers", "logs");
 pub const EVENTS_TABLE: &str = "events";
 /// Signs pushed events (Standard Webhooks' own example secret).
@@ -68,6 +70,8 @@ pub enum Event {
     Redrive,
     /// A call is placed outside ringback; only its webhooks tell ringback.
     Elsewhere,
+    /// Another deployment places this many calls on ringback's own number, in one millisecond.
+    Foreign(usize),
     /// Bad input of kind `n`, which must never get a 5xx.
     BadInput(u32),
 }
@@ -152,6 +156,9 @@ pub struct World {
     pub violations: Vec<String>,
     /// When the event source mapping next receives (a `Receive` event is then due).
     pub receive_due: Option<Ms>,
+    /// The run goes on at least until then: two cleanup runs after the last call another
+    /// deployment placed became old enough to be listed.
+    pub foreign_until: Ms,
     pub next_batch: u64,
     /// Per batch, each message's outcome (`None`: its process died).
     pub batch_results: BTreeMap<u64, Vec<(String, Option<bool>)>>,
@@ -227,6 +234,7 @@ impl World {
                 slow_analysis: 0.2,
                 awkward: 0.15,
                 big: 0.08,
+                oldest_first: false,
             }
         } else {
             Weather {
@@ -235,6 +243,13 @@ impl World {
                 ..Weather::default()
             }
         };
+        let weather = Weather {
+            oldest_first: rng.chance(0.5),
+            ..weather
+        };
+        // Vapi's largest page, or a small one so that bursts of calls in one millisecond
+        // overflow it.
+        let list_page = *rng.pick(&[100, 1000]);
 
         let (tx, rx) = mpsc::unbounded_channel();
         let gates = Gates { tx };
@@ -336,6 +351,7 @@ impl World {
                     assistant_id: None,
                     webhook_url: "https://ringback.example.com/api/v1/vapi/webhook".into(),
                     webhook_secret: Some(SECRET.into()),
+                    deployment_id: DeploymentId::parse(DEPLOYMENT_ID).expect("a valid id"),
                 },
                 timing: timing.clone(),
                 // A repeat answers at once: the clients retry in virtual time instead.
@@ -362,9 +378,14 @@ impl World {
             },
             cleanup: CleanupService {
                 reconcile: Some(Reconcile {
-                    vapi: vapi.clone(),
-                    phone_number_id: PHONE_NUMBER_ID.into(),
-                    window: ttl,
+                    page: list_page,
+                    ..Reconcile::new(
+                        vapi.clone(),
+                        PHONE_NUMBER_ID,
+                        DeploymentId::parse(DEPLOYMENT_ID).expect("a valid id"),
+                        ttl,
+                        store.clone(),
+                    )
                 }),
                 store,
                 queue,
@@ -397,6 +418,7 @@ impl World {
             crashes: 0,
             violations: Vec::new(),
             receive_due: None,
+            foreign_until: 0,
             next_batch: 0,
             batch_results: BTreeMap::new(),
             batch_queue: BTreeMap::new(),
@@ -429,6 +451,20 @@ impl World {
         if self.rng.chance(0.3) {
             let at = self.rng.range(0, 600) as Ms * SECOND;
             self.at(at, Event::Elsewhere);
+        }
+        if self.rng.chance(0.5) {
+            // Another deployment shares the number: bursts of calls, one large burst (more
+            // than a small page of calls created in one millisecond).
+            for burst in 0..self.rng.range(2, 15) {
+                let at = self.rng.range(0, 900) as Ms * SECOND + self.rng.below(1000) as Ms;
+                let n = if burst == 0 {
+                    self.rng.range(150, 400)
+                } else {
+                    self.rng.range(1, 40)
+                };
+                self.at(at, Event::Foreign(n as usize));
+                self.foreign_until = self.foreign_until.max(at + MINUTE + 2 * CLEANUP_EVERY);
+            }
         }
         for _ in 0..self.rng.range(0, 3) {
             let at = self.rng.range(0, 900) as Ms * SECOND;

@@ -23,6 +23,7 @@ const VARIABLES: &[&str] = &[
     "VAPI_API_KEY",
     "VAPI_PHONE_NUMBER_ID",
     "VAPI_WEBHOOK_URL",
+    "DEPLOYMENT_ID",
 ];
 
 const VALUES: &[&str] = &[
@@ -57,6 +58,7 @@ fn base() -> Env {
         ("VAPI_API_KEY", "k"),
         ("VAPI_PHONE_NUMBER_ID", "pn"),
         ("VAPI_WEBHOOK_URL", "https://x/api/v1/vapi/webhook"),
+        ("DEPLOYMENT_ID", "51af3dc0-da77-11e4-872e-1234567db123"),
     ])
 }
 
@@ -69,6 +71,7 @@ fn start_up(env: &Env) -> Vec<Result<(), config::ConfigError>> {
         config::webhook_auth(env).map(drop),
         VapiConfig::from_env(env).map(drop),
         wiring::call_settings(env).map(drop),
+        config::DeploymentId::from_env(env).map(drop),
         wiring::max_webhook_bytes(env).map(drop),
     ]
 }

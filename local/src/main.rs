@@ -43,13 +43,14 @@ async fn main() {
         ),
     };
     println!(
-        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  queue        {queue}\n  push queue   {push_queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
+        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  deployment   {deployment} (DEPLOYMENT_ID: its cleanup adopts only calls carrying it)\n  queue        {queue}\n  push queue   {push_queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
         base = system.base_url,
         webhook = ringback::api::WEBHOOK_PATH,
         secret = shown(&opts, DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),
         token = shown(&opts, DEV_API_TOKEN, "API_TOKEN"),
         callback = shown(&opts, DEV_CALLBACK_SECRET, "CALLBACK_SIGNING_SECRET"),
         storage = system.storage,
+        deployment = system.deployment,
         queue = system.queue.describe(),
         push_queue = system.push_queue.describe(),
     );

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ringback::config::Env;
+use ringback::config::{DeploymentId, Env};
 
 use crate::queue::DEFAULT_LOCAL_VISIBILITY;
 
@@ -187,6 +187,34 @@ impl LocalOptions {
         })
     }
 
+    /// The deployment's identity (`DEPLOYMENT_ID`): as set, else the one kept in the data
+    /// directory (made at its first start), so two runners with different data directories differ
+    /// and a restart keeps its own; random per start with `RINGBACK_IN_MEMORY`.
+    pub fn deployment_id(&self) -> Result<DeploymentId, String> {
+        let named = |e: String| format!("DEPLOYMENT_ID {e}");
+        if let Some(set) = self.env.get("DEPLOYMENT_ID") {
+            return DeploymentId::parse(set).map_err(named);
+        }
+        if self.in_memory {
+            return Ok(DeploymentId::random());
+        }
+        let file = self.data_dir.join("deployment-id");
+        match std::fs::read_to_string(&file) {
+            Ok(kept) => DeploymentId::parse(kept.trim())
+                .map_err(|e| format!("{} {e}; delete it to make a new one", file.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let fresh = DeploymentId::random();
+                std::fs::create_dir_all(&self.data_dir)
+                    .and_then(|()| std::fs::write(&file, format!("{fresh}\n")))
+                    .map_err(|e| {
+                        format!("cannot keep the deployment id in {}: {e}", file.display())
+                    })?;
+                Ok(fresh)
+            }
+            Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+        }
+    }
+
     pub fn webhook_url(&self, base: &str) -> String {
         self.env
             .get("VAPI_WEBHOOK_URL")
@@ -261,6 +289,54 @@ mod tests {
             let err = LocalOptions::from_env(env).unwrap_err();
             assert!(err.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn the_deployment_id_is_kept_per_data_directory() {
+        let dirs = [tempdir("a"), tempdir("b")];
+        let opts = |dir: &std::path::Path| {
+            let dir = dir.to_str().unwrap();
+            LocalOptions::from_env(Env::from_pairs([("RINGBACK_DATA_DIR", dir)])).unwrap()
+        };
+        let a = opts(&dirs[0]).deployment_id().unwrap();
+        assert_eq!(
+            opts(&dirs[0]).deployment_id().unwrap(),
+            a,
+            "a restart keeps its own"
+        );
+        assert_ne!(
+            opts(&dirs[1]).deployment_id().unwrap(),
+            a,
+            "another runner differs"
+        );
+        let set = Env::from_pairs([("DEPLOYMENT_ID", "stack-7")]);
+        assert_eq!(
+            LocalOptions::from_env(set)
+                .unwrap()
+                .deployment_id()
+                .unwrap()
+                .as_str(),
+            "stack-7"
+        );
+        let bad = Env::from_pairs([("DEPLOYMENT_ID", "two words")]);
+        let err = LocalOptions::from_env(bad)
+            .unwrap()
+            .deployment_id()
+            .unwrap_err();
+        assert!(err.contains("DEPLOYMENT_ID"), "{err}");
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    fn tempdir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "ringback-deployment-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

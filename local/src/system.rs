@@ -36,6 +36,8 @@ pub struct System {
     pub storage: String,
     /// The cleanup, also run on its schedule; tests call it directly.
     pub cleanup: Arc<CleanupService>,
+    /// The identity its calls carry (`DEPLOYMENT_ID`, else kept in the data directory).
+    pub deployment: ringback::config::DeploymentId,
     stop: watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -131,6 +133,8 @@ impl System {
         // Vapi calls back the runner's own webhook unless VAPI_WEBHOOK_URL says otherwise.
         let mut env = env.clone();
         env.set("VAPI_WEBHOOK_URL", webhook_url);
+        let deployment = opts.deployment_id()?;
+        env.set("DEPLOYMENT_ID", deployment.as_str());
         let config_error = |e: ringback::config::ConfigError| e.to_string();
         // An EventBridge bus only when asked for (`EVENT_BUS_NAME` and its endpoint and credentials).
         let bus = match env.get("EVENT_BUS_NAME") {
@@ -179,14 +183,13 @@ impl System {
             opts.visibility_timeout,
             stop.subscribe(),
         );
-        let reconcile = ringback::service::cleanup::Reconcile {
+        let reconcile = ringback::service::cleanup::Reconcile::new(
             vapi,
-            phone_number_id: env
-                .get("VAPI_PHONE_NUMBER_ID")
-                .unwrap_or_default()
-                .to_owned(),
-            window: calls_cfg.result_ttl,
-        };
+            env.get("VAPI_PHONE_NUMBER_ID").unwrap_or_default(),
+            deployment.clone(),
+            calls_cfg.result_ttl,
+            Arc::new(core.calls.inner().clone()),
+        );
         let cleanup = Arc::new(core.cleanup(sink, Some(reconcile), push));
         let cleaner = opts
             .cleanup_interval
@@ -214,6 +217,7 @@ impl System {
             dynamo,
             storage,
             cleanup,
+            deployment,
             stop,
             server,
             workers: [Some(consumer), Some(pusher), cleaner]

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::vapi::{Algorithm, Encoding, Scheme, WebhookAuth};
 
+mod deployment;
 mod push;
+pub use deployment::DeploymentId;
 pub use push::{EventsConfig, PushConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

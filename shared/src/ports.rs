@@ -59,6 +59,29 @@ pub trait CallStore: Send + Sync {
         page: Option<String>,
         limit: u32,
     ) -> Result<OverduePage, StoreError>;
+
+    /// Which of `call_ids` have a live record: the cleanup's reconciliation asks about a page of
+    /// listed calls at once. This default asks one by one; the DynamoDB adapter batches.
+    async fn recorded(
+        &self,
+        call_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        for id in call_ids {
+            if self.get(id).await?.is_some() {
+                found.insert(id.clone());
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Where the cleanup remembers how far its reconciliation with Vapi got, as opaque text under a
+/// key (one small item per phone number and deployment).
+#[async_trait]
+pub trait ReconcileCursors: Send + Sync {
+    async fn load(&self, key: &str) -> Result<Option<String>, StoreError>;
+    async fn save(&self, key: &str, cursor: &str) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -200,12 +223,16 @@ pub enum VapiError {
     Rejected { status: u16, message: String },
 }
 
-/// `GET /call` filters (VAPI.md §1.3): calls from one phone number created in a window.
+/// `GET /call` filters (VAPI.md §1.3): calls from one phone number created in a window (both
+/// bounds inclusive), optionally also updated in one (the listing splits a millisecond that holds
+/// more than a page of calls by `updatedAt`: `service::placed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFilter {
     pub phone_number_id: String,
     pub created_at_ge: DateTime<Utc>,
     pub created_at_le: DateTime<Utc>,
+    pub updated_at_ge: Option<DateTime<Utc>>,
+    pub updated_at_le: Option<DateTime<Utc>>,
     pub limit: u32,
 }
 
@@ -213,7 +240,8 @@ pub struct CallFilter {
 pub trait VapiApi: Send + Sync {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError>;
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError>;
-    /// `GET /call`: the calls matching `filter`, newest first, at most `limit`.
+    /// `GET /call`: at most `limit` of the calls matching `filter`, the first ones in Vapi's
+    /// order (newest first today, undocumented: callers must not depend on it).
     async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<Value>, VapiError>;
 }
 

@@ -11,7 +11,8 @@ use crate::adapters::dynamodb::{CallIndexTable, CallsTable, EventsTable, Provide
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
 use crate::config::{
-    self, ApiAuth, CallsConfig, ConfigError, Env, EventsConfig, PushConfig, Timing, VapiConfig,
+    self, ApiAuth, CallsConfig, ConfigError, DeploymentId, Env, EventsConfig, PushConfig, Timing,
+    VapiConfig,
 };
 use crate::metrics::Metrics;
 use crate::ports::{
@@ -205,6 +206,7 @@ pub fn call_settings(env: &Env) -> Result<CallSettings, ConfigError> {
         assistant_id: env.get("VAPI_ASSISTANT_ID").map(str::to_owned),
         webhook_url: env.required("VAPI_WEBHOOK_URL")?,
         webhook_secret: config::webhook_secret(env)?,
+        deployment_id: DeploymentId::from_env(env)?,
     })
 }
 
@@ -405,12 +407,13 @@ pub async fn enrichment_service(env: &Env) -> Result<EnrichmentService, ConfigEr
 }
 
 pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
-    let reconcile = Reconcile {
-        vapi: Arc::new(vapi_client(env)?),
-        phone_number_id: env.required("VAPI_PHONE_NUMBER_ID")?,
-        window: CallsConfig::from_env(env)?.result_ttl,
-    };
+    let vapi = Arc::new(vapi_client(env)?);
+    let phone_number_id = env.required("VAPI_PHONE_NUMBER_ID")?;
+    let deployment = DeploymentId::from_env(env)?;
+    let window = CallsConfig::from_env(env)?.result_ttl;
     let (aws, core) = aws_core(env).await?;
+    let cursors = Arc::new(core.calls.inner().clone());
+    let reconcile = Reconcile::new(vapi, phone_number_id, deployment, window, cursors);
     let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
     let push = core.push(env, event_bus(env, &aws.sdk)?)?;
     Ok(core.cleanup(sink, Some(reconcile), push))

@@ -61,6 +61,7 @@ fn report(examined: u32, redriven: u32, settled: u32, left: u32) -> CleanupRepor
         left,
         adopted: 0,
         failed: 0,
+        reconciled: Default::default(),
     }
 }
 
@@ -685,6 +686,7 @@ async fn a_placed_call_with_no_record_is_recorded_and_watched() {
         assistant_id: None,
         webhook_url: "https://ringback.example.com/api/v1/vapi/webhook".into(),
         webhook_secret: None,
+        deployment_id: ringback::config::DeploymentId::parse("stack-ours").unwrap(),
     };
     let request = parse_call_request(&json!({
         "providerName": "Acme Plumbing", "providerPhone": "+14155550123",
@@ -700,22 +702,42 @@ async fn a_placed_call_with_no_record_is_recorded_and_watched() {
         .as_str()
         .unwrap()
         .to_owned();
-    // A call someone else placed from the same number is none of ours.
+    // A call someone else placed from the same number is none of ours: a dashboard's (no
+    // metadata), another deployment's (its identity), or one from before identities (none).
     let mut other = create_call_body(&request, &settings, "x");
     other["assistantOverrides"]["metadata"] = json!({});
-    vapi.create_call(&other).await.unwrap();
+    let mut theirs = create_call_body(&request, &settings, "y");
+    theirs["assistantOverrides"]["metadata"]["ringbackDeploymentId"] = json!("stack-theirs");
+    let mut anonymous = create_call_body(&request, &settings, "z");
+    anonymous["assistantOverrides"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ringbackDeploymentId");
+    let mut foreign = Vec::new();
+    for body in [other, theirs, anonymous] {
+        let id = vapi.create_call(&body).await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        foreign.push(id);
+    }
 
     f.clock
         .set(chrono::Utc::now() + chrono::Duration::minutes(2));
     let cleanup = CleanupService {
-        reconcile: Some(Reconcile {
-            vapi: vapi.clone(),
-            phone_number_id: "pn-ringback".into(),
-            window: Duration::from_secs(1800),
-        }),
+        reconcile: Some(Reconcile::new(
+            vapi.clone(),
+            "pn-ringback",
+            settings.deployment_id.clone(),
+            Duration::from_secs(1800),
+            f.store.clone(),
+        )),
         ..f.cleanup(100)
     };
     assert_eq!(cleanup.run_once().await.unwrap().adopted, 1);
+    for id in &foreign {
+        assert!(f.store.get(id).await.unwrap().is_none(), "{id} is not ours");
+    }
     let rec = f.store.get(&ours).await.unwrap().expect("recorded").record;
     assert_eq!(rec.result.data_status, DataStatus::Pending);
     assert_eq!(rec.result.provider.name.as_deref(), Some("Acme Plumbing"));
@@ -731,6 +753,6 @@ async fn a_placed_call_with_no_record_is_recorded_and_watched() {
         jobs,
         vec![json!({"callId": ours, "attempt": 1, "kind": "watchdog"})]
     );
-    // Recorded now: the next run leaves it to its watchdog.
+    // The next run lists only calls created since (none) and adopts nothing again.
     assert_eq!(cleanup.run_once().await.unwrap().adopted, 0);
 }

@@ -113,6 +113,7 @@ fn settings() -> CallSettings {
         assistant_id: None,
         webhook_url: WEBHOOK_URL.into(),
         webhook_secret: Some(SECRET.into()),
+        deployment_id: ringback::config::DeploymentId::parse("stack-test").unwrap(),
     }
 }
 

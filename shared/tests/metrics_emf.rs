@@ -134,6 +134,7 @@ impl World {
                 // Nothing listens there: the simulator's webhooks go nowhere, which is fine here.
                 webhook_url: "http://127.0.0.1:9/api/v1/vapi/webhook".into(),
                 webhook_secret: Some(SECRET.into()),
+                deployment_id: ringback::config::DeploymentId::parse("stack-test").unwrap(),
             },
             timing: Timing::default(),
             idempotency_wait: Duration::from_secs(1),

@@ -191,6 +191,8 @@ async fn calls_are_listed_with_vapis_filters() {
         phone_number_id: phone.into(),
         created_at_ge: ge,
         created_at_le: le,
+        updated_at_ge: None,
+        updated_at_le: None,
         limit,
     };
     let listed = |calls: Vec<Value>| -> Vec<String> {

@@ -130,14 +130,17 @@ async fn get_call(
     }
 }
 
-/// `GET /call`: a plain array, newest first, filtered like Vapi: `id`, `assistantId`,
-/// `phoneNumberId`, `limit` (default 100), and `createdAt`/`updatedAt` with `Gt`, `Ge`, `Lt`, `Le`.
-/// Calls show as stored; fetch scripts apply to `GET /call/{id}` only.
+/// `GET /call`: a plain array, newest first (or as [`crate::ListOrder`] says), filtered like
+/// Vapi: `id`, `assistantId`, `phoneNumberId`, `limit` (1-1000, default 100), and
+/// `createdAt`/`updatedAt` with `Gt`, `Ge`, `Lt`, `Le`. Calls show as stored; fetch scripts
+/// apply to `GET /call/{id}` only. Served from an index by `createdAt`, so a listing of a narrow
+/// window is quick among many calls.
 async fn list_calls(
     State(st): State<SimulatorState>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    st.store().lock().stats.list_calls += 1;
     if let Some(r) = unauthorized(&st, &headers) {
         return r;
     }
@@ -174,6 +177,17 @@ async fn list_calls(
             }
         })
     };
+    // The index range that can hold matches (every bound is still checked on each call).
+    let (mut lo, mut hi) = (i64::MIN, i64::MAX);
+    for (field, op, bound) in &bounds {
+        if *field == "createdAt" {
+            let ms = bound.timestamp_millis();
+            match *op {
+                "Gt" | "Ge" => lo = lo.max(ms),
+                _ => hi = hi.min(ms),
+            }
+        }
+    }
     let equal = |c: &Value, k: &str| q.get(k).is_none_or(|want| c[k].as_str() == Some(want));
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => 100,
@@ -189,15 +203,21 @@ async fn list_calls(
         }
     };
     let g = st.store().lock();
-    let calls: Vec<Value> = g
-        .order
-        .iter()
-        .rev()
-        .filter_map(|id| g.calls.get(id).map(|e| e.call.clone()))
+    if lo > hi {
+        return Json(Vec::<Value>::new()).into_response();
+    }
+    let range = g.by_created.range((lo, 0)..=(hi, u64::MAX));
+    let ids: Box<dyn Iterator<Item = &String>> = match g.list_order {
+        crate::ListOrder::NewestFirst => Box::new(range.rev().map(|(_, id)| id)),
+        crate::ListOrder::OldestFirst => Box::new(range.map(|(_, id)| id)),
+    };
+    let calls: Vec<Value> = ids
+        .filter_map(|id| g.calls.get(id).map(|e| &e.call))
         .filter(|c| {
             within(c) && equal(c, "id") && equal(c, "assistantId") && equal(c, "phoneNumberId")
         })
         .take(limit)
+        .cloned()
         .collect();
     Json(calls).into_response()
 }

@@ -32,7 +32,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use content::OVERSIZED_SUMMARY_BYTES;
 pub use scenario::{Scenario, UnknownScenario};
-pub use store::{incomplete, FetchScript, Stats};
+pub use store::{incomplete, FetchScript, ListOrder, Stats};
 
 /// The `orgId` of every simulated call.
 pub const ORG_ID: &str = "5e7a1c00-0000-4000-8000-00000000c0de";
@@ -178,6 +178,11 @@ impl SimulatorState {
             .unwrap_or(0)
     }
 
+    /// The order `GET /call` lists in from now on (newest first by default, as Vapi does).
+    pub fn set_list_order(&self, order: ListOrder) {
+        self.0.store.lock().list_order = order;
+    }
+
     /// The stored call as it is now, before any fetch script applies.
     pub fn call(&self, id: &str) -> Option<Value> {
         self.0.store.lock().calls.get(id).map(|e| e.call.clone())
@@ -304,6 +309,11 @@ impl SimulatorHandle {
     /// See [`SimulatorState::call`].
     pub fn call(&self, id: &str) -> Option<Value> {
         self.state.call(id)
+    }
+
+    /// See [`SimulatorState::set_list_order`].
+    pub fn set_list_order(&self, order: ListOrder) {
+        self.state.set_list_order(order)
     }
 
     /// See [`SimulatorState::seed_call`].

@@ -88,6 +88,8 @@ pub struct Stats {
     pub webhooks_sent: BTreeMap<String, u32>,
     /// Webhook attempts that failed: no answer, a non-2xx answer, or a non-loopback URL.
     pub webhook_failures: u32,
+    /// Every `GET /call` (listing) request.
+    pub list_calls: u32,
 }
 
 impl Stats {
@@ -107,11 +109,22 @@ pub(crate) struct Entry {
     pub finished: watch::Sender<bool>,
 }
 
+/// The order `GET /call` lists in. Vapi lists newest first, but does not document it (and
+/// `GET /call` takes no sort parameter): clients must not depend on it, and tests flip it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
 #[derive(Default)]
 pub(crate) struct Inner {
     pub calls: HashMap<String, Entry>,
-    /// Insertion order, for `GET /call` listings.
-    pub order: Vec<String>,
+    /// `GET /call`'s index: by `createdAt` (epoch ms), then insertion order.
+    pub by_created: BTreeMap<(i64, u64), String>,
+    inserted: u64,
+    pub list_order: ListOrder,
     pub stats: Stats,
 }
 
@@ -132,8 +145,15 @@ impl Store {
             gets: 0,
             finished: watch::Sender::new(finished),
         };
+        // `createdAt` never changes after a call is stored, so the index stays true.
+        let created = entry.call["createdAt"]
+            .as_str()
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .map_or(i64::MIN, |t| t.timestamp_millis());
         if g.calls.insert(id.to_string(), entry).is_none() {
-            g.order.push(id.to_string());
+            g.inserted += 1;
+            let seq = g.inserted;
+            g.by_created.insert((created, seq), id.to_string());
         }
     }
 

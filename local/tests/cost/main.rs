@@ -178,14 +178,23 @@ async fn measure(scenario: &'static str, expected: &str, with_cleanup: bool) -> 
             VAPI_KEY,
         )));
         let svc = CleanupService {
-            reconcile: Some(Reconcile {
-                vapi,
-                phone_number_id: rig
-                    .env
-                    .get("VAPI_PHONE_NUMBER_ID")
-                    .expect("phone number id")
-                    .to_owned(),
-                window: CallsConfig::from_env(&rig.env).expect("config").result_ttl,
+            reconcile: Some({
+                let calls = CallsConfig::from_env(&rig.env).expect("config");
+                let cursors = ringback::adapters::dynamodb::CallsTable::new(
+                    rig.sys.dynamo.clone(),
+                    calls.calls_table,
+                    calls.result_ttl,
+                    clock.clone(),
+                );
+                Reconcile::new(
+                    vapi,
+                    rig.env
+                        .get("VAPI_PHONE_NUMBER_ID")
+                        .expect("phone number id"),
+                    rig.sys.deployment.clone(),
+                    calls.result_ttl,
+                    Arc::new(cursors),
+                )
             }),
             store: rig.sys.store.clone(),
             queue: rig.sys.queue.port(),

@@ -166,6 +166,13 @@ impl<S: CallStore> CallStore for IndexedCalls<S> {
         }
     }
 
+    async fn recorded(
+        &self,
+        call_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.inner.recorded(call_ids).await
+    }
+
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
         self.inner.delete(call_id, expected).await?;
         self.forget(call_id);

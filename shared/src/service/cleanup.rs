@@ -2,20 +2,14 @@
 //! re-drives or settles every record past its deadline. Each change is one conditional write, so
 //! two runs at once cannot both act on a record: the loser's write fails and it moves on.
 //!
-//! It also reconciles with Vapi ([`Reconcile`]): a call ringback placed whose record and watchdog
-//! were both lost (two stores failing right after Vapi accepted it) and whose webhooks never came
-//! would otherwise be known to nobody. The calls our number placed within the records' TTL (a
-//! record lives at least that long after its call was placed), older than a minute (the
-//! initiator's own writes are done), that carry our attempt id and have no record get a watchdog
-//! job: the consumer builds their record from Vapi. Each run looks again, so an outage of the
-//! queue or of Vapi only delays it.
+//! It also reconciles with Vapi ([`Reconcile`], `service/reconcile.rs`): a call this deployment
+//! placed that has no record is recorded and watched.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::placed::{attempt_of, search_window};
 use super::{deadline_for, persist};
 use crate::config::Timing;
 use crate::domain::{
@@ -23,22 +17,10 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, ResultSink, StoreError, VapiApi,
-    Versioned,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, ResultSink, StoreError, Versioned,
 };
-use crate::vapi::snapshot_from_call;
 
-/// Where the cleanup looks for calls ringback placed (see the module documentation).
-pub struct Reconcile {
-    pub vapi: Arc<dyn VapiApi>,
-    pub phone_number_id: String,
-    /// How far back to look: `RESULT_TTL_SECONDS`. A call placed that recently with no record
-    /// was never recorded (a record lives at least that long after its creation).
-    pub window: std::time::Duration,
-}
-
-/// How old a placed call must be before a missing record counts as lost.
-const RECONCILE_MIN_AGE: chrono::Duration = chrono::Duration::seconds(60);
+pub use super::reconcile::{Reconcile, Reconciled};
 
 pub struct CleanupService {
     /// `None`: no reconciliation with Vapi (a deployment without its credentials, or a test).
@@ -64,6 +46,8 @@ pub struct CleanupReport {
     pub left: u32,
     /// Calls placed in Vapi that had no record, recorded and handed to their watchdog.
     pub adopted: u32,
+    /// The reconciliation with Vapi (`adopted` is its count too).
+    pub reconciled: Reconciled,
     /// Overdue records this run could not handle (the run then reports an error).
     pub failed: u32,
 }
@@ -74,6 +58,7 @@ pub struct CleanupError(pub String);
 
 impl CleanupService {
     pub async fn run_once(&self) -> Result<CleanupReport, CleanupError> {
+        let started = tokio::time::Instant::now();
         let now = self.clock.now();
         let mut report = CleanupReport::default();
         let mut cursor = None;
@@ -110,12 +95,19 @@ impl CleanupService {
                 None => break,
             }
         }
+        let mut unreconciled = None;
         if let Some(r) = &self.reconcile {
-            match self.adopt_unrecorded(r, now).await {
-                Ok(n) => report.adopted = n,
-                Err(e) => {
-                    warn!(error = %e, "reconciliation with Vapi failed; the next run retries")
-                }
+            let (done, result) = self.reconcile(r, now, started).await;
+            report.adopted = done.adopted;
+            report.reconciled = done;
+            if let Err(e) = result {
+                // Never silent: counted (alarmed), and the run fails so that Lambda retries it;
+                // the cursor stays at the last page done.
+                self.metrics.count("ReconciliationFailed", 1, &[]);
+                warn!(error = %e, "reconciliation with Vapi failed; the next run resumes where it stopped");
+                unreconciled = Some(e);
+            } else if done.unfinished {
+                info!(reconciled = ?done, "reconciliation ran out of time; the next run continues it");
             }
         }
         if report.examined > 0 || report.adopted > 0 {
@@ -127,66 +119,12 @@ impl CleanupService {
                 report.failed, report.examined
             )));
         }
-        Ok(report)
-    }
-
-    /// Records each call our number placed recently that has no record, from what Vapi lists
-    /// of it, `pending` with a deadline, and asks its watchdog to look at once (if that send
-    /// fails, the deadline brings the record back to a later run).
-    async fn adopt_unrecorded(&self, r: &Reconcile, now: DateTime<Utc>) -> Result<u32, String> {
-        let window = chrono::Duration::from_std(r.window).unwrap_or_default();
-        let mut ours = Vec::new();
-        search_window(
-            r.vapi.as_ref(),
-            &r.phone_number_id,
-            now - window,
-            now - RECONCILE_MIN_AGE,
-            |call| {
-                if attempt_of(call).is_some() {
-                    ours.push(snapshot_from_call(call));
-                }
-                false
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut adopted = 0;
-        for snap in ours {
-            let call_id = snap.call_id.clone();
-            if self
-                .store
-                .get(&call_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_some()
-            {
-                continue;
-            }
-            let record = adopted_record(&snap, now);
-            let deadline = deadline_for(&record, now, &self.timing);
-            match self.store.put(&record, None, deadline).await {
-                Ok(_) => {}
-                // Recorded meanwhile (a webhook, the watchdog, another run): not ours to adopt.
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-            warn!(
-                call_id,
-                "a call placed in Vapi had no record; recorded it, its watchdog will finish it"
-            );
-            self.metrics.count("CallsAdoptedByCleanup", 1, &[]);
-            adopted += 1;
-            let job = EnrichmentJob {
-                call_id: call_id.clone(),
-                attempt: 1,
-                kind: JobKind::Watchdog,
-                event_id: None,
-            };
-            if let Err(e) = self.queue.schedule(&job, std::time::Duration::ZERO).await {
-                warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
-            }
+        if let Some(e) = unreconciled {
+            return Err(CleanupError(format!(
+                "reconciliation with Vapi failed: {e} ({report:?})"
+            )));
         }
-        Ok(adopted)
+        Ok(report)
     }
 
     async fn one(
@@ -269,7 +207,7 @@ impl CleanupService {
 
 /// The record of a placed call found without one: what Vapi's listing says of it (the request's
 /// details travel in its metadata), still `pending` so the watchdog and the cleanup finish it.
-fn adopted_record(
+pub(super) fn adopted_record(
     snap: &crate::domain::CallSnapshot,
     now: DateTime<Utc>,
 ) -> crate::domain::CallRecord {

@@ -320,7 +320,9 @@ impl InitiatorService {
     }
 
     /// The call Vapi placed for an attempt, looked for in `GET /call` by phone number and
-    /// creation window; `None` when the whole window holds no call of this attempt.
+    /// creation window; `None` when the whole window holds no call of this attempt (however many
+    /// calls it holds: `placed::Listing`). A call with our attempt id but another deployment's
+    /// identity is not ours.
     async fn find(&self, attempt: &Attempt) -> Result<Option<Value>, VapiError> {
         let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
         let doubt = chrono::Duration::from_std(self.in_doubt_after).unwrap_or_default();
@@ -331,7 +333,8 @@ impl InitiatorService {
             attempt.started_at - skew,
             attempt.started_at + doubt + skew,
             |call| {
-                let ours = attempt_of(call) == Some(attempt.id.as_str());
+                let ours =
+                    attempt_of(call, &self.settings.deployment_id) == Some(attempt.id.as_str());
                 if ours {
                     found = Some(call.clone());
                 }

@@ -7,6 +7,7 @@ pub mod enrichment;
 pub mod initiate;
 pub mod placed;
 pub mod push;
+pub mod reconcile;
 pub mod redeliver;
 pub mod replay;
 pub mod status;

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use crate::config::DeploymentId;
 use crate::domain::CallRequest;
 
 /// Deployment settings that shape every call.
@@ -16,6 +17,8 @@ pub struct CallSettings {
     pub webhook_url: String,
     /// Sent back to us by Vapi in `X-Vapi-Secret` on every webhook of this call.
     pub webhook_secret: Option<String>,
+    /// Which deployment placed the call (`DEPLOYMENT_ID`), carried in its metadata.
+    pub deployment_id: DeploymentId,
 }
 
 impl std::fmt::Debug for CallSettings {
@@ -24,6 +27,7 @@ impl std::fmt::Debug for CallSettings {
             .field("phone_number_id", &self.phone_number_id)
             .field("assistant_id", &self.assistant_id)
             .field("webhook_url", &self.webhook_url)
+            .field("deployment_id", &self.deployment_id)
             .finish_non_exhaustive()
     }
 }
@@ -47,11 +51,14 @@ pub fn webhook_backoff_plan() -> Value {
 
 /// The metadata key that carries the placing attempt's id (see [`crate::ports::Attempt`]).
 pub const ATTEMPT_ID_KEY: &str = "ringbackAttemptId";
+/// The metadata key that carries the placing deployment's identity ([`DeploymentId`]).
+pub const DEPLOYMENT_ID_KEY: &str = "ringbackDeploymentId";
 
 /// The body for placing `req`, tagged with the placing attempt's id.
 pub fn create_call_body(req: &CallRequest, s: &CallSettings, attempt_id: &str) -> Value {
     let metadata = json!({
         ATTEMPT_ID_KEY: attempt_id,
+        DEPLOYMENT_ID_KEY: s.deployment_id.as_str(),
         "providerId": req.provider_id.clone().unwrap_or_default(),
         "serviceRequestId": req.service_request_id.clone().unwrap_or_default(),
         "providerName": req.provider_name,
@@ -230,6 +237,7 @@ mod tests {
             assistant_id: assistant_id.map(Into::into),
             webhook_url: "https://x/api/v1/vapi/webhook".into(),
             webhook_secret: Some("s3cret".into()),
+            deployment_id: DeploymentId::parse("stack-1").unwrap(),
         }
     }
 
@@ -257,6 +265,7 @@ mod tests {
         assert_eq!(o["metadata"]["providerId"], "p-1");
         assert_eq!(o["metadata"]["callMethod"], "direct_vapi");
         assert_eq!(o["metadata"][ATTEMPT_ID_KEY], "attempt-1");
+        assert_eq!(o["metadata"][DEPLOYMENT_ID_KEY], "stack-1");
         assert_eq!(o["server"]["url"], "https://x/api/v1/vapi/webhook");
         assert_eq!(o["server"]["headers"]["X-Vapi-Secret"], "s3cret");
         assert_eq!(o["server"]["backoffPlan"], webhook_backoff_plan());

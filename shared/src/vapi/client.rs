@@ -186,12 +186,20 @@ impl VapiApi for VapiClient {
 
     async fn list_calls(&self, f: &CallFilter) -> Result<Vec<Value>, VapiError> {
         let iso = |t: &chrono::DateTime<chrono::Utc>| to_iso(*t);
-        let query = [
+        let mut query = vec![
             ("phoneNumberId", f.phone_number_id.clone()),
             ("createdAtGe", iso(&f.created_at_ge)),
             ("createdAtLe", iso(&f.created_at_le)),
             ("limit", f.limit.to_string()),
         ];
+        // `GET /call` takes no sort parameter (only the paginated `/v2/call` does), and Vapi
+        // refuses unknown ones: the order is whatever Vapi lists in (`service::placed`).
+        if let Some(t) = &f.updated_at_ge {
+            query.push(("updatedAtGe", iso(t)));
+        }
+        if let Some(t) = &f.updated_at_le {
+            query.push(("updatedAtLe", iso(t)));
+        }
         let answer = self
             .send(
                 "list_calls",

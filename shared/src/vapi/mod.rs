@@ -7,7 +7,9 @@ mod client;
 mod read;
 mod webhook;
 
-pub use assistant::{create_call_body, webhook_backoff_plan, CallSettings, ATTEMPT_ID_KEY};
+pub use assistant::{
+    create_call_body, webhook_backoff_plan, CallSettings, ATTEMPT_ID_KEY, DEPLOYMENT_ID_KEY,
+};
 pub use auth::{
     sign, Algorithm, AuthError, Encoding, Scheme, WebhookAuth, DEFAULT_SIGNATURE_HEADERS,
 };

@@ -372,6 +372,13 @@ impl CallStore for CallsTable {
         }
     }
 
+    async fn recorded(
+        &self,
+        call_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.recorded_ids(call_ids).await
+    }
+
     async fn overdue(
         &self,
         now: DateTime<Utc>,

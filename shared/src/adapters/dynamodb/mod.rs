@@ -41,6 +41,7 @@ mod fit;
 mod idempotency;
 mod persistence;
 mod prior;
+mod reconcile;
 mod tables;
 
 pub use call_index::{ensure_call_index_table, summary_version, CallIndexTable};
