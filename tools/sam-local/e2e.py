@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -39,8 +40,9 @@ class Egress:
     RULE = ["OUTPUT", "!", "-o", "lo", "-m", "comment", "--comment", "ringback-sam-local-egress"]
 
     def __init__(self) -> None:
+        # A fresh machine may have no iptables until docker.io brings it: then nothing is counted.
         self.tools = [t for t in ("iptables", "ip6tables")
-                      if subprocess.run([t, "-I", *self.RULE[:1], "1", *self.RULE[1:]],
+                      if shutil.which(t) and subprocess.run([t, "-I", *self.RULE[:1], "1", *self.RULE[1:]],
                                         capture_output=True).returncode == 0]
 
     def packets(self) -> int | None:
