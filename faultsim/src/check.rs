@@ -10,6 +10,9 @@
 //! - each settled call with a `callbackUrl` has its settling event (`call.completed` or
 //!   `call.failed`) delivered at least once, under one `webhook-id` with one body, signed so that
 //!   a Standard Webhooks verifier accepts it;
+//! - every event a receiver gets carries a state the record committed (never one a lost race
+//!   made up), and a settling event says how the call ended: no `call.failed` for a call that
+//!   completes, no `call.completed` for one that failed;
 //! - a deployment never records a call it did not place: another deployment's calls on the same
 //!   phone number (listed by Vapi, never placed here) have no record, no provider row and no
 //!   interaction log.
@@ -207,6 +210,27 @@ impl World {
             let event: Value = serde_json::from_slice(&r.body).unwrap_or_default();
             if event["id"] != id.as_str() {
                 self.violation(format!("event {id}: the body says id {}", event["id"]));
+            }
+            if !self.committed.lock().unwrap().holds(&event["data"]) {
+                self.violation(format!(
+                    "event {id} ({}) carries data the record never committed (dataStatus {}, updatedAt {})",
+                    event["type"], event["data"]["dataStatus"], event["data"]["updatedAt"]
+                ));
+            }
+            // A settled record stays settled as it is: its settling event tells how it ended.
+            let last = self.committed.lock().unwrap().last.get(&s_of(&event["data"]["callId"])).cloned();
+            let ended = match event["type"].as_str() {
+                Some("call.completed") => Some("complete"),
+                Some("call.failed") => Some("fetch_failed"),
+                _ => None,
+            };
+            if let (Some(ended), Some(last)) = (ended, last) {
+                if ended != last {
+                    self.violation(format!(
+                        "event {id} says {}, but the call ended {last}",
+                        event["type"]
+                    ));
+                }
             }
             match by_id.get_mut(&id) {
                 Some((first, accepted)) => {
@@ -523,6 +547,10 @@ impl World {
             self.violation(format!("provider {provider}: the row was truncated"));
         }
     }
+}
+
+fn s_of(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
 }
 
 fn truncated(row: &Item) -> bool {

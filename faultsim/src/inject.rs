@@ -51,6 +51,51 @@ async fn through<T>(
 pub struct FaultyStore {
     pub inner: Arc<CallsTable>,
     pub gates: Gates,
+    pub committed: Arc<std::sync::Mutex<Committed>>,
+}
+
+/// Every state of a record that landed in the table: the only data an event may carry.
+#[derive(Default)]
+pub struct Committed {
+    /// By call: digests of each committed result, whole and of its [`core`] (for events cut to
+    /// fit, which carry a result with texts left out).
+    pub states: std::collections::HashMap<String, std::collections::HashSet<u64>>,
+    /// By call: the data status of the state that landed last.
+    pub last: std::collections::HashMap<String, String>,
+}
+
+impl Committed {
+    fn add(&mut self, result: &CallResult) {
+        let v = serde_json::to_value(result).expect("a result serializes");
+        let states = self.states.entry(result.call_id.clone()).or_default();
+        states.insert(digest(&v));
+        states.insert(digest(&core(&v)));
+        self.last
+            .insert(result.call_id.clone(), result.data_status.as_str().to_owned());
+    }
+
+    /// Whether an event's `data` is a state the record had.
+    pub fn holds(&self, data: &serde_json::Value) -> bool {
+        let cut = data["truncated"].as_bool() == Some(true);
+        let d = if cut { digest(&core(data)) } else { digest(data) };
+        data["callId"]
+            .as_str()
+            .and_then(|id| self.states.get(id))
+            .is_some_and(|s| s.contains(&d))
+    }
+}
+
+/// What identifies a state even in an event cut to fit.
+fn core(v: &serde_json::Value) -> serde_json::Value {
+    let keys = ["callId", "status", "callStatus", "dataStatus", "endedReason", "updatedAt"];
+    keys.iter().map(|k| (k.to_string(), v[*k].clone())).collect()
+}
+
+fn digest(v: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
 }
 
 #[async_trait]
@@ -69,12 +114,14 @@ impl CallStore for FaultyStore {
         expected: Option<u64>,
         deadline: Deadline,
     ) -> Result<u64, StoreError> {
-        through(
-            &self.gates,
-            Op::StorePut,
-            self.inner.put(record, expected, deadline),
-        )
-        .await
+        let put = async {
+            let landed = self.inner.put(record, expected, deadline).await;
+            if landed.is_ok() {
+                self.committed.lock().unwrap().add(&record.result);
+            }
+            landed
+        };
+        through(&self.gates, Op::StorePut, put).await
     }
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
         through(

@@ -142,6 +142,8 @@ pub struct World {
     pub services: Arc<Services>,
     pub vapi: Arc<VapiModel>,
     pub receiver: Arc<ReceiverModel>,
+    /// Every record state that landed: what events may carry.
+    pub committed: Arc<Mutex<crate::inject::Committed>>,
     pub sqs: Arc<Mutex<Sqs>>,
     /// The push queue: delivery jobs, consumed by an event source of their own.
     pub push_sqs: Arc<Mutex<Sqs>>,
@@ -263,7 +265,9 @@ impl World {
         let store = Arc::new(FaultyStore {
             inner: table,
             gates: gates.clone(),
+            committed: Default::default(),
         });
+        let committed = store.committed.clone();
         let sink = Arc::new(FaultySink {
             inner: ProvidersAndLogs::new(
                 dynamo.clone(),
@@ -408,6 +412,7 @@ impl World {
             services,
             vapi,
             receiver,
+            committed,
             sqs,
             push_sqs,
             dynamo,

@@ -247,10 +247,80 @@ async fn two_versions_of_the_data_in_one_millisecond_are_two_updates() {
     assert_ne!(events[0].event.id, events[1].event.id);
 }
 
+fn cleanup_of(f: &Fixture) -> ringback::service::cleanup::CleanupService {
+    ringback::service::cleanup::CleanupService {
+        reconcile: None,
+        store: f.store.clone(),
+        queue: f.queue.clone(),
+        sink: f.enrichment.sink.clone(),
+        clock: f.enrichment.clock.clone(),
+        timing: Timing::default(),
+        page_size: 10,
+        metrics: ringback::metrics::Metrics::off(),
+        push: Some(f.push.clone()),
+    }
+}
+
+/// A record the cleanup must settle: partial, out of re-drives, its deadline passed.
+async fn stuck(f: &Fixture) {
+    let mut stuck = CallRecord::new(CALL, "2026-12-04T08:00:00.000Z");
+    stuck.result = settled("AI: Hello.");
+    stuck.result.data_status = DataStatus::Partial;
+    stuck.result.updated_at = "2026-12-04T08:00:00.000Z".into();
+    stuck.book.redrives = ringback::domain::MAX_REDRIVES;
+    f.store.inner.put(&stuck, None, Some(at("2026-12-04T08:30:00Z"))).await.unwrap();
+}
+
+fn at(iso: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(iso)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test]
+async fn a_cleanup_settle_that_loses_its_race_pushes_nothing() {
+    // The enrichment settled the call `complete` while the cleanup read it: a `call.failed`
+    // made before the cleanup's write would tell receivers the opposite of what happened.
+    let f = setup().await;
+    stuck(&f).await;
+    *f.store.lose.lock().unwrap() = 1;
+    let report = cleanup_of(&f).run_once().await.unwrap();
+    assert_eq!((report.settled, report.left), (0, 1), "{report:?}");
+    assert!(f.events.list(CALL).await.unwrap().is_empty(), "no event for a state never committed");
+    assert!(f.queue.push_jobs().is_empty());
+}
+
+#[tokio::test]
+async fn a_settle_whose_event_was_never_made_gets_it_from_the_cleanup() {
+    // The process died between the settle's write and its event: the record owes it, keeps a
+    // deadline, and the cleanup's `persist` re-drive makes it from the committed record.
+    let f = setup().await;
+    let mut record = CallRecord::new(CALL, NOW);
+    record.result = settled("AI: Hello.\nUser: Hi.");
+    record.book.event_owed = true;
+    f.store.inner.put(&record, None, Some(at("2026-12-04T08:30:00Z"))).await.unwrap();
+
+    let report = cleanup_of(&f).run_once().await.unwrap();
+    assert_eq!(report.redriven, 1, "{report:?}");
+    let job = f.queue.0.lock().unwrap().pop().expect("a re-drive job");
+    assert_eq!(job.kind, JobKind::Persist);
+    let body = serde_json::to_string(&job).unwrap();
+    f.enrichment.process("m-1", &body).await.expect("made");
+
+    let events = f.events.list(CALL).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
+    assert_eq!(kinds, [EventType::Completed], "the settling event, not an update");
+    let now = f.store.get(CALL).await.unwrap().unwrap().record;
+    assert_eq!(events[0].event.data, now.result, "the committed data");
+    assert!(!now.book.event_owed, "paid");
+    assert_eq!(f.store.inner.overdue(at("2026-12-05T00:00:00Z"), None, 10).await.unwrap().call_ids.len(), 0,
+        "out of the cleanup's sight");
+}
+
 #[tokio::test]
 async fn a_call_the_cleanup_settles_pushes_call_failed() {
     // docs/operations.md once said these calls pushed nothing; the cleanup makes the event
-    // before its terminal write, as enrichment does.
+    // right after its terminal write, as enrichment does.
     let f = setup().await;
     let mut stuck = CallRecord::new(CALL, "2026-12-04T08:00:00.000Z");
     stuck.result = settled("AI: Hello.");

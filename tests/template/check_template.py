@@ -980,8 +980,10 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [("        AWS_ENDPOINT_URL: !If [HasLocalEndpoint, !Ref AwsEndpointUrl, !Ref AWS::NoValue]\n", "")],
      "events/env.json"),
     ("one function with its own watchdog delay",
-     [("          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n",
-       "          VAPI_PHONE_NUMBER_ID: !Ref VapiPhoneNumberId\n          SECRETS_REVISION: !Ref SecretsRevision\n"
+     [("          DEPLOYMENT_ID: !Select [2, !Split ['/', !Ref AWS::StackId]]\n"
+       "          SECRETS_REVISION: !Ref SecretsRevision\n",
+       "          DEPLOYMENT_ID: !Select [2, !Split ['/', !Ref AWS::StackId]]\n"
+       "          SECRETS_REVISION: !Ref SecretsRevision\n"
        "          WATCHDOG_DELAY_SECONDS: 60\n")],
      "timing settings"),
     ("events table without its TTL",

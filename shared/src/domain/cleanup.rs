@@ -26,9 +26,10 @@ pub enum CleanupAction {
 pub fn plan_cleanup(rec: &CallRecord) -> CleanupAction {
     let r = &rec.result;
     if r.data_status.is_terminal() {
-        // Settled: only rows still missing late data are the cleanup's business (never settled
-        // again; the re-drive repeats until the rows are saved or the record expires).
-        return if rec.book.rows_stale {
+        // Settled: only rows still missing late data, or a settling event not made yet, are the
+        // cleanup's business (never settled again; the re-drive repeats until both are done or
+        // the record expires).
+        return if rec.book.rows_stale || rec.book.event_owed {
             CleanupAction::Redrive {
                 kind: JobKind::Persist,
                 attempt: 1,
@@ -130,13 +131,15 @@ mod tests {
         ];
         let mut stale = rec(DataStatus::FetchFailed, CallStatus::Ended, 3, 9);
         stale.book.rows_stale = true;
-        let cases = cases.into_iter().chain([(
-            stale,
-            Redrive {
-                kind: JobKind::Persist,
-                attempt: 1,
-            },
-        )]);
+        let mut owed = rec(DataStatus::Complete, CallStatus::Ended, 1, 0);
+        owed.book.event_owed = true;
+        let persist = Redrive {
+            kind: JobKind::Persist,
+            attempt: 1,
+        };
+        let cases = cases
+            .into_iter()
+            .chain([(stale, persist.clone()), (owed, persist)]);
         for (r, want) in cases {
             assert_eq!(plan_cleanup(&r), want, "{:?}", r.result.data_status);
         }

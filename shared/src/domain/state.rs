@@ -29,6 +29,11 @@ pub struct Bookkeeping {
     /// `persist` job saves them again (the cleanup re-drives it if that job is lost).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rows_stale: bool,
+    /// The settle is committed but its event (`call.completed` / `call.failed`) is not made yet:
+    /// it is made from the committed record right after that write, or by a `persist` job the
+    /// cleanup re-drives. An event made before the write could carry a state that never commits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub event_owed: bool,
     /// Why the tables refused the call's rows (never expected: every call is fitted to them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persist_error: Option<String>,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::{deadline_for, persist};
+use super::{deadline_for, owed, persist};
 use crate::config::Timing;
 use crate::domain::{
     merge_snapshot, parse_timestamp, plan_cleanup, to_iso, CleanupAction, DataStatus,
@@ -185,20 +185,23 @@ impl CleanupService {
                 persist(self.sink.as_ref(), &mut record, &self.metrics)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                // Like the rows, the event is made before the terminal write.
-                if let Some(push) = &self.push {
-                    let failed = crate::domain::push::EventType::Failed;
-                    push.emit(&record.result, failed)
-                        .await
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                }
-                match self.store.put(&record, Some(version), None).await {
-                    Ok(_) => {}
+                // `call.failed` follows the commit: a settle that loses its race makes none.
+                record.book.event_owed = self.push.is_some();
+                let deadline = deadline_for(&record, now, &self.timing);
+                let version = match self.store.put(&record, Some(version), deadline).await {
+                    Ok(v) => v,
                     // Whoever won wrote a newer state; what we persisted is superseded by theirs.
                     Err(StoreError::Conflict) => return Ok(Some(CleanupAction::Leave)),
                     Err(e) => return Err(e),
-                }
+                };
                 info!(call_id, "stuck call settled as fetch_failed");
+                if let Some(push) = &self.push {
+                    let (store, timing) = (self.store.as_ref(), &self.timing);
+                    if let Err(e) = owed::pay(store, push, timing, now, record, version).await {
+                        // The record keeps its deadline: the next run re-drives the event.
+                        warn!(call_id, error = %e, "call.failed not made yet");
+                    }
+                }
             }
         }
         Ok(Some(action))

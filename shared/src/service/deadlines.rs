@@ -11,9 +11,14 @@ use crate::domain::{CallRecord, CallStatus, DataStatus};
 pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<DateTime<Utc>> {
     let r = &rec.result;
     let expected = match r.data_status {
-        // A settled record leaves the cleanup's sight, unless its rows still wait for late data.
-        DataStatus::Complete | DataStatus::FetchFailed if !rec.book.rows_stale => return None,
-        // The `persist` job runs at once; the grace covers its redeliveries.
+        // A settled record leaves the cleanup's sight, unless its rows still wait for late data
+        // or its settling event is still to be made.
+        DataStatus::Complete | DataStatus::FetchFailed
+            if !rec.book.rows_stale && !rec.book.event_owed =>
+        {
+            return None
+        }
+        // The `persist` job (or the settling step) runs at once; the grace covers its redeliveries.
         DataStatus::Complete | DataStatus::FetchFailed => Duration::ZERO,
         // The watchdog should have asked Vapi by then.
         DataStatus::Pending => t.watchdog_delay,
@@ -64,6 +69,14 @@ mod tests {
         stale.book.rows_stale = true;
         assert_eq!(
             deadline_for(&stale, now, &t).map(|d| d.timestamp() - now.timestamp()),
+            Some(100)
+        );
+        // So does a settle whose event is not made yet.
+        let mut owed = CallRecord::new("c", "t");
+        owed.result.data_status = DataStatus::Complete;
+        owed.book.event_owed = true;
+        assert_eq!(
+            deadline_for(&owed, now, &t).map(|d| d.timestamp() - now.timestamp()),
             Some(100)
         );
         // Past the cap, the cap: the cleanup must see the record before it expires.

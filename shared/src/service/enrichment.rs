@@ -37,7 +37,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::{error, info, warn, Instrument};
 
 use super::push::{Delivery, PushService};
-use super::{deadline_for, persist, WRITE_RETRIES};
+use super::{deadline_for, owed, persist, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::push::{event_id, EventType};
 use crate::domain::{
@@ -203,6 +203,10 @@ impl EnrichmentService {
                 &policy,
                 &to_iso(now),
             ) {
+                // A settle whose event is still owed (its step failed after the commit).
+                Admission::Skip(_) if found.as_ref().is_some_and(|v| v.record.book.event_owed) => {
+                    return done(self.repersist(&job.call_id).await?, 0)
+                }
                 Admission::Skip(skip) => return done(EnrichmentOutcome::Skipped(skip), 0),
                 Admission::Fresh => {
                     claimed = true;
@@ -240,8 +244,7 @@ impl EnrichmentService {
             }
         };
 
-        // 3-5. Settle: persist, write, queue.
-        let mut made = Vec::new();
+        // 3-5. Settle: persist, write, make the settling event, queue.
         for _ in 0..WRITE_RETRIES {
             let now = self.clock.now();
             let (record, expected) = match current.take() {
@@ -258,18 +261,21 @@ impl EnrichmentService {
                         .await
                         .map_err(|e| ProcessError::retry(e, 1))?;
                 }
-                // Made before the terminal write, like the rows: a settled record has its event.
-                if let Some(kind) = EventType::on_settle(record.result.data_status) {
-                    self.emit(&record, kind, &mut made)
-                        .await
-                        .map_err(|e| ProcessError::retry(e, 1))?;
-                }
+                // The event follows the commit, from the committed record (`owed`).
+                let settles = EventType::on_settle(record.result.data_status).is_some();
+                record.book.event_owed = settles && self.push.is_some();
                 let deadline = deadline_for(&record, now, &self.timing);
                 match self.store.put(&record, expected, deadline).await {
-                    Ok(_) if s.outcome == EnrichmentOutcome::Complete => {
-                        self.time_to_complete(&record, now)
+                    Ok(version) => {
+                        if s.outcome == EnrichmentOutcome::Complete {
+                            self.time_to_complete(&record, now);
+                        }
+                        if let (true, Some(push)) = (record.book.event_owed, &self.push) {
+                            owed::pay(self.store.as_ref(), push, &self.timing, now, record, version)
+                                .await
+                                .map_err(|e| ProcessError::retry(e, 1))?;
+                        }
                     }
-                    Ok(_) => {}
                     Err(StoreError::Conflict) => {
                         current = self.reread(&job.call_id).await?;
                         continue;
@@ -291,23 +297,38 @@ impl EnrichmentService {
         ))
     }
 
-    /// A `persist` job: saves a settled record's rows again while they are stale.
+    /// A `persist` job: saves a settled record's rows again while they are stale, and makes its
+    /// settling event if that is still owed.
     async fn repersist(&self, call_id: &str) -> Result<EnrichmentOutcome, ProcessError> {
         let mut made = Vec::new();
         for _ in 0..WRITE_RETRIES {
             let Some((mut record, version)) = self.reread(call_id).await? else {
                 return Ok(EnrichmentOutcome::Skipped(Skip::Finished));
             };
-            if !record.result.data_status.is_terminal() || !record.book.rows_stale {
-                // Nothing owed: saved already, or the chain will save the rows when it settles.
+            let book = &record.book;
+            if !record.result.data_status.is_terminal() || !(book.rows_stale || book.event_owed) {
+                // Nothing owed: done already, or the chain will do it when it settles.
                 return Ok(EnrichmentOutcome::Skipped(Skip::Stale));
             }
-            persist(self.sink.as_ref(), &mut record, &self.metrics)
-                .await
-                .map_err(|e| ProcessError::retry(e, 0))?;
-            self.emit(&record, EventType::Updated, &mut made)
-                .await
-                .map_err(|e| ProcessError::retry(e, 0))?;
+            let stale = book.rows_stale;
+            let mut kind = EventType::on_settle(record.result.data_status)
+                .filter(|_| book.event_owed)
+                .unwrap_or(EventType::Updated);
+            if stale {
+                persist(self.sink.as_ref(), &mut record, &self.metrics)
+                    .await
+                    .map_err(|e| ProcessError::retry(e, 0))?;
+                if kind != EventType::Updated && self.settling_made(call_id, kind).await? {
+                    // Made before the late data landed: this data goes out as an update.
+                    kind = EventType::Updated;
+                }
+            }
+            if stale || kind != EventType::Updated {
+                self.emit(&record, kind, &mut made)
+                    .await
+                    .map_err(|e| ProcessError::retry(e, 0))?;
+            }
+            record.book.event_owed = false;
             let now = self.clock.now();
             let deadline = deadline_for(&record, now, &self.timing);
             match self.store.put(&record, Some(version), deadline).await {
@@ -323,9 +344,23 @@ impl EnrichmentService {
         ))
     }
 
-    /// Makes the step's event. `made`: the events this step made already. A step whose write
-    /// lost its race runs again and makes the same event (same data, same id); its first delivery
-    /// job is queued already, and queueing another would start a second chain of retries.
+    /// Whether the call's settling event of `kind` is kept already (under any data).
+    async fn settling_made(&self, call_id: &str, kind: EventType) -> Result<bool, ProcessError> {
+        let Some(push) = &self.push else {
+            return Ok(false);
+        };
+        let kept = push
+            .store
+            .list(call_id)
+            .await
+            .map_err(|e| ProcessError::retry(e, 0))?;
+        Ok(kept.iter().any(|p| p.event.kind == kind))
+    }
+
+    /// Makes a `persist` job's event, from data already committed. `made`: the events this job
+    /// made already. A job whose write lost its race runs again and makes the same event (same
+    /// data, same id); its first delivery job is queued already, and queueing another would
+    /// start a second chain of retries.
     async fn emit(
         &self,
         record: &CallRecord,

@@ -5,6 +5,7 @@ pub mod cleanup;
 mod deadlines;
 pub mod enrichment;
 pub mod initiate;
+mod owed;
 pub mod placed;
 pub mod push;
 pub mod reconcile;

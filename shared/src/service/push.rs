@@ -2,11 +2,12 @@
 //! `webhook-id` per event. The rules are in [`crate::domain::push`]; this file does the I/O.
 //!
 //! ## Nothing lost, nothing made twice
-//! - **Making an event** ([`PushService::emit`]) happens inside the enrichment step that settles the
-//!   call (or saves its late data), *before* that step's record write. It keeps the event in the
-//!   events table (a conditional create: the id is derived from the call, so a redelivered step
-//!   makes the same event, not a second one) and queues its first delivery job. If either fails,
-//!   the enrichment step is retried through SQS and does both again.
+//! - **Making an event** ([`PushService::emit`]) happens from committed state only: a settle
+//!   commits the record owing its event and makes it right after (`super::owed`); a `persist` job
+//!   makes `call.updated` from late data already committed. It keeps the event in the events table
+//!   (a conditional create: the id is derived from the data, so a step run again makes the same
+//!   event, not a second one) and queues its first delivery job. If either fails, the step is
+//!   retried through SQS, or the cleanup re-drives the record still owing the event.
 //! - **Delivering** ([`PushService::deliver`]) is a `push` job, `{callId, eventId, attempt}`, on
 //!   the push queue (`PushService::queue`): a queue and event source of their own, so that a
 //!   receiver that hangs holds only push batches, never a call's enrichment (SPEC §9). Job `n` is
