@@ -495,6 +495,7 @@ impl World {
             && self.clock.ms() >= self.foreign_until
             && self.watch.calls.values().all(|s| s.terminal.is_some())
             && queues_empty
+            && self.committed.lock().unwrap().owing.is_empty()
             && self.vapi.outbox.lock().unwrap().is_empty()
             && !self
                 .events

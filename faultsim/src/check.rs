@@ -218,7 +218,13 @@ impl World {
                 ));
             }
             // A settled record stays settled as it is: its settling event tells how it ended.
-            let last = self.committed.lock().unwrap().last.get(&s_of(&event["data"]["callId"])).cloned();
+            let last = self
+                .committed
+                .lock()
+                .unwrap()
+                .last
+                .get(&s_of(&event["data"]["callId"]))
+                .cloned();
             let ended = match event["type"].as_str() {
                 Some("call.completed") => Some("complete"),
                 Some("call.failed") => Some("fetch_failed"),

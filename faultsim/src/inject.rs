@@ -62,22 +62,37 @@ pub struct Committed {
     pub states: std::collections::HashMap<String, std::collections::HashSet<u64>>,
     /// By call: the data status of the state that landed last.
     pub last: std::collections::HashMap<String, String>,
+    /// Calls whose last committed record still owes work (its settling event, or its rows): the
+    /// run goes on until the cleanup has re-driven it.
+    pub owing: std::collections::HashSet<String>,
 }
 
 impl Committed {
-    fn add(&mut self, result: &CallResult) {
+    fn add(&mut self, record: &CallRecord) {
+        let result = &record.result;
+        if record.book.event_owed || record.book.rows_stale {
+            self.owing.insert(result.call_id.clone());
+        } else {
+            self.owing.remove(&result.call_id);
+        }
         let v = serde_json::to_value(result).expect("a result serializes");
         let states = self.states.entry(result.call_id.clone()).or_default();
         states.insert(digest(&v));
         states.insert(digest(&core(&v)));
-        self.last
-            .insert(result.call_id.clone(), result.data_status.as_str().to_owned());
+        self.last.insert(
+            result.call_id.clone(),
+            result.data_status.as_str().to_owned(),
+        );
     }
 
     /// Whether an event's `data` is a state the record had.
     pub fn holds(&self, data: &serde_json::Value) -> bool {
         let cut = data["truncated"].as_bool() == Some(true);
-        let d = if cut { digest(&core(data)) } else { digest(data) };
+        let d = if cut {
+            digest(&core(data))
+        } else {
+            digest(data)
+        };
         data["callId"]
             .as_str()
             .and_then(|id| self.states.get(id))
@@ -87,15 +102,37 @@ impl Committed {
 
 /// What identifies a state even in an event cut to fit.
 fn core(v: &serde_json::Value) -> serde_json::Value {
-    let keys = ["callId", "status", "callStatus", "dataStatus", "endedReason", "updatedAt"];
-    keys.iter().map(|k| (k.to_string(), v[*k].clone())).collect()
+    let keys = [
+        "callId",
+        "status",
+        "callStatus",
+        "dataStatus",
+        "endedReason",
+        "updatedAt",
+    ];
+    keys.iter()
+        .map(|k| (k.to_string(), v[*k].clone()))
+        .collect()
 }
 
 fn digest(v: &serde_json::Value) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.to_string().hash(&mut h);
+    rounded(v).to_string().hash(&mut h);
     h.finish()
+}
+
+/// Floats to 9 significant digits: serde_json reads back a float it wrote to within an ulp only.
+fn rounded(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            Value::String(format!("{:.9e}", n.as_f64().unwrap_or(0.0)))
+        }
+        Value::Array(a) => Value::Array(a.iter().map(rounded).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), rounded(x))).collect()),
+        other => other.clone(),
+    }
 }
 
 #[async_trait]
@@ -117,7 +154,7 @@ impl CallStore for FaultyStore {
         let put = async {
             let landed = self.inner.put(record, expected, deadline).await;
             if landed.is_ok() {
-                self.committed.lock().unwrap().add(&record.result);
+                self.committed.lock().unwrap().add(record);
             }
             landed
         };

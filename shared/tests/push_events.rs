@@ -268,7 +268,11 @@ async fn stuck(f: &Fixture) {
     stuck.result.data_status = DataStatus::Partial;
     stuck.result.updated_at = "2026-12-04T08:00:00.000Z".into();
     stuck.book.redrives = ringback::domain::MAX_REDRIVES;
-    f.store.inner.put(&stuck, None, Some(at("2026-12-04T08:30:00Z"))).await.unwrap();
+    f.store
+        .inner
+        .put(&stuck, None, Some(at("2026-12-04T08:30:00Z")))
+        .await
+        .unwrap();
 }
 
 fn at(iso: &str) -> chrono::DateTime<chrono::Utc> {
@@ -286,7 +290,10 @@ async fn a_cleanup_settle_that_loses_its_race_pushes_nothing() {
     *f.store.lose.lock().unwrap() = 1;
     let report = cleanup_of(&f).run_once().await.unwrap();
     assert_eq!((report.settled, report.left), (0, 1), "{report:?}");
-    assert!(f.events.list(CALL).await.unwrap().is_empty(), "no event for a state never committed");
+    assert!(
+        f.events.list(CALL).await.unwrap().is_empty(),
+        "no event for a state never committed"
+    );
     assert!(f.queue.push_jobs().is_empty());
 }
 
@@ -297,8 +304,13 @@ async fn a_settle_whose_event_was_never_made_gets_it_from_the_cleanup() {
     let f = setup().await;
     let mut record = CallRecord::new(CALL, NOW);
     record.result = settled("AI: Hello.\nUser: Hi.");
+    record.result.updated_at = "2026-12-04T08:00:00.000Z".into();
     record.book.event_owed = true;
-    f.store.inner.put(&record, None, Some(at("2026-12-04T08:30:00Z"))).await.unwrap();
+    f.store
+        .inner
+        .put(&record, None, Some(at("2026-12-04T08:30:00Z")))
+        .await
+        .unwrap();
 
     let report = cleanup_of(&f).run_once().await.unwrap();
     assert_eq!(report.redriven, 1, "{report:?}");
@@ -309,12 +321,25 @@ async fn a_settle_whose_event_was_never_made_gets_it_from_the_cleanup() {
 
     let events = f.events.list(CALL).await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
-    assert_eq!(kinds, [EventType::Completed], "the settling event, not an update");
+    assert_eq!(
+        kinds,
+        [EventType::Completed],
+        "the settling event, not an update"
+    );
     let now = f.store.get(CALL).await.unwrap().unwrap().record;
     assert_eq!(events[0].event.data, now.result, "the committed data");
     assert!(!now.book.event_owed, "paid");
-    assert_eq!(f.store.inner.overdue(at("2026-12-05T00:00:00Z"), None, 10).await.unwrap().call_ids.len(), 0,
-        "out of the cleanup's sight");
+    assert_eq!(
+        f.store
+            .inner
+            .overdue(at("2026-12-05T00:00:00Z"), None, 10)
+            .await
+            .unwrap()
+            .call_ids
+            .len(),
+        0,
+        "out of the cleanup's sight"
+    );
 }
 
 #[tokio::test]

@@ -186,7 +186,8 @@ impl CleanupService {
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 // `call.failed` follows the commit: a settle that loses its race makes none.
-                record.book.event_owed = self.push.is_some();
+                let push = self.push.as_ref();
+                record.book.event_owed = push.is_some_and(|p| p.makes_events_for(&record.result));
                 let deadline = deadline_for(&record, now, &self.timing);
                 let version = match self.store.put(&record, Some(version), deadline).await {
                     Ok(v) => v,
@@ -195,7 +196,7 @@ impl CleanupService {
                     Err(e) => return Err(e),
                 };
                 info!(call_id, "stuck call settled as fetch_failed");
-                if let Some(push) = &self.push {
+                if let Some(push) = push.filter(|_| record.book.event_owed) {
                     let (store, timing) = (self.store.as_ref(), &self.timing);
                     if let Err(e) = owed::pay(store, push, timing, now, record, version).await {
                         // The record keeps its deadline: the next run re-drives the event.

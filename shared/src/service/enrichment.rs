@@ -263,7 +263,11 @@ impl EnrichmentService {
                 }
                 // The event follows the commit, from the committed record (`owed`).
                 let settles = EventType::on_settle(record.result.data_status).is_some();
-                record.book.event_owed = settles && self.push.is_some();
+                record.book.event_owed = settles
+                    && self
+                        .push
+                        .as_ref()
+                        .is_some_and(|p| p.makes_events_for(&record.result));
                 let deadline = deadline_for(&record, now, &self.timing);
                 match self.store.put(&record, expected, deadline).await {
                     Ok(version) => {
@@ -271,9 +275,16 @@ impl EnrichmentService {
                             self.time_to_complete(&record, now);
                         }
                         if let (true, Some(push)) = (record.book.event_owed, &self.push) {
-                            owed::pay(self.store.as_ref(), push, &self.timing, now, record, version)
-                                .await
-                                .map_err(|e| ProcessError::retry(e, 1))?;
+                            owed::pay(
+                                self.store.as_ref(),
+                                push,
+                                &self.timing,
+                                now,
+                                record,
+                                version,
+                            )
+                            .await
+                            .map_err(|e| ProcessError::retry(e, 1))?;
                         }
                     }
                     Err(StoreError::Conflict) => {

@@ -41,7 +41,9 @@ pub(crate) async fn pay(
             // Late data landed since the settle: it carries the flag on and has its own
             // `call.updated`; the settling event is made, so only the flag is left to clear.
             Err(StoreError::Conflict) => match store.get(&record.result.call_id).await {
-                Ok(Some(v)) if v.record.book.event_owed => (record, version) = (v.record, v.version),
+                Ok(Some(v)) if v.record.book.event_owed => {
+                    (record, version) = (v.record, v.version)
+                }
                 Ok(_) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             },

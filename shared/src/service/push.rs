@@ -98,6 +98,12 @@ pub(crate) fn push_job(call_id: &str, event_id: &str, attempt: u32) -> Enrichmen
 }
 
 impl PushService {
+    /// Whether settling `result` makes an event here (a bus, or a callback URL to sign for):
+    /// only then does a settle commit owing one.
+    pub fn makes_events_for(&self, result: &CallResult) -> bool {
+        self.bus.is_some() || (self.secret.is_some() && result.callback_url.is_some())
+    }
+
     /// Makes `kind`'s event for `result`: publishes it to the bus, if there is one, and, if the call
     /// has a callback URL, keeps it and queues its delivery.
     pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
