@@ -211,20 +211,18 @@ impl World {
             if event["id"] != id.as_str() {
                 self.violation(format!("event {id}: the body says id {}", event["id"]));
             }
-            if !self.committed.lock().unwrap().holds(&event["data"]) {
+            let lifetime = self.committed.lock().unwrap().holds(&event["data"]);
+            let Some(lifetime) = lifetime else {
                 self.violation(format!(
                     "event {id} ({}) carries data the record never committed (dataStatus {}, updatedAt {})",
                     event["type"], event["data"]["dataStatus"], event["data"]["updatedAt"]
                 ));
-            }
+                continue;
+            };
             // A settled record stays settled as it is: its settling event tells how it ended.
-            let last = self
-                .committed
-                .lock()
-                .unwrap()
-                .last
-                .get(&s_of(&event["data"]["callId"]))
-                .cloned();
+            // (A record that expired and was made again by a late webhook is another record.)
+            let key = (s_of(&event["data"]["callId"]), lifetime);
+            let last = self.committed.lock().unwrap().last.get(&key).cloned();
             let ended = match event["type"].as_str() {
                 Some("call.completed") => Some("complete"),
                 Some("call.failed") => Some("fetch_failed"),

@@ -58,35 +58,40 @@ pub struct FaultyStore {
 #[derive(Default)]
 pub struct Committed {
     /// By call: digests of each committed result, whole and of its [`core`] (for events cut to
-    /// fit, which carry a result with texts left out).
-    pub states: std::collections::HashMap<String, std::collections::HashSet<u64>>,
-    /// By call: the data status of the state that landed last.
-    pub last: std::collections::HashMap<String, String>,
+    /// fit, which carry a result with texts left out), each with the record's lifetime.
+    pub states: std::collections::HashMap<String, std::collections::HashMap<u64, u32>>,
+    /// By call: its record's lifetimes so far (a record that expired and was made again by a
+    /// late webhook starts another).
+    pub lifetimes: std::collections::HashMap<String, u32>,
+    /// By call and lifetime: the data status of the state that landed last.
+    pub last: std::collections::HashMap<(String, u32), String>,
     /// Calls whose last committed record still owes work (its settling event, or its rows): the
     /// run goes on until the cleanup has re-driven it.
     pub owing: std::collections::HashSet<String>,
 }
 
 impl Committed {
-    fn add(&mut self, record: &CallRecord) {
+    fn add(&mut self, record: &CallRecord, created: bool) {
         let result = &record.result;
+        let id = result.call_id.clone();
         if record.book.event_owed || record.book.rows_stale {
-            self.owing.insert(result.call_id.clone());
+            self.owing.insert(id.clone());
         } else {
-            self.owing.remove(&result.call_id);
+            self.owing.remove(&id);
         }
+        let lifetime = self.lifetimes.entry(id.clone()).or_default();
+        *lifetime += u32::from(created);
+        let lifetime = *lifetime;
         let v = serde_json::to_value(result).expect("a result serializes");
-        let states = self.states.entry(result.call_id.clone()).or_default();
-        states.insert(digest(&v));
-        states.insert(digest(&core(&v)));
-        self.last.insert(
-            result.call_id.clone(),
-            result.data_status.as_str().to_owned(),
-        );
+        let states = self.states.entry(id.clone()).or_default();
+        states.insert(digest(&v), lifetime);
+        states.insert(digest(&core(&v)), lifetime);
+        self.last
+            .insert((id, lifetime), result.data_status.as_str().to_owned());
     }
 
-    /// Whether an event's `data` is a state the record had.
-    pub fn holds(&self, data: &serde_json::Value) -> bool {
+    /// The lifetime of the record in which an event's `data` was a committed state, if any.
+    pub fn holds(&self, data: &serde_json::Value) -> Option<u32> {
         let cut = data["truncated"].as_bool() == Some(true);
         let d = if cut {
             digest(&core(data))
@@ -96,7 +101,7 @@ impl Committed {
         data["callId"]
             .as_str()
             .and_then(|id| self.states.get(id))
-            .is_some_and(|s| s.contains(&d))
+            .and_then(|s| s.get(&d).copied())
     }
 }
 
@@ -154,7 +159,10 @@ impl CallStore for FaultyStore {
         let put = async {
             let landed = self.inner.put(record, expected, deadline).await;
             if landed.is_ok() {
-                self.committed.lock().unwrap().add(record);
+                self.committed
+                    .lock()
+                    .unwrap()
+                    .add(record, expected.is_none());
             }
             landed
         };

@@ -46,8 +46,8 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, PoisonSink, ResultSink, StoreError,
-    VapiApi, VapiError,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, PoisonSink, PushRecord, ResultSink,
+    StoreError, VapiApi, VapiError,
 };
 use crate::vapi::snapshot_from_call;
 
@@ -329,9 +329,15 @@ impl EnrichmentService {
                 persist(self.sink.as_ref(), &mut record, &self.metrics)
                     .await
                     .map_err(|e| ProcessError::retry(e, 0))?;
-                if kind != EventType::Updated && self.settling_made(call_id, kind).await? {
-                    // Made before the late data landed: this data goes out as an update.
-                    kind = EventType::Updated;
+                if kind != EventType::Updated {
+                    if let Some((push, kept)) = self.settling_made(call_id, kind).await? {
+                        // Made before the late data landed (its job perhaps lost with a failed
+                        // step): it goes out as it was, and this data as an update.
+                        push.requeue(&kept)
+                            .await
+                            .map_err(|e| ProcessError::retry(e, 0))?;
+                        kind = EventType::Updated;
+                    }
                 }
             }
             if stale || kind != EventType::Updated {
@@ -355,17 +361,24 @@ impl EnrichmentService {
         ))
     }
 
-    /// Whether the call's settling event of `kind` is kept already (under any data).
-    async fn settling_made(&self, call_id: &str, kind: EventType) -> Result<bool, ProcessError> {
+    /// The call's settling event of `kind`, if it is kept already (under any data).
+    async fn settling_made(
+        &self,
+        call_id: &str,
+        kind: EventType,
+    ) -> Result<Option<(&PushService, PushRecord)>, ProcessError> {
         let Some(push) = &self.push else {
-            return Ok(false);
+            return Ok(None);
         };
         let kept = push
             .store
             .list(call_id)
             .await
             .map_err(|e| ProcessError::retry(e, 0))?;
-        Ok(kept.iter().any(|p| p.event.kind == kind))
+        Ok(kept
+            .into_iter()
+            .find(|p| p.event.kind == kind)
+            .map(|p| (push.as_ref(), p)))
     }
 
     /// Makes a `persist` job's event, from data already committed. `made`: the events this job

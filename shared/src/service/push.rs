@@ -145,19 +145,33 @@ impl PushService {
             round_start: 0,
             next_attempt_at: Some(now),
         };
-        let attempt = if self.store.create(&push).await? {
+        if self.store.create(&push).await? {
             info!(call_id = %result.call_id, event_id = %id, kind = kind.as_str(), "event made");
-            1
-        } else {
-            // Made before (this step runs again): queue its next attempt in case that was lost.
-            match self.store.get(&result.call_id, &id).await? {
-                Some(kept) if kept.state == PushState::Pending => kept.attempts.len() as u32 + 1,
-                _ => return Ok(()),
-            }
-        };
-        self.queue
-            .schedule(&push_job(&result.call_id, &id, attempt), Duration::ZERO)
-            .await?;
+            self.queue
+                .schedule(&push_job(&result.call_id, &id, 1), Duration::ZERO)
+                .await?;
+            return Ok(());
+        }
+        // Made before (this step runs again): queue its next attempt in case that was lost.
+        match self.store.get(&result.call_id, &id).await? {
+            Some(kept) => self.requeue(&kept).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Queues the next attempt of a kept event that is still pending: its job may have been
+    /// lost (a send that failed after the event was kept). Duplicate jobs converge on the
+    /// conditional write of the attempt.
+    pub async fn requeue(&self, kept: &PushRecord) -> Result<(), PushError> {
+        if kept.state != PushState::Pending {
+            return Ok(());
+        }
+        let next = push_job(
+            &kept.event.data.call_id,
+            &kept.event.id,
+            kept.attempts.len() as u32 + 1,
+        );
+        self.queue.schedule(&next, Duration::ZERO).await?;
         Ok(())
     }
 
