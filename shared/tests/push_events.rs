@@ -347,31 +347,8 @@ async fn a_call_the_cleanup_settles_pushes_call_failed() {
     // docs/operations.md once said these calls pushed nothing; the cleanup makes the event
     // right after its terminal write, as enrichment does.
     let f = setup().await;
-    let mut stuck = CallRecord::new(CALL, "2026-12-04T08:00:00.000Z");
-    stuck.result = settled("AI: Hello.");
-    stuck.result.data_status = DataStatus::Partial;
-    stuck.result.updated_at = "2026-12-04T08:00:00.000Z".into();
-    stuck.book.redrives = ringback::domain::MAX_REDRIVES;
-    let overdue = chrono::DateTime::parse_from_rfc3339("2026-12-04T08:30:00Z")
-        .unwrap()
-        .with_timezone(&chrono::Utc);
-    f.store
-        .inner
-        .put(&stuck, None, Some(overdue))
-        .await
-        .unwrap();
-    let cleanup = ringback::service::cleanup::CleanupService {
-        reconcile: None,
-        store: f.store.clone(),
-        queue: f.queue.clone(),
-        sink: f.enrichment.sink.clone(),
-        clock: f.enrichment.clock.clone(),
-        timing: Timing::default(),
-        page_size: 10,
-        metrics: ringback::metrics::Metrics::off(),
-        push: Some(f.push.clone()),
-    };
-    let report = cleanup.run_once().await.unwrap();
+    stuck(&f).await;
+    let report = cleanup_of(&f).run_once().await.unwrap();
     assert_eq!(report.settled, 1, "{report:?}");
     let events = f.events.list(CALL).await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
