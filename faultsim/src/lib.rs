@@ -14,7 +14,9 @@
 //! Time is virtual and the generator is seeded: `faultsim --seed N` replays a run exactly.
 
 mod actors;
+mod bus;
 mod check;
+mod check_events;
 mod clients;
 pub mod clock;
 mod inject;

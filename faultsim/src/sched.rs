@@ -35,6 +35,8 @@ pub enum Op {
     EventUpdate,
     /// A pushed event POSTed to the client's receiver.
     CallbackPost,
+    /// An event published to the deployment's event bus (EventBridge `PutEvents`).
+    BusPublish,
     /// Not a call: a task whose process dies after its last call landed parks here to be dropped.
     Dying,
 }
@@ -55,6 +57,7 @@ impl Op {
                 | Op::EventPut
                 | Op::EventUpdate
                 | Op::CallbackPost
+                | Op::BusPublish
         )
     }
 

@@ -29,6 +29,7 @@ use crate::actors::Watch;
 use crate::clients::Client;
 use crate::clock::{Ms, SimClock, MINUTE, SECOND};
 use crate::inject::{FaultyEvents, FaultySink, FaultyStore};
+use crate::bus::BusModel;
 use crate::receiver::ReceiverModel;
 use crate::rng::Rng;
 use crate::sched::{Fault, Gates, Msg, Op, TaskId, TASK};
@@ -110,6 +111,7 @@ pub enum Outage {
     Vapi,
     Store,
     Queue,
+    Bus,
 }
 
 impl Outage {
@@ -117,8 +119,13 @@ impl Outage {
         match self {
             Outage::Vapi => op.is_vapi(),
             Outage::Queue => op == Op::QueueSend,
+            Outage::Bus => op == Op::BusPublish,
             Outage::Store => {
-                !op.is_vapi() && !matches!(op, Op::QueueSend | Op::Dying | Op::CallbackPost)
+                !op.is_vapi()
+                    && !matches!(
+                        op,
+                        Op::QueueSend | Op::Dying | Op::CallbackPost | Op::BusPublish
+                    )
             }
         }
     }
@@ -142,6 +149,8 @@ pub struct World {
     pub services: Arc<Services>,
     pub vapi: Arc<VapiModel>,
     pub receiver: Arc<ReceiverModel>,
+    /// The deployment's event bus, in the runs that have one.
+    pub bus: Option<Arc<BusModel>>,
     /// Every record state that landed: what events may carry.
     pub committed: Arc<Mutex<crate::inject::Committed>>,
     pub sqs: Arc<Mutex<Sqs>>,
@@ -207,13 +216,24 @@ impl World {
         // A fifth of the runs are calm; the others storm at one of three strengths.
         let fault_rate = *rng.pick(&[0.0, 0.02, 0.05, 0.10, 0.10]);
         let stormy = fault_rate > 0.0;
+        // Half the deployments also publish to an event bus: every settle then owes an event.
+        let has_bus = rng.chance(0.5);
         let outage = (stormy && rng.chance(0.5)).then(|| {
             let from = rng.secs(0, 600);
-            let what = *rng.pick(&[Outage::Vapi, Outage::Store, Outage::Queue]);
-            // A store outage stays shorter than the records' TTL (30 min) less the quiet time
-            // before a write: a longer one lets unfinished records expire (they are then rebuilt
-            // from Vapi). Vapi and the queue may be out longer: long enough to dead-letter.
-            let longest = if what == Outage::Store { 900 } else { 2400 };
+            let mut menu = vec![Outage::Vapi, Outage::Store, Outage::Queue];
+            if has_bus {
+                menu.push(Outage::Bus);
+            }
+            let what = *rng.pick(&menu);
+            // A store or bus outage stays shorter than the records' TTL (30 min) less the quiet
+            // time before a write: a longer one lets records expire unfinished (they are then
+            // rebuilt from Vapi, or their event is lost with them). Vapi and the queue may be
+            // out longer: long enough to dead-letter.
+            let longest = if matches!(what, Outage::Store | Outage::Bus) {
+                900
+            } else {
+                2400
+            };
             (from, from + rng.secs(300, longest), what)
         });
         let storm = Storm {
@@ -305,6 +325,12 @@ impl World {
             gates: gates.clone(),
             log: Mutex::new(Vec::new()),
         });
+        let bus = has_bus.then(|| {
+            Arc::new(BusModel {
+                gates: gates.clone(),
+                log: Mutex::new(Vec::new()),
+            })
+        });
         // Jitter from a counter: deterministic per seed, spread over [-1, 1].
         let jitter_seq = Arc::new(std::sync::atomic::AtomicU64::new(seed));
         let events = Arc::new(FaultyEvents {
@@ -321,7 +347,7 @@ impl World {
             queue: push_queue,
             sender: receiver.clone(),
             secret: Some(SigningSecret::parse(CALLBACK_SECRET).expect("a valid secret")),
-            bus: None,
+            bus: bus.clone().map(|b| b as Arc<dyn ringback::ports::EventBus>),
             clock: clock.clone(),
             retry_delays: CALLBACK_RETRY_DELAYS.map(Duration::from_secs).to_vec(),
             hosts: ringback::domain::callback_host::CallbackHosts::Deployment,
@@ -412,6 +438,7 @@ impl World {
             services,
             vapi,
             receiver,
+            bus,
             committed,
             sqs,
             push_sqs,

@@ -16,7 +16,7 @@ use ringback::domain::push::{EventType, SigningSecret};
 use ringback::domain::{CallRecord, CallResult, DataStatus};
 use ringback::ports::{
     CallFilter, CallStore, CallbackAnswer, CallbackSender, Deadline, EnrichmentJob,
-    EnrichmentQueue, JobKind, OverduePage, PushStore, QueueError, StoreError, VapiApi, VapiError,
+    EnrichmentQueue, EventBus, JobKind, OverduePage, PushStore, QueueError, StoreError, VapiApi, VapiError,
     Versioned,
 };
 use ringback::service::enrichment::EnrichmentService;
@@ -46,6 +46,18 @@ impl RecordingQueue {
             .filter(|j| j.kind == JobKind::Push)
             .map(|j| (j.event_id.clone().unwrap_or_default(), j.attempt))
             .collect()
+    }
+}
+
+/// An event bus that takes everything and remembers it.
+#[derive(Default)]
+struct RecordingBus(Mutex<Vec<ringback::domain::push::CallEvent>>);
+
+#[async_trait]
+impl EventBus for RecordingBus {
+    async fn publish(&self, event: &ringback::domain::push::CallEvent) -> Result<(), String> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
     }
 }
 
@@ -127,6 +139,10 @@ struct Fixture {
 }
 
 async fn setup() -> Fixture {
+    build(None).await
+}
+
+async fn build(bus: Option<Arc<RecordingBus>>) -> Fixture {
     let (client, db) = support::dynamo().await;
     let t = support::tables(&client).await;
     let events_table = support::unique("events");
@@ -153,7 +169,7 @@ async fn setup() -> Fixture {
         queue: queue.clone(),
         sender: Arc::new(NoReceiver),
         secret: Some(SigningSecret::generate().0),
-        bus: None,
+        bus: bus.map(|b| b as Arc<dyn EventBus>),
         clock: clock.clone(),
         retry_delays: vec![Duration::from_secs(5)],
         hosts: ringback::domain::callback_host::CallbackHosts::Deployment,
@@ -355,4 +371,53 @@ async fn a_call_the_cleanup_settles_pushes_call_failed() {
     assert_eq!(kinds, [EventType::Failed]);
     assert_eq!(events[0].event.data.data_status, DataStatus::FetchFailed);
     assert_eq!(f.queue.push_jobs().len(), 1);
+}
+
+#[tokio::test]
+async fn a_settling_event_made_again_after_late_data_reaches_the_bus_as_first_made() {
+    // The settle's event went to the bus, then the process died before clearing the flag, and
+    // late data landed. Published again under its id, the event must carry the body consumers
+    // may already hold (they de-duplicate on id): the late data goes out as `call.updated`.
+    let bus = Arc::new(RecordingBus::default());
+    let f = build(Some(bus.clone())).await;
+    let mut record = CallRecord::new(CALL, NOW);
+    record.result = settled("AI: Hello.");
+    record.result.callback_url = None;
+    f.push
+        .emit(&record.result, EventType::Completed)
+        .await
+        .unwrap();
+    record.result.transcript = Some("AI: Hello.\nUser: Tuesday works.".into());
+    record.result.updated_at = "2026-12-04T09:00:00.000Z".into();
+    record.book.event_owed = true;
+    record.book.rows_stale = true;
+    f.store.inner.put(&record, None, None).await.unwrap();
+
+    let job = EnrichmentJob {
+        call_id: CALL.into(),
+        attempt: 1,
+        kind: JobKind::Persist,
+        event_id: None,
+    };
+    let body = serde_json::to_string(&job).unwrap();
+    f.enrichment.process("m-1", &body).await.expect("persisted");
+
+    let published = bus.0.lock().unwrap().clone();
+    let completed: Vec<_> = published
+        .iter()
+        .filter(|e| e.kind == EventType::Completed)
+        .collect();
+    assert!(completed.len() >= 2, "published again: {published:#?}");
+    assert!(
+        completed.iter().all(|e| *e == completed[0]),
+        "one id, one body: {completed:#?}"
+    );
+    assert_eq!(completed[0].data.transcript.as_deref(), Some("AI: Hello."));
+    let updated: Vec<_> = published
+        .iter()
+        .filter(|e| e.kind == EventType::Updated)
+        .collect();
+    assert_eq!(updated.len(), 1, "{published:#?}");
+    assert_eq!(updated[0].data, record.result, "the late data, as committed");
+    assert!(f.queue.push_jobs().is_empty(), "no callback URL: nothing to POST");
 }

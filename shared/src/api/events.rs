@@ -36,7 +36,8 @@ fn push_json(p: &PushRecord) -> Value {
         "callId": p.event.data.call_id,
         "type": p.event.kind.as_str(),
         "createdAt": p.event.timestamp,
-        "url": p.url,
+        // None: kept for the event bus only.
+        "url": (!p.url.is_empty()).then_some(&p.url),
         "state": p.state.as_str(),
         "nextAttemptAt": p.next_attempt_at,
         "attempts": p.attempts,
@@ -197,6 +198,7 @@ pub async fn post_redeliver(
             Code::Conflict,
             format!("event {id} is still being delivered; redeliver it once it is delivered, gone or failed"),
         ),
+        Err(e @ RedeliverError::BusOnly(_)) => error(Code::Conflict, e.to_string()),
         Err(e @ RedeliverError::NotQueued(_)) => error(Code::Unavailable, e.to_string()),
         Err(RedeliverError::Unavailable(e)) => unavailable(e),
     }

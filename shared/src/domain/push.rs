@@ -52,7 +52,8 @@ pub struct CallEvent {
     #[serde(rename = "type")]
     pub kind: EventType,
     pub id: String,
-    /// ISO-8601: when the event was made.
+    /// ISO-8601: when what it tells happened (the committed record's `updatedAt`), so every
+    /// copy (a retried publish, a re-made event) carries the same body.
     pub timestamp: String,
     pub data: CallResult,
 }

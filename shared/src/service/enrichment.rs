@@ -331,9 +331,9 @@ impl EnrichmentService {
                     .map_err(|e| ProcessError::retry(e, 0))?;
                 if kind != EventType::Updated {
                     if let Some((push, kept)) = self.settling_made(call_id, kind).await? {
-                        // Made before the late data landed (its job perhaps lost with a failed
-                        // step): it goes out as it was, and this data as an update.
-                        push.requeue(&kept)
+                        // Made before the late data landed (its sends perhaps lost with a
+                        // failed step): it goes out as it was, and this data as an update.
+                        push.resend(&kept)
                             .await
                             .map_err(|e| ProcessError::retry(e, 0))?;
                         kind = EventType::Updated;

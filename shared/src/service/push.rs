@@ -104,65 +104,83 @@ impl PushService {
         self.bus.is_some() || (self.secret.is_some() && result.callback_url.is_some())
     }
 
-    /// Makes `kind`'s event for `result`: publishes it to the bus, if there is one, and, if the call
-    /// has a callback URL, keeps it and queues its delivery.
+    /// Makes `kind`'s event for `result`: keeps it (the outbox: its body is fixed from then on),
+    /// publishes the kept body to the bus, if there is one, and, if the call has a callback
+    /// URL, queues its delivery. Made again (a step that runs again, perhaps after late data
+    /// changed the record), the kept event stands: the bus gets the same body again, never
+    /// another body under the same id.
     pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
+        let url = self.callback_url(result);
+        if url.is_none() && self.bus.is_none() {
+            return Ok(());
+        }
         let id = event_id(result, kind);
-        if let Some(bus) = &self.bus {
-            // At least once: a failure retries the whole step, which publishes again (same id).
-            let event = CallEvent {
-                kind,
-                id: id.clone(),
-                timestamp: to_iso(self.clock.now()),
-                data: result.clone(),
-            };
-            bus.publish(&event).await.map_err(PushError::Bus)?;
-        }
-        let Some(url) = result.callback_url.as_deref() else {
-            return Ok(());
-        };
-        if self.secret.is_none() {
-            warn!(call_id = %result.call_id, "callback URL but no CALLBACK_SIGNING_SECRET; not pushed");
-            return Ok(());
-        }
-        if let Err(why) = check_callback_url(url, self.hosts) {
-            // Only a URL read back from Vapi's metadata can get here; the initiator refuses these.
-            warn!(call_id = %result.call_id, reason = %why, "callback URL refused; no event pushed");
-            self.metrics.count("CallbackUrlRefused", 1, &[]);
-            return Ok(());
-        }
         let now = to_iso(self.clock.now());
         let push = PushRecord {
             event: CallEvent {
                 kind,
                 id: id.clone(),
-                timestamp: now.clone(),
+                timestamp: result.updated_at.clone(),
                 data: result.clone(),
             },
-            url: url.to_owned(),
-            state: PushState::Pending,
+            // A bus-only event is kept to fix its body; it has nothing to deliver by HTTP.
+            state: if url.is_some() {
+                PushState::Pending
+            } else {
+                PushState::Delivered
+            },
+            next_attempt_at: url.is_some().then(|| now.clone()),
+            url: url.unwrap_or_default(),
             attempts: Vec::new(),
             round_start: 0,
-            next_attempt_at: Some(now),
         };
-        if self.store.create(&push).await? {
+        let created = self.store.create(&push).await?;
+        if created {
             info!(call_id = %result.call_id, event_id = %id, kind = kind.as_str(), "event made");
-            self.queue
-                .schedule(&push_job(&result.call_id, &id, 1), Duration::ZERO)
-                .await?;
+            self.publish(&push).await?;
+            if push.state == PushState::Pending {
+                let job = push_job(&result.call_id, &id, 1);
+                self.queue.schedule(&job, Duration::ZERO).await?;
+            }
             return Ok(());
         }
-        // Made before (this step runs again): queue its next attempt in case that was lost.
+        // Made before (this step runs again): send what was kept, in case that was lost.
         match self.store.get(&result.call_id, &id).await? {
-            Some(kept) => self.requeue(&kept).await,
+            Some(kept) => self.resend(&kept).await,
             None => Ok(()),
         }
     }
 
-    /// Queues the next attempt of a kept event that is still pending: its job may have been
-    /// lost (a send that failed after the event was kept). Duplicate jobs converge on the
-    /// conditional write of the attempt.
-    pub async fn requeue(&self, kept: &PushRecord) -> Result<(), PushError> {
+    /// Where `result`'s events are POSTed, if anywhere.
+    fn callback_url(&self, result: &CallResult) -> Option<String> {
+        let url = result.callback_url.as_deref()?;
+        if self.secret.is_none() {
+            warn!(call_id = %result.call_id, "callback URL but no CALLBACK_SIGNING_SECRET; not pushed");
+            return None;
+        }
+        if let Err(why) = check_callback_url(url, self.hosts) {
+            // Only a URL read back from Vapi's metadata can get here; the initiator refuses these.
+            warn!(call_id = %result.call_id, reason = %why, "callback URL refused; no event pushed");
+            self.metrics.count("CallbackUrlRefused", 1, &[]);
+            return None;
+        }
+        Some(url.to_owned())
+    }
+
+    /// Publishes a kept event to the bus, if there is one. At least once: a failure fails the
+    /// step, whose retry publishes the kept body again (same id, same body).
+    async fn publish(&self, kept: &PushRecord) -> Result<(), PushError> {
+        match &self.bus {
+            Some(bus) => bus.publish(&kept.event).await.map_err(PushError::Bus),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a kept event again where it may have been lost: to the bus, and, while it is still
+    /// pending, as its next delivery job (a send that failed after the event was kept).
+    /// Duplicate jobs converge on the conditional write of the attempt.
+    pub async fn resend(&self, kept: &PushRecord) -> Result<(), PushError> {
+        self.publish(kept).await?;
         if kept.state != PushState::Pending {
             return Ok(());
         }

@@ -38,6 +38,9 @@ pub enum RedeliverError {
     NotFound(String),
     #[error("event {0} is still being delivered")]
     Pending(String),
+    /// Published to the event bus only: there is no callback to send it to.
+    #[error("event {0} went to the event bus only; it has no callback URL to redeliver to")]
+    BusOnly(String),
     /// The delivery job could not be queued; the event is as it was, so a retry can start it.
     #[error("event {0}: its delivery was not queued (the queue failed); redeliver it again")]
     NotQueued(String),
@@ -62,6 +65,9 @@ impl Redelivery {
             .get(&call_id, event_id)
             .await?
             .ok_or_else(not_found)?;
+        if push.url.is_empty() {
+            return Err(RedeliverError::BusOnly(event_id.to_owned()));
+        }
         let attempt = push.attempts.len() as u32 + 1;
         let now = self.clock.now();
         if push.state == PushState::Pending {
