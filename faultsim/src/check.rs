@@ -15,6 +15,7 @@
 //!   completes, no `call.completed` for one that failed;
 //! - with an event bus, the same of the bus: each settled call's settling event taken at least
 //!   once under one id, every entry carrying a committed state and how the call ended;
+//! - once quiet, the listing agrees with the records (`check_listing.rs`);
 //! - a deployment never records a call it did not place: another deployment's calls on the same
 //!   phone number (listed by Vapi, never placed here) have no record, no provider row and no
 //!   interaction log.
@@ -69,6 +70,7 @@ impl World {
         self.check_bus(&calls);
         self.check_kept(&calls).await;
         self.check_foreign(&calls).await;
+        self.check_listing().await;
     }
 
     async fn check_foreign(&mut self, calls: &BTreeMap<String, Call>) {

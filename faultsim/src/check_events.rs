@@ -67,7 +67,10 @@ impl World {
         };
         // A settled record stays settled as it is: its settling event tells how it ended.
         // (A record that expired and was made again by a late webhook is another record.)
-        let call_id = event["data"]["callId"].as_str().unwrap_or_default().to_owned();
+        let call_id = event["data"]["callId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let last = self
             .committed
             .lock()

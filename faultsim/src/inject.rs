@@ -168,6 +168,29 @@ impl CallStore for FaultyStore {
         };
         through(&self.gates, Op::StorePut, put).await
     }
+    async fn put_listed(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+        summary: &ringback::search::CallSummary,
+    ) -> Result<u64, StoreError> {
+        // One request for both: its faults are a record write's.
+        let put = async {
+            let landed = self
+                .inner
+                .put_listed(record, expected, deadline, summary)
+                .await;
+            if landed.is_ok() {
+                self.committed
+                    .lock()
+                    .unwrap()
+                    .add(record, expected.is_none());
+            }
+            landed
+        };
+        through(&self.gates, Op::StorePut, put).await
+    }
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
         through(
             &self.gates,

@@ -17,6 +17,7 @@ mod actors;
 mod bus;
 mod check;
 mod check_events;
+mod check_listing;
 mod clients;
 pub mod clock;
 mod inject;

@@ -26,10 +26,10 @@ use ringback::vapi::{CallSettings, WebhookAuth};
 use tokio::sync::mpsc;
 
 use crate::actors::Watch;
+use crate::bus::BusModel;
 use crate::clients::Client;
 use crate::clock::{Ms, SimClock, MINUTE, SECOND};
 use crate::inject::{FaultyEvents, FaultySink, FaultyStore};
-use crate::bus::BusModel;
 use crate::receiver::ReceiverModel;
 use crate::rng::Rng;
 use crate::sched::{Fault, Gates, Msg, Op, TaskId, TASK};
@@ -44,6 +44,8 @@ pub const PHONE_NUMBER_ID: &str = "pn-ringback";
 pub const DEPLOYMENT_ID: &str = "ringback-sim-stack";
 pub const TABLES: (&str, &str, &str) = ("calls", "providers", "logs");
 pub const EVENTS_TABLE: &str = "events";
+/// The call index (`CALL_INDEX_TABLE`): every call's listing summary.
+pub const INDEX_TABLE: &str = "call-index";
 /// Signs pushed events (Standard Webhooks' own example secret).
 pub const CALLBACK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Pushes retry quickly enough to end within a run, slowly enough to outlast most outages.
@@ -209,6 +211,9 @@ impl World {
         ensure_tables(&dynamo, calls, providers, logs)
             .await
             .expect("tables created");
+        ringback::adapters::dynamodb::ensure_call_index_table(&dynamo, INDEX_TABLE)
+            .await
+            .expect("call index table created");
         ensure_events_table(&dynamo, EVENTS_TABLE)
             .await
             .expect("events table created");
@@ -276,18 +281,29 @@ impl World {
         let (tx, rx) = mpsc::unbounded_channel();
         let gates = Gates { tx };
         let ttl = Duration::from_secs(1800);
-        let table = Arc::new(CallsTable::new(
-            dynamo.clone(),
-            calls.into(),
-            ttl,
-            clock.clone(),
-        ));
-        let store = Arc::new(FaultyStore {
-            inner: table,
+        let table = Arc::new(
+            CallsTable::new(dynamo.clone(), calls.into(), ttl, clock.clone())
+                .with_index(INDEX_TABLE.into()),
+        );
+        let faulty = FaultyStore {
+            inner: table.clone(),
             gates: gates.clone(),
             committed: Default::default(),
+        };
+        let committed = faulty.committed.clone();
+        // The reconciliation's cursor items live in the calls table, behind the same faults.
+        let cursors = Arc::new(FaultyStore {
+            inner: table,
+            gates: gates.clone(),
+            committed: committed.clone(),
         });
-        let committed = store.committed.clone();
+        // As deployed: each record write carries its listing summary when that changes.
+        let index =
+            ringback::adapters::dynamodb::CallIndexTable::new(dynamo.clone(), INDEX_TABLE.into());
+        let store = Arc::new(ringback::search::IndexedCalls::new(
+            faulty,
+            Some(Arc::new(index) as Arc<dyn ringback::search::CallIndex>),
+        ));
         let sink = Arc::new(FaultySink {
             inner: ProvidersAndLogs::new(
                 dynamo.clone(),
@@ -414,7 +430,7 @@ impl World {
                         PHONE_NUMBER_ID,
                         DeploymentId::parse(DEPLOYMENT_ID).expect("a valid id"),
                         ttl,
-                        store.clone(),
+                        cursors,
                     )
                 }),
                 store,

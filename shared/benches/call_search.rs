@@ -67,7 +67,8 @@ async fn main() {
             "calls".into(),
             Duration::from_secs(1800),
             Arc::new(SystemClock),
-        ),
+        )
+        .with_index("call-index".into()),
         Some(index.clone()),
     ));
 

@@ -49,6 +49,20 @@ pub trait CallStore: Send + Sync {
         deadline: Deadline,
     ) -> Result<u64, StoreError>;
 
+    /// [`Self::put`], and in the same request the call's listing summary for the new version,
+    /// so the listing never shows a state the record did not commit, and a lost race changes
+    /// neither. A store with no listing writes the record only.
+    async fn put_listed(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+        summary: &crate::search::CallSummary,
+    ) -> Result<u64, StoreError> {
+        let _ = summary;
+        self.put(record, expected, deadline).await
+    }
+
     /// Removes a record at `expected` version (the initiator undoing a half-made call).
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError>;
 

@@ -286,13 +286,15 @@ pub fn indexed_calls(
     cfg: CallsConfig,
     clock: Arc<dyn Clock>,
 ) -> IndexedCalls<CallsTable> {
-    let index = cfg
-        .call_index_table
-        .map(|t| Arc::new(CallIndexTable::new(dynamo.clone(), t)) as Arc<dyn CallIndex>);
-    IndexedCalls::new(
-        CallsTable::new(dynamo.clone(), cfg.calls_table, cfg.result_ttl, clock),
-        index,
-    )
+    let table = CallsTable::new(dynamo.clone(), cfg.calls_table, cfg.result_ttl, clock);
+    match cfg.call_index_table {
+        // The summaries are written by the calls table, in each record write's transaction.
+        Some(t) => IndexedCalls::new(
+            table.with_index(t.clone()),
+            Some(Arc::new(CallIndexTable::new(dynamo.clone(), t)) as Arc<dyn CallIndex>),
+        ),
+        None => IndexedCalls::new(table, None),
+    }
 }
 
 /// The EventBridge bus `EVENT_BUS_NAME`, if set (endpoint: `AWS_ENDPOINT_URL_EVENTBRIDGE`, else

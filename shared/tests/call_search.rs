@@ -67,6 +67,7 @@ impl Rig {
             TTL,
             self.clock.clone(),
         )
+        .with_index(self.index_table.clone())
     }
 
     async fn version(&self, id: &str) -> Option<u64> {
@@ -296,6 +297,20 @@ impl CallStore for FailingPut {
         }
         self.inner.put(record, expected, deadline).await
     }
+    async fn put_listed(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+        summary: &CallSummary,
+    ) -> Result<u64, StoreError> {
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the process died here".into()));
+        }
+        self.inner
+            .put_listed(record, expected, deadline, summary)
+            .await
+    }
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
         self.inner.delete(call_id, expected).await
     }
@@ -310,7 +325,7 @@ impl CallStore for FailingPut {
 }
 
 #[tokio::test]
-async fn a_write_that_dies_between_summary_and_record_leaves_the_call_findable() {
+async fn a_write_that_fails_changes_neither_the_record_nor_its_listing() {
     let rig = Rig::start().await;
     let store = IndexedCalls::new(
         FailingPut {
@@ -324,22 +339,24 @@ async fn a_write_that_dies_between_summary_and_record_leaves_the_call_findable()
     let err = store.put(&r, None, None).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(store.get("c-crash").await.unwrap().is_none(), "no record");
-    // The summary went first: the call is findable although its record never landed.
     let by_sr = query(Filter::ServiceRequest("sr-crash".into()), 5);
-    assert_eq!(rig.all_pages(by_sr.clone()).await.0, ["c-crash"]);
+    assert!(
+        rig.all_pages(by_sr.clone()).await.0.is_empty(),
+        "no listing"
+    );
 
-    // The retry (a webhook redelivered, a job re-driven) writes both; the summary follows it.
+    // The retry (a webhook redelivered, a job re-driven) writes both in one request.
     let v = store.put(&r, None, None).await.unwrap();
+    assert_eq!(rig.all_pages(by_sr.clone()).await.0, ["c-crash"]);
     r.result.data_status = DataStatus::Complete;
     r.result.status = Some(Outcome::Voicemail);
     store.fail_next_put();
     assert!(store.put(&r, Some(v), None).await.is_err());
-    // Ahead of its record now (complete while the record is pending), never behind.
+    // Never ahead of its record: it says what the record says.
     let page = rig.index.search(&by_sr).await.unwrap();
-    assert_eq!(page.calls[0].data_status, DataStatus::Complete);
+    assert_eq!(page.calls[0].data_status, DataStatus::Pending);
     let got = store.get("c-crash").await.unwrap().unwrap();
     assert_eq!(got.record.result.data_status, DataStatus::Pending);
-    // The next searchable change corrects it.
     r.result.data_status = DataStatus::FetchFailed;
     r.result.status = Some(Outcome::NoAnswer);
     store.put(&r, Some(got.version), None).await.unwrap();
@@ -359,7 +376,7 @@ impl FailNext for IndexedCalls<FailingPut> {
 }
 
 #[tokio::test]
-async fn the_loser_of_a_race_puts_the_winners_summary_back() {
+async fn the_loser_of_a_race_writes_no_summary() {
     let rig = Rig::start().await;
     let (a, b) = (rig.store(), rig.store());
     let r = record("c-race", "2026-12-02T10:00:00.000Z");

@@ -16,8 +16,8 @@ use ringback::domain::push::{EventType, SigningSecret};
 use ringback::domain::{CallRecord, CallResult, DataStatus};
 use ringback::ports::{
     CallFilter, CallStore, CallbackAnswer, CallbackSender, Deadline, EnrichmentJob,
-    EnrichmentQueue, EventBus, JobKind, OverduePage, PushStore, QueueError, StoreError, VapiApi, VapiError,
-    Versioned,
+    EnrichmentQueue, EventBus, JobKind, OverduePage, PushStore, QueueError, StoreError, VapiApi,
+    VapiError, Versioned,
 };
 use ringback::service::enrichment::EnrichmentService;
 use ringback::service::push::PushService;
@@ -418,6 +418,12 @@ async fn a_settling_event_made_again_after_late_data_reaches_the_bus_as_first_ma
         .filter(|e| e.kind == EventType::Updated)
         .collect();
     assert_eq!(updated.len(), 1, "{published:#?}");
-    assert_eq!(updated[0].data, record.result, "the late data, as committed");
-    assert!(f.queue.push_jobs().is_empty(), "no callback URL: nothing to POST");
+    assert_eq!(
+        updated[0].data, record.result,
+        "the late data, as committed"
+    );
+    assert!(
+        f.queue.push_jobs().is_empty(),
+        "no callback URL: nothing to POST"
+    );
 }

@@ -1,39 +1,28 @@
 //! [`IndexedCalls`]: the calls table's [`CallStore`] with each call's durable summary kept beside it.
 //!
-//! ## When the summary is written, and in what order
+//! ## When the summary is written
 //!
-//! A record write (`put`) writes the summary **first**, then the record, and only when a searchable
-//! field ([`super::CallSummary::searchable`]: dataStatus, outcome, provider name and id, service
+//! A record write (`put`) carries the summary **in the same request** ([`CallStore::put_listed`]:
+//! one `TransactWriteItems` with the record's conditional write) when a searchable field
+//! ([`super::CallSummary::searchable`]: dataStatus, outcome, provider name and id, service
 //! request id, createdAt) differs from the record the writer read (the decorator remembers, per
 //! call, the summary of the version it last read or wrote; a writer that read nothing through it
-//! always writes). Every summary carries the record version it was written for.
+//! always writes one). Every summary carries the record version it was written for.
 //!
-//! - **Crash, or failure, between the two writes:** the summary is ahead of its record (it shows a
-//!   state the record never reached), never behind: a call is in the index before its record
-//!   exists, so no crash leaves a call unfindable. The call's next searchable change rewrites it;
-//!   every unfinished call has one coming (it settles `complete` or `fetch_failed`, the cleanup
-//!   sees to that), so a settled call's summary shows how it settled.
-//! - **Summary write fails:** the record is not written either; the caller sees `Unavailable`, as
-//!   for the record itself (a webhook answers 503 and is retried, a job is redelivered).
-//! - **Two writers race** (the record's conditional write lets one win): both may have written
-//!   their summary; the loser, told `Conflict`, re-reads the record and writes the winner's
-//!   summary, and a summary is never replaced by one for an older version (a conditional write on
-//!   the version), so the last word is the record's. Only a loser that dies in the instant between
-//!   losing and repairing leaves its summary standing, until the call's next searchable change.
-//! - **A record re-created after it expired** (versions start again at 1) replaces the summary
-//!   unconditionally, keeping the call findable under what it now says.
+//! So the listing shows only states records committed: a write that loses its race, fails or
+//! dies writes neither, and the last summary written is the newest record's. A record re-created
+//! after it expired (versions start again at 1) writes its summary as any first write does.
 //!
-//! Writes cost: one `PutItem` on the summary table per searchable change (about five for an
-//! answered call: pending, partial, fetching, complete, plus the outcome with the report), none for
-//! a duplicate webhook or a write that changes only the transcript or bookkeeping
-//! (`docs/cost.md`).
+//! Writes cost: a summary change turns the record's `PutItem` into a two-item transaction (twice
+//! the write units of each item) about five times for an answered call (pending, partial,
+//! fetching, complete, plus the outcome with the report); a duplicate webhook or a write that
+//! changes only the transcript or bookkeeping writes the record alone (`docs/cost.md`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tracing::warn;
 
 use super::{CallIndex, CallSummary, Searchable};
 use crate::domain::CallRecord;
@@ -99,26 +88,6 @@ impl<S> IndexedCalls<S> {
     }
 }
 
-impl<S: CallStore> IndexedCalls<S> {
-    /// After a lost race: the record as it is now decides the summary.
-    async fn repair(&self, index: &dyn CallIndex, call_id: &str) {
-        let repaired = match self.inner.get(call_id).await {
-            Ok(Some(current)) => {
-                let summary = CallSummary::of(&current.record.result);
-                index
-                    .upsert(&summary, current.version, false)
-                    .await
-                    .map(|()| self.remember(call_id, current.version, summary.searchable()))
-            }
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = repaired {
-            warn!(call_id, error = %e, "the call's summary may show a lost write until its next change");
-        }
-    }
-}
-
 #[async_trait]
 impl<S: CallStore> CallStore for IndexedCalls<S> {
     async fn get(&self, call_id: &str) -> Result<Option<Versioned>, StoreError> {
@@ -136,28 +105,23 @@ impl<S: CallStore> CallStore for IndexedCalls<S> {
         expected: Option<u64>,
         deadline: Deadline,
     ) -> Result<u64, StoreError> {
-        let Some(index) = &self.index else {
+        if self.index.is_none() {
             return self.inner.put(record, expected, deadline).await;
-        };
+        }
         let id = record.result.call_id.as_str();
         let summary = CallSummary::of(&record.result);
         let searchable = summary.searchable();
-        let write_summary = !self.unchanged(id, expected, &searchable);
-        if write_summary {
-            let version = expected.map_or(1, |v| v + 1);
-            index.upsert(&summary, version, expected.is_none()).await?;
-        }
-        match self.inner.put(record, expected, deadline).await {
+        let written = if self.unchanged(id, expected, &searchable) {
+            self.inner.put(record, expected, deadline).await
+        } else {
+            self.inner
+                .put_listed(record, expected, deadline, &summary)
+                .await
+        };
+        match written {
             Ok(version) => {
                 self.remember(id, version, searchable);
                 Ok(version)
-            }
-            Err(StoreError::Conflict) => {
-                self.forget(id);
-                if write_summary {
-                    self.repair(index.as_ref(), id).await;
-                }
-                Err(StoreError::Conflict)
             }
             Err(e) => {
                 self.forget(id);
@@ -174,13 +138,9 @@ impl<S: CallStore> CallStore for IndexedCalls<S> {
     }
 
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
+        // The calls table removes the summary in the same request.
         self.inner.delete(call_id, expected).await?;
         self.forget(call_id);
-        if let Some(index) = &self.index {
-            if let Err(e) = index.remove(call_id).await {
-                warn!(call_id, error = %e, "a deleted call's summary is left in the index");
-            }
-        }
         Ok(())
     }
 

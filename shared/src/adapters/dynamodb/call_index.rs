@@ -138,47 +138,54 @@ impl CallIndexTable {
     }
 
     fn item(summary: &CallSummary, version: u64) -> Item {
-        let id = summary.call_id.as_str();
-        let nn = format!("{:02}", shard(id));
-        let mut item = HashMap::from([
-            (ID.to_owned(), s(id)),
-            (SORT_KEY.to_owned(), s(index_sort_key(summary))),
-            (VERSION.to_owned(), n(version)),
-            (DATA_STATUS.to_owned(), s(summary.data_status.as_str())),
-            (CALL_STATUS.to_owned(), s(summary.call_status.as_str())),
-            (CREATED_AT.to_owned(), s(&summary.created_at)),
-            (UPDATED_AT.to_owned(), s(&summary.updated_at)),
-            (TIME_SHARD.to_owned(), s(format!("t#{nn}"))),
-            (
-                DATA_STATUS_SHARD.to_owned(),
-                s(format!("{}#{nn}", summary.data_status.as_str())),
-            ),
-        ]);
-        if let Some(o) = summary.status {
-            item.insert(STATUS.to_owned(), s(o.as_str()));
-            item.insert(OUTCOME_SHARD.to_owned(), s(format!("{}#{nn}", o.as_str())));
-        }
-        // Index keys may not be empty strings: an empty id is no id.
-        if let Some(v) = summary.provider_name.as_deref().filter(|v| !v.is_empty()) {
-            item.insert(PROVIDER_NAME.to_owned(), s(cut_text(v)));
-        }
-        for (name, value) in [
-            (PROVIDER_ID, &summary.provider_id),
-            (SERVICE_REQUEST_ID, &summary.service_request_id),
-        ] {
-            match value.as_deref().filter(|v| !v.is_empty()) {
-                Some(v) if v.chars().count() <= MAX_INDEXED_ID_CHARS => {
-                    item.insert(name.to_owned(), s(v));
-                }
-                Some(v) => {
-                    item.insert(unindexed(name), s(cut_text(v)));
-                }
-                None => {}
-            }
-        }
-        item
+        summary_item(summary, version)
     }
+}
 
+/// A call's summary as the index table keeps it, written for record `version`.
+pub(super) fn summary_item(summary: &CallSummary, version: u64) -> Item {
+    let id = summary.call_id.as_str();
+    let nn = format!("{:02}", shard(id));
+    let mut item = HashMap::from([
+        (ID.to_owned(), s(id)),
+        (SORT_KEY.to_owned(), s(index_sort_key(summary))),
+        (VERSION.to_owned(), n(version)),
+        (DATA_STATUS.to_owned(), s(summary.data_status.as_str())),
+        (CALL_STATUS.to_owned(), s(summary.call_status.as_str())),
+        (CREATED_AT.to_owned(), s(&summary.created_at)),
+        (UPDATED_AT.to_owned(), s(&summary.updated_at)),
+        (TIME_SHARD.to_owned(), s(format!("t#{nn}"))),
+        (
+            DATA_STATUS_SHARD.to_owned(),
+            s(format!("{}#{nn}", summary.data_status.as_str())),
+        ),
+    ]);
+    if let Some(o) = summary.status {
+        item.insert(STATUS.to_owned(), s(o.as_str()));
+        item.insert(OUTCOME_SHARD.to_owned(), s(format!("{}#{nn}", o.as_str())));
+    }
+    // Index keys may not be empty strings: an empty id is no id.
+    if let Some(v) = summary.provider_name.as_deref().filter(|v| !v.is_empty()) {
+        item.insert(PROVIDER_NAME.to_owned(), s(cut_text(v)));
+    }
+    for (name, value) in [
+        (PROVIDER_ID, &summary.provider_id),
+        (SERVICE_REQUEST_ID, &summary.service_request_id),
+    ] {
+        match value.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) if v.chars().count() <= MAX_INDEXED_ID_CHARS => {
+                item.insert(name.to_owned(), s(v));
+            }
+            Some(v) => {
+                item.insert(unindexed(name), s(cut_text(v)));
+            }
+            None => {}
+        }
+    }
+    item
+}
+
+impl CallIndexTable {
     fn summary(item: &Item) -> Option<CallSummary> {
         let text = |name: &str| get_s(item, name).map(str::to_owned);
         Some(CallSummary {

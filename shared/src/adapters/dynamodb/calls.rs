@@ -30,6 +30,8 @@ pub struct CallsTable {
     pub(super) table: String,
     ttl: Duration,
     pub(super) clock: Arc<dyn Clock>,
+    /// The call index table ([`super::CallIndexTable`]) a listed write puts the summary in.
+    index_table: Option<String>,
 }
 
 impl std::fmt::Debug for CallsTable {
@@ -58,6 +60,139 @@ impl CallsTable {
             table,
             ttl,
             clock,
+            index_table: None,
+        }
+    }
+
+    /// Writes each call's listing summary in the same transaction as its record
+    /// ([`CallStore::put_listed`]) to `table`, the call index table.
+    pub fn with_index(mut self, table: String) -> Self {
+        self.index_table = Some(table);
+        self
+    }
+
+    /// One conditional write of the record, its parts and (if given, and this table has an
+    /// index table) its listing summary: a `PutItem` when it is one item, else one
+    /// `TransactWriteItems`, all or nothing.
+    async fn write(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+        summary: Option<&crate::search::CallSummary>,
+    ) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let version = expected.map_or(1, |v| v + 1);
+        let mut items = self.items(record, version, deadline, now)?;
+        let (cond, names, values) = condition(expected, now.timestamp());
+        debug_assert!(
+            summary.is_none() || self.index_table.is_some(),
+            "a listed write to a calls table built without its index table"
+        );
+        let listed = summary.zip(self.index_table.as_deref());
+        if items.len() == 1 && listed.is_none() {
+            let sent = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(items.pop())
+                .condition_expression(cond)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            return match sent {
+                Ok(_) => Ok(version),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    Err(StoreError::Conflict)
+                }
+                Err(e) => Err(unavailable("PutItem on the calls table", &e)),
+            };
+        }
+        let build = |table: &str, put: aws_sdk_dynamodb::types::builders::PutBuilder| {
+            put.table_name(table)
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
+        };
+        let mut ops = Vec::with_capacity(items.len() + 1);
+        let mut it = items.into_iter();
+        let main = it.next().expect("a main item");
+        ops.push(build(
+            &self.table,
+            Put::builder()
+                .set_item(Some(main))
+                .condition_expression(cond)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values)),
+        )?);
+        for part in it {
+            ops.push(build(&self.table, Put::builder().set_item(Some(part)))?);
+        }
+        if let Some((summary, table)) = listed {
+            // Unconditional: it lands only with the record's conditional write, so the last
+            // summary written is always the newest committed record's.
+            let item = super::call_index::summary_item(summary, version);
+            ops.push(build(table, Put::builder().set_item(Some(item)))?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(ops))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(version),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_cancel) => {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(unavailable("TransactWriteItems on the calls table", &e)),
+        }
+    }
+
+    /// Deletes the record at `expected` and its listing summary in one transaction. (Only the
+    /// initiator's undo of a call it never placed deletes: that record has no parts.)
+    async fn delete_listed(
+        &self,
+        call_id: &str,
+        expected: u64,
+        index: &str,
+    ) -> Result<(), StoreError> {
+        let build = |d: aws_sdk_dynamodb::types::builders::DeleteBuilder| {
+            d.build()
+                .map(|d| TransactWriteItem::builder().delete(d).build())
+                .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
+        };
+        let ops = vec![
+            build(
+                aws_sdk_dynamodb::types::Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key(call_id)))
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", VERSION)
+                    .expression_attribute_values(":v", n(expected)),
+            )?,
+            build(
+                aws_sdk_dynamodb::types::Delete::builder()
+                    .table_name(index)
+                    .set_key(Some(Self::key(call_id))),
+            )?,
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(ops))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_cancel) => {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(unavailable("TransactWriteItems on the calls table", &e)),
         }
     }
 
@@ -278,67 +413,23 @@ impl CallStore for CallsTable {
         expected: Option<u64>,
         deadline: Deadline,
     ) -> Result<u64, StoreError> {
-        let now = self.clock.now();
-        let version = expected.map_or(1, |v| v + 1);
-        let mut items = self.items(record, version, deadline, now)?;
-        let (cond, names, values) = condition(expected, now.timestamp());
-        if items.len() == 1 {
-            let sent = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(items.pop())
-                .condition_expression(cond)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await;
-            return match sent {
-                Ok(_) => Ok(version),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    Err(StoreError::Conflict)
-                }
-                Err(e) => Err(unavailable("PutItem on the calls table", &e)),
-            };
-        }
-        let build = |put: aws_sdk_dynamodb::types::builders::PutBuilder| {
-            put.table_name(&self.table)
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
-                .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
-        };
-        let mut ops = Vec::with_capacity(items.len());
-        let mut it = items.into_iter();
-        let main = it.next().expect("a main item");
-        ops.push(build(
-            Put::builder()
-                .set_item(Some(main))
-                .condition_expression(cond)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values)),
-        )?);
-        for part in it {
-            ops.push(build(Put::builder().set_item(Some(part)))?);
-        }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(ops))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(version),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_cancel) => {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(unavailable("TransactWriteItems on the calls table", &e)),
-        }
+        self.write(record, expected, deadline, None).await
+    }
+
+    async fn put_listed(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        deadline: Deadline,
+        summary: &crate::search::CallSummary,
+    ) -> Result<u64, StoreError> {
+        self.write(record, expected, deadline, Some(summary)).await
     }
 
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
+        if let Some(index) = &self.index_table {
+            return self.delete_listed(call_id, expected, index).await;
+        }
         let sent = self
             .client
             .delete_item()
