@@ -427,3 +427,38 @@ async fn a_settling_event_made_again_after_late_data_reaches_the_bus_as_first_ma
         "no callback URL: nothing to POST"
     );
 }
+
+#[tokio::test]
+async fn a_call_settled_again_after_a_replay_pushes_its_corrected_data_as_an_update() {
+    // The settling event keeps its id (receivers de-duplicate on it), so a replay's corrected
+    // record must reach them under another one.
+    let f = setup().await;
+    let first = settled("AI: Helo.");
+    f.push.emit(&first, EventType::Completed).await.unwrap();
+    let mut corrected = settled("AI: Hello.\nUser: Tuesday works.");
+    corrected.updated_at = "2026-12-04T10:00:00.000Z".into();
+    f.push.emit(&corrected, EventType::Completed).await.unwrap();
+
+    let events = f.events.list(CALL).await.unwrap();
+    let of = |kind| {
+        events
+            .iter()
+            .filter(|e| e.event.kind == kind)
+            .map(|e| e.event.data.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(EventType::Completed),
+        [first],
+        "the settling event stands"
+    );
+    assert_eq!(
+        of(EventType::Updated),
+        [corrected],
+        "the corrected data goes out"
+    );
+    // A settle made again with the same data (a step that runs again) adds nothing.
+    let again = settled("AI: Helo.");
+    f.push.emit(&again, EventType::Completed).await.unwrap();
+    assert_eq!(f.events.list(CALL).await.unwrap().len(), 2);
+}

@@ -409,7 +409,8 @@ fn decide(
             Settlement::only(EnrichmentOutcome::Skipped(Skip::NotClaimable))
         }
         (Completeness::Incomplete | Completeness::Running, JobKind::Enrich) => {
-            if job.attempt < policy.attempts() {
+            let in_chain = job.attempt.saturating_sub(rec.book.chain_start);
+            if in_chain < policy.attempts() {
                 rec.result.data_status = DataStatus::Partial;
                 let next = EnrichmentJob {
                     call_id: job.call_id.clone(),
@@ -417,10 +418,10 @@ fn decide(
                     kind: JobKind::Enrich,
                     event_id: None,
                 };
-                let delay = policy.delay_before(job.attempt + 1);
+                let delay = policy.delay_before(in_chain + 1);
                 reschedule(rec, next, delay)
             } else {
-                let reason = format!("Vapi data still incomplete after {} attempts", job.attempt);
+                let reason = format!("Vapi data still incomplete after {in_chain} attempts");
                 fetch_failed(rec, reason, now)
             }
         }

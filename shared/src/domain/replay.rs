@@ -45,6 +45,8 @@ pub fn rebuild(
     rec.result.data_status = DataStatus::Partial;
     rec.result.updated_at = now.to_owned();
     rec.book.enrichment_scheduled = true;
+    // A fresh chain: the whole attempt budget, however many the first chain used.
+    rec.book.chain_start = rec.result.fetch_attempts;
     rec.book.claimed_by = None;
     rec.book.claim_until = None;
     rec
@@ -95,6 +97,7 @@ mod tests {
         );
         assert_eq!(r.result.data_status, DataStatus::Partial);
         assert_eq!(r.result.fetch_attempts, 3, "the next attempt is 4");
+        assert_eq!(r.book.chain_start, 3, "and it is the new chain's first");
         assert!(r.book.enrichment_scheduled);
     }
 

@@ -43,6 +43,15 @@ pub struct Bookkeeping {
     /// Times the cleanup found this record stuck and re-drove it.
     #[serde(default)]
     pub redrives: u32,
+    /// Fetch attempts made before the current enrichment chain: a replay starts a new chain
+    /// with the whole attempt budget (its attempts are still numbered on, so that a job of the
+    /// old chain is stale).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chain_start: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -110,9 +110,26 @@ impl PushService {
     /// changed the record), the kept event stands: the bus gets the same body again, never
     /// another body under the same id.
     pub async fn emit(&self, result: &CallResult, kind: EventType) -> Result<(), PushError> {
+        let Some(kept) = self.make(result, kind).await? else {
+            return Ok(());
+        };
+        if kind != EventType::Updated && kept.event.data.updated_at != result.updated_at {
+            // Settled before with other data (a replay re-enriched the call): the settling event
+            // stands as receivers have it, and the corrected data goes out as an update.
+            self.make(result, EventType::Updated).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::emit`]'s one event; the kept one when it was made before.
+    async fn make(
+        &self,
+        result: &CallResult,
+        kind: EventType,
+    ) -> Result<Option<PushRecord>, PushError> {
         let url = self.callback_url(result);
         if url.is_none() && self.bus.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let id = event_id(result, kind);
         let now = to_iso(self.clock.now());
@@ -142,13 +159,14 @@ impl PushService {
                 let job = push_job(&result.call_id, &id, 1);
                 self.queue.schedule(&job, Duration::ZERO).await?;
             }
-            return Ok(());
+            return Ok(None);
         }
         // Made before (this step runs again): send what was kept, in case that was lost.
-        match self.store.get(&result.call_id, &id).await? {
-            Some(kept) => self.resend(&kept).await,
-            None => Ok(()),
+        let kept = self.store.get(&result.call_id, &id).await?;
+        if let Some(kept) = &kept {
+            self.resend(kept).await?;
         }
+        Ok(kept)
     }
 
     /// Where `result`'s events are POSTed, if anywhere.

@@ -2,7 +2,8 @@
 //! ([`crate::domain::replay::rebuild`]) and run enrichment again. Idempotent: the rebuilt record
 //! depends only on the kept deliveries and the client's request, enrichment saves the same rows
 //! (one interaction log per call), and the settling event keeps its id, so a receiver that has
-//! it is not sent it again.
+//! it is not sent it again: the re-enriched record reaches receivers as `call.updated`. The
+//! re-enrichment is a fresh chain with the whole attempt budget (`Bookkeeping::chain_start`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,31 +57,6 @@ impl ReplayService {
     pub async fn replay(&self, raw_id: &str) -> Result<Replayed, ReplayError> {
         let id = CallId::parse(raw_id).map_err(|_| ReplayError::NotFound(raw_id.to_owned()))?;
         let id = id.as_str();
-        let events: Vec<KeptEvent> = self
-            .archive
-            .webhooks(id)
-            .await?
-            .into_iter()
-            .filter_map(|w| match parse_webhook(&w.body) {
-                Ok(msg @ WebhookMessage::Call { .. }) => {
-                    let key = msg.event_key()?;
-                    let WebhookMessage::Call { snapshot, .. } = msg else {
-                        return None;
-                    };
-                    (snapshot.call_id == id).then_some(KeptEvent {
-                        snapshot: *snapshot,
-                        key,
-                        received_at: w.received_at,
-                    })
-                }
-                Ok(WebhookMessage::Ignored { .. }) => None,
-                Err(e) => {
-                    // Kept because it was accepted then: today's code refuses it. Say so.
-                    warn!(call_id = id, webhook = %w.id, error = %e, "kept webhook no longer parses; skipped");
-                    None
-                }
-            })
-            .collect();
         for _ in 0..WRITE_RETRIES {
             let current = self.store.get(id).await?;
             if let Some(v) = &current {
@@ -89,6 +65,10 @@ impl ReplayService {
                     return Err(ReplayError::Busy(id.to_owned(), status.as_str()));
                 }
             }
+            // The archive after the record, on every try: a webhook is kept before it writes
+            // the record, so one the record read holds is in this read, and one that lands
+            // later makes this try's write lose its race (the next try reads it).
+            let events = self.kept(id).await?;
             if current.is_none() && events.is_empty() {
                 return Err(ReplayError::NotFound(id.to_owned()));
             }
@@ -125,5 +105,34 @@ impl ReplayService {
         Err(ReplayError::Unavailable(
             "the record kept changing under concurrent writes".into(),
         ))
+    }
+
+    /// The call's kept webhooks, parsed by today's code (the ones it refuses are skipped).
+    async fn kept(&self, id: &str) -> Result<Vec<KeptEvent>, ReplayError> {
+        Ok(self
+            .archive
+            .webhooks(id)
+            .await?
+            .into_iter()
+            .filter_map(|w| match parse_webhook(&w.body) {
+                Ok(msg @ WebhookMessage::Call { .. }) => {
+                    let key = msg.event_key()?;
+                    let WebhookMessage::Call { snapshot, .. } = msg else {
+                        return None;
+                    };
+                    (snapshot.call_id == id).then_some(KeptEvent {
+                        snapshot: *snapshot,
+                        key,
+                        received_at: w.received_at,
+                    })
+                }
+                Ok(WebhookMessage::Ignored { .. }) => None,
+                Err(e) => {
+                    // Kept because it was accepted then: today's code refuses it. Say so.
+                    warn!(call_id = id, webhook = %w.id, error = %e, "kept webhook no longer parses; skipped");
+                    None
+                }
+            })
+            .collect())
     }
 }

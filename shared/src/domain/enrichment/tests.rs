@@ -422,6 +422,22 @@ fn settlement_table() {
             error: Some("Vapi data still incomplete after 4 attempts"),
         },
         Case {
+            name: "a replay's chain has the whole budget",
+            before: Some({
+                let mut r = rec(Partial, 3, None);
+                r.book.chain_start = 3;
+                r
+            }),
+            job: enrich(4),
+            answer: incomplete(),
+            outcome: "rescheduled",
+            status: Some(Partial),
+            persist: false,
+            next: Some((enrich(5), s(5))),
+            attempts: 4,
+            error: None,
+        },
+        Case {
             name: "enrich finds the call running",
             before: Some(rec(Partial, 0, None)),
             job: enrich(1),
