@@ -26,6 +26,8 @@ pub struct Seen {
     pub since: Ms,
     pub created_at: Option<String>,
     pub terminal: Option<Ms>,
+    /// An operator replayed it (replays and redeliveries are started once a call).
+    pub replayed: bool,
     pub data_status: Option<String>,
     /// When the record says it was last written, as the settled record shows it.
     pub settled_at: Option<String>,
@@ -56,6 +58,8 @@ pub enum Kind {
     /// A cleanup invocation, and which try of it.
     Cleanup(u32),
     Bad(u32),
+    Replay(String),
+    Redeliver,
 }
 
 pub(crate) fn bearer() -> HeaderMap {
@@ -208,6 +212,50 @@ impl World {
                 vec![]
             }
             Event::BadInput(kind) => vec![(Kind::Bad(kind), self.bad_input(kind))],
+            Event::Replay(id) => {
+                self.trace.note(format!("operator: replay {id}"));
+                self.operated.0 += 1;
+                let call = id.clone();
+                let fut: TaskFuture = Box::pin(async move {
+                    match svc.replay.replay(&call).await {
+                        Ok(_) => TaskOut::Done,
+                        Err(_) => TaskOut::Failed,
+                    }
+                });
+                vec![(Kind::Replay(id), fut)]
+            }
+            Event::Redeliver(id) => {
+                self.trace
+                    .note(format!("operator: redeliver {id}'s events"));
+                self.operated.1 += 1;
+                let fut: TaskFuture = Box::pin(async move {
+                    // Whatever each answers (409 while one is still being delivered) is fine:
+                    // the checks are on what the receiver gets.
+                    if let Ok(events) = svc.events.list(&id).await {
+                        for e in events {
+                            let _ = svc.redeliver.redeliver(&e.event.id).await;
+                        }
+                    }
+                    TaskOut::Done
+                });
+                vec![(Kind::Redeliver, fut)]
+            }
+        }
+    }
+
+    /// Now and then an operator replays a call that settled, or redelivers its events, racing
+    /// its late webhooks, the cleanup and each other. After the storm: a replay re-fetches from
+    /// Vapi, and one whose whole chain meets an outage settles as any call would then.
+    fn operate_on(&mut self, id: &str) {
+        let now = self.clock.ms();
+        let after = now.max(self.storm.storm_end);
+        if self.rng.chance(0.1) {
+            let at = after + self.rng.secs(0, 300);
+            self.at(at, Event::Replay(id.to_owned()));
+        }
+        if self.rng.chance(0.1) {
+            let at = after + self.rng.secs(0, 900);
+            self.at(at, Event::Redeliver(id.to_owned()));
         }
     }
 
@@ -275,9 +323,13 @@ impl World {
                     .get_or_insert_with(|| data["createdAt"].as_str().unwrap_or_default().into());
                 seen.data_status = Some(ds.clone());
                 if settled {
+                    let first = seen.terminal.is_none() && !seen.replayed;
                     seen.terminal = Some(now);
                     seen.settled_at = data["updatedAt"].as_str().map(str::to_owned);
                     self.trace.note(format!("watch: {id} is {ds}"));
+                    if first {
+                        self.operate_on(&id);
+                    }
                 } else {
                     self.at(now + POLL_EVERY, Event::Poll(id));
                 }
@@ -333,6 +385,16 @@ impl World {
                 }
             }
             (Kind::Bad(_), _) => {}
+            (Kind::Replay(id), TaskOut::Done) => {
+                // Partial again until its new chain settles it: watched as a new call is.
+                if let Some(seen) = self.watch.calls.get_mut(&id) {
+                    seen.terminal = None;
+                    seen.replayed = true;
+                    seen.since = now;
+                }
+                self.at(now + POLL_EVERY, Event::Poll(id));
+            }
+            (Kind::Replay(_) | Kind::Redeliver, _) => {}
         }
     }
 
@@ -497,10 +559,16 @@ impl World {
             && queues_empty
             && self.committed.lock().unwrap().owing.is_empty()
             && self.vapi.outbox.lock().unwrap().is_empty()
-            && !self
-                .events
-                .values()
-                .any(|e| matches!(e, Event::Hook(_) | Event::Request(_) | Event::Elsewhere))
+            && !self.events.values().any(|e| {
+                matches!(
+                    e,
+                    Event::Hook(_)
+                        | Event::Request(_)
+                        | Event::Elsewhere
+                        | Event::Replay(_)
+                        | Event::Redeliver(_)
+                )
+            })
     }
 
     pub fn violation(&mut self, what: String) {

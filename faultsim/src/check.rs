@@ -13,6 +13,8 @@
 //! - every event a receiver gets carries a state the record committed (never one a lost race
 //!   made up), and a settling event says how the call ended: no `call.failed` for a call that
 //!   completes, no `call.completed` for one that failed;
+//! - the last state a settled call's record committed (late data, a replay's corrected record)
+//!   reaches its receiver and the bus in some event (`check_events.rs`);
 //! - with an event bus, the same of the bus: each settled call's settling event taken at least
 //!   once under one id, every entry carrying a committed state and how the call ended;
 //! - once quiet, the listing agrees with the records (`check_listing.rs`);

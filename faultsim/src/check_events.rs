@@ -132,6 +132,17 @@ impl World {
                     settling.len()
                 ));
             }
+            // Whatever came last (late data, a replay's corrected record) reaches them too.
+            let newest = by_id.values().any(|(e, taken)| {
+                *taken
+                    && e["data"]["callId"] == id.as_str()
+                    && self.committed.lock().unwrap().is_newest(&e["data"])
+            });
+            if !newest {
+                self.violation(format!(
+                    "{to}: call {id}: no event carries the record's last committed state"
+                ));
+            }
             let kinds: std::collections::BTreeSet<&str> = settling
                 .iter()
                 .filter_map(|(eid, _)| by_id[*eid].0["type"].as_str())

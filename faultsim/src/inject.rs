@@ -61,13 +61,16 @@ pub struct Committed {
     /// fit, which carry a result with texts left out), each with the record's lifetime.
     pub states: std::collections::HashMap<String, std::collections::HashMap<u64, u32>>,
     /// By call: its record's lifetimes so far (a record that expired and was made again by a
-    /// late webhook starts another).
+    /// late webhook starts another, and so does a replay of a settled record).
     pub lifetimes: std::collections::HashMap<String, u32>,
     /// By call and lifetime: the data status of the state that landed last.
     pub last: std::collections::HashMap<(String, u32), String>,
     /// Calls whose last committed record still owes work (its settling event, or its rows): the
     /// run goes on until the cleanup has re-driven it.
     pub owing: std::collections::HashSet<String>,
+    /// By call: the digest of the content of the result that landed last (all but `updatedAt`
+    /// and `webhookReceivedAt`: when ringback wrote or first heard, not what the call said).
+    pub newest: std::collections::HashMap<String, u64>,
 }
 
 impl Committed {
@@ -80,14 +83,32 @@ impl Committed {
             self.owing.remove(&id);
         }
         let lifetime = self.lifetimes.entry(id.clone()).or_default();
-        *lifetime += u32::from(created);
+        // A settled record un-settled (only an operator's replay does that) starts over too:
+        // its new settle may rightly tell another ending (a fetch_failed call now complete).
+        let unsettled = !result.data_status.is_terminal()
+            && self
+                .last
+                .get(&(id.clone(), *lifetime))
+                .is_some_and(|s| matches!(s.as_str(), "complete" | "fetch_failed"));
+        *lifetime += u32::from(created || unsettled);
         let lifetime = *lifetime;
         let v = serde_json::to_value(result).expect("a result serializes");
+        self.newest.insert(id.clone(), digest(&content(&v)));
         let states = self.states.entry(id.clone()).or_default();
         states.insert(digest(&v), lifetime);
         states.insert(digest(&core(&v)), lifetime);
         self.last
             .insert((id, lifetime), result.data_status.as_str().to_owned());
+    }
+
+    /// Whether an event's `data` carries what the record committed last (an event cut to fit
+    /// carries less: it cannot tell, and counts).
+    pub fn is_newest(&self, data: &serde_json::Value) -> bool {
+        data["truncated"].as_bool() == Some(true)
+            || data["callId"]
+                .as_str()
+                .and_then(|id| self.newest.get(id))
+                .is_some_and(|d| *d == digest(&content(data)))
     }
 
     /// The lifetime of the record in which an event's `data` was a committed state, if any.
@@ -103,6 +124,16 @@ impl Committed {
             .and_then(|id| self.states.get(id))
             .and_then(|s| s.get(&d).copied())
     }
+}
+
+/// A result without its `updatedAt` and `webhookReceivedAt`.
+fn content(v: &serde_json::Value) -> serde_json::Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("updatedAt");
+        o.remove("webhookReceivedAt");
+    }
+    v
 }
 
 /// What identifies a state even in an event cut to fit.

@@ -9,8 +9,12 @@
 //! that lands and reports failure; duplicate, late, out-of-order, dead-lettered and redriven
 //! deliveries), Vapi (5xx, 429, no connection, a `POST /call` that places the call and then fails,
 //! slow answers, analysis that lands after the chain's last attempt, dropped, doubled and late
-//! webhooks, oversized and awkward data), and the process itself (a handler's future dropped at
+//! webhooks, oversized and awkward data), the events table, the client's receiver and the event
+//! bus (failures, lost answers, outages), and the process itself (a handler's future dropped at
 //! any port call, before or after it lands, then the work redelivered as SQS or Vapi would).
+//! The call index runs as deployed (each summary in its record's transaction), another
+//! deployment places calls on the same number, and operators replay settled calls and
+//! redeliver their events while late webhooks, the enrichment and the cleanup race them.
 //! Time is virtual and the generator is seeded: `faultsim --seed N` replays a run exactly.
 
 mod actors;
@@ -45,6 +49,8 @@ pub struct Report {
     pub tasks: u64,
     pub crashes: u64,
     pub calls: usize,
+    /// Operator actions started: replays, redeliveries.
+    pub operated: (u64, u64),
     /// Virtual time the run covered.
     pub virtual_ms: Ms,
     /// The trace, kept only for a run that broke a promise.
@@ -113,6 +119,7 @@ async fn run_async(seed: u64) -> Report {
         tasks: world.tasks,
         crashes: world.crashes,
         calls: world.watch.calls.len(),
+        operated: world.operated,
         virtual_ms: world.clock.ms(),
         trace,
     }

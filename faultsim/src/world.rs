@@ -77,6 +77,10 @@ pub enum Event {
     Foreign(usize),
     /// Bad input of kind `n`, which must never get a 5xx.
     BadInput(u32),
+    /// An operator replays a settled call (`POST /calls/{id}/replay`).
+    Replay(String),
+    /// An operator redelivers a call's pushed events (`POST /callbacks/{eventId}/redeliver`).
+    Redeliver(String),
 }
 
 pub type TaskFuture = Pin<Box<dyn Future<Output = TaskOut> + Send>>;
@@ -139,6 +143,9 @@ pub struct Services {
     pub status: StatusService,
     pub enrichment: EnrichmentService,
     pub cleanup: CleanupService,
+    pub replay: ringback::service::replay::ReplayService,
+    pub redeliver: ringback::service::redeliver::Redelivery,
+    pub events: Arc<dyn ringback::ports::PushStore>,
 }
 
 pub struct World {
@@ -166,6 +173,8 @@ pub struct World {
     /// Tasks started, and of them the ones whose process died.
     pub tasks: u64,
     pub crashes: u64,
+    /// Operator actions started: replays, redeliveries.
+    pub operated: (u64, u64),
     pub violations: Vec<String>,
     /// When the event source mapping next receives (a `Receive` event is then due).
     pub receive_due: Option<Ms>,
@@ -360,7 +369,7 @@ impl World {
         });
         let push = Arc::new(PushService {
             store: events.clone(),
-            queue: push_queue,
+            queue: push_queue.clone(),
             sender: receiver.clone(),
             secret: Some(SigningSecret::parse(CALLBACK_SECRET).expect("a valid secret")),
             bus: bus.clone().map(|b| b as Arc<dyn ringback::ports::EventBus>),
@@ -433,15 +442,28 @@ impl World {
                         cursors,
                     )
                 }),
-                store,
-                queue,
+                store: store.clone(),
+                queue: queue.clone(),
                 sink,
                 clock: clock.clone(),
-                timing,
+                timing: timing.clone(),
                 page_size: 100,
                 metrics: Metrics::off(),
                 push: Some(push.clone()),
             },
+            replay: ringback::service::replay::ReplayService {
+                store: store.clone(),
+                archive: events.clone(),
+                queue: queue.clone(),
+                clock: clock.clone(),
+                timing: timing.clone(),
+            },
+            redeliver: ringback::service::redeliver::Redelivery {
+                store: events.clone(),
+                queue: push_queue.clone(),
+                clock: clock.clone(),
+            },
+            events: events.clone(),
         });
 
         let mut world = World {
@@ -464,6 +486,7 @@ impl World {
             faults: BTreeMap::new(),
             tasks: 0,
             crashes: 0,
+            operated: (0, 0),
             violations: Vec::new(),
             receive_due: None,
             foreign_until: 0,

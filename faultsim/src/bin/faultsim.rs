@@ -58,10 +58,13 @@ fn summary(reports: &[ringback_faultsim::Report], secs: f64) {
     let crashes: u64 = reports.iter().map(|r| r.crashes).sum();
     let calls: usize = reports.iter().map(|r| r.calls).sum();
     let hours: f64 = reports.iter().map(|r| r.virtual_ms as f64).sum::<f64>() / 3.6e6;
+    let replays: u64 = reports.iter().map(|r| r.operated.0).sum();
+    let redeliveries: u64 = reports.iter().map(|r| r.operated.1).sum();
     println!(
         "runs: {}   calls: {calls}   tasks: {tasks} ({crashes} died)   virtual time: {hours:.1} h",
         reports.len()
     );
+    println!("operator replays: {replays}   redeliveries: {redeliveries}");
     if secs > 0.0 {
         println!(
             "wall time: {secs:.1} s   runs/s: {:.1}",
