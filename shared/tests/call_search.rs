@@ -18,7 +18,7 @@ use ringback::adapters::dynamodb::{
 use ringback::api;
 use ringback::config::ApiAuth;
 use ringback::domain::{CallRecord, DataStatus, Outcome};
-use ringback::ports::{CallStore, Deadline, OverduePage, StoreError, Versioned};
+use ringback::ports::{CallStore, StoreError};
 use ringback::search::{
     CallIndex, CallSummary, Cursor, Filter, IndexedCalls, SearchQuery, SearchService,
 };
@@ -276,51 +276,14 @@ async fn the_summary_is_written_only_when_a_searchable_field_changes() {
 }
 
 /// The calls table, with its next record write failing before it lands (a crash, an outage).
-struct FailingPut {
-    inner: CallsTable,
-    fail_next: AtomicBool,
-}
+struct FailNextPut(AtomicBool);
 
 #[async_trait]
-impl CallStore for FailingPut {
-    async fn get(&self, call_id: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.get(call_id).await
-    }
-    async fn put(
-        &self,
-        record: &CallRecord,
-        expected: Option<u64>,
-        deadline: Deadline,
-    ) -> Result<u64, StoreError> {
-        if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("the process died here".into()));
-        }
-        self.inner.put(record, expected, deadline).await
-    }
-    async fn put_listed(
-        &self,
-        record: &CallRecord,
-        expected: Option<u64>,
-        deadline: Deadline,
-        summary: &CallSummary,
-    ) -> Result<u64, StoreError> {
-        if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("the process died here".into()));
-        }
-        self.inner
-            .put_listed(record, expected, deadline, summary)
-            .await
-    }
-    async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
-        self.inner.delete(call_id, expected).await
-    }
-    async fn overdue(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-        page: Option<String>,
-        limit: u32,
-    ) -> Result<OverduePage, StoreError> {
-        self.inner.overdue(now, page, limit).await
+impl support::Hooks for FailNextPut {
+    async fn put(&self, _record: &CallRecord) -> Option<Result<u64, StoreError>> {
+        self.0
+            .swap(false, Ordering::SeqCst)
+            .then(|| Err(StoreError::Unavailable("the process died here".into())))
     }
 }
 
@@ -328,10 +291,7 @@ impl CallStore for FailingPut {
 async fn a_write_that_fails_changes_neither_the_record_nor_its_listing() {
     let rig = Rig::start().await;
     let store = IndexedCalls::new(
-        FailingPut {
-            inner: rig.table(),
-            fail_next: AtomicBool::new(true),
-        },
+        support::Hooked::new(rig.table(), FailNextPut(AtomicBool::new(true))),
         Some(rig.index.clone() as Arc<dyn CallIndex>),
     );
     let mut r = record("c-crash", "2026-12-02T10:00:00.000Z");
@@ -369,9 +329,9 @@ trait FailNext {
     fn fail_next_put(&self);
 }
 
-impl FailNext for IndexedCalls<FailingPut> {
+impl FailNext for IndexedCalls<support::Hooked<FailNextPut>> {
     fn fail_next_put(&self) {
-        self.inner().fail_next.store(true, Ordering::SeqCst);
+        self.inner().hooks.0.store(true, Ordering::SeqCst);
     }
 }
 

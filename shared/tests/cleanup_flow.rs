@@ -22,9 +22,7 @@ use ringback::adapters::memory_queue::MemoryQueue;
 use ringback::config::{CallsConfig, Env, Timing};
 use ringback::domain::{to_iso, CallRecord, CallStatus, DataStatus, MAX_REDRIVES};
 use ringback::metrics::Metrics;
-use ringback::ports::{
-    CallStore, Clock, Deadline, EnrichmentJob, JobKind, OverduePage, StoreError, Versioned,
-};
+use ringback::ports::{CallStore, Clock, EnrichmentJob, JobKind, OverduePage, StoreError};
 use ringback::service::cleanup::{CleanupReport, CleanupService};
 use ringback::service::deadline_for;
 use ringback::service::webhook::{Ingested, WebhookService};
@@ -269,37 +267,15 @@ impl Flow {
 
 /// The calls table behind an index that lags: `overdue` answers with the entries it held
 /// earlier (a GSI is eventually consistent), everything else is the real table.
-struct LaggingIndex {
-    inner: Arc<CallsTable>,
-    entries: Vec<String>,
-}
+struct Lagging(Vec<String>);
 
 #[async_trait]
-impl CallStore for LaggingIndex {
-    async fn get(&self, call_id: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.get(call_id).await
-    }
-    async fn put(
-        &self,
-        record: &CallRecord,
-        expected: Option<u64>,
-        deadline: Deadline,
-    ) -> Result<u64, StoreError> {
-        self.inner.put(record, expected, deadline).await
-    }
-    async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
-        self.inner.delete(call_id, expected).await
-    }
-    async fn overdue(
-        &self,
-        _now: chrono::DateTime<chrono::Utc>,
-        _page: Option<String>,
-        _limit: u32,
-    ) -> Result<OverduePage, StoreError> {
-        Ok(OverduePage {
-            call_ids: self.entries.clone(),
+impl support::Hooks for Lagging {
+    async fn overdue(&self) -> Option<Result<OverduePage, StoreError>> {
+        Some(Ok(OverduePage {
+            call_ids: self.0.clone(),
             next: None,
-        })
+        }))
     }
 }
 
@@ -503,10 +479,7 @@ async fn a_run_behind_a_lagging_index_leaves_records_another_run_just_handled() 
     let cleanup = f.cleanup(100);
     let lagging = |entries: Vec<String>| CleanupService {
         reconcile: None,
-        store: Arc::new(LaggingIndex {
-            inner: f.store.clone(),
-            entries,
-        }),
+        store: Arc::new(support::Hooked::new(f.store.clone(), Lagging(entries))),
         ..f.cleanup(100)
     };
 

@@ -21,8 +21,8 @@ use ringback::config::{ApiAuth, Timing};
 use ringback::domain::{CallRecord, CallStatus, DataStatus};
 use ringback::metrics::Metrics;
 use ringback::ports::{
-    CallStore, Clock, Deadline, EnrichmentJob, EnrichmentQueue, JobKind, OverduePage, QueueError,
-    StoreError, VapiApi, VapiError, Versioned,
+    CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, QueueError, StoreError, VapiApi,
+    VapiError,
 };
 use ringback::service::initiate::InitiatorService;
 use ringback::service::status::StatusService;
@@ -813,39 +813,18 @@ async fn a_record_already_present_is_completed_not_replaced() {
 // ---- storage failing after Vapi placed the call ----
 
 /// The calls table with an outage switch on record writes (idempotency keys are unaffected).
-struct FlakyRecords {
-    inner: Arc<CallsTable>,
-    down: AtomicBool,
-}
+struct Down(AtomicBool);
 
 #[async_trait]
-impl CallStore for FlakyRecords {
-    async fn get(&self, call_id: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.get(call_id).await
-    }
-    async fn put(
-        &self,
-        record: &CallRecord,
-        expected: Option<u64>,
-        deadline: Deadline,
-    ) -> Result<u64, StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("PutItem: throttled (test)".into()));
-        }
-        self.inner.put(record, expected, deadline).await
-    }
-    async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
-        self.inner.delete(call_id, expected).await
-    }
-    async fn overdue(
-        &self,
-        now: DateTime<Utc>,
-        page: Option<String>,
-        limit: u32,
-    ) -> Result<OverduePage, StoreError> {
-        self.inner.overdue(now, page, limit).await
+impl support::Hooks for Down {
+    async fn put(&self, _record: &CallRecord) -> Option<Result<u64, StoreError>> {
+        self.0
+            .load(Ordering::SeqCst)
+            .then(|| Err(StoreError::Unavailable("PutItem: throttled (test)".into())))
     }
 }
+
+type FlakyRecords = support::Hooked<Down>;
 
 /// The real client, remembering the id of every call Vapi accepted.
 struct RecordingVapi {
@@ -875,10 +854,10 @@ async fn placed_then_storage_failed(
     app: &App,
     key: &str,
 ) -> (InitiatorService, Arc<FlakyRecords>, Arc<RecordingVapi>) {
-    let store = Arc::new(FlakyRecords {
-        inner: app.store.clone(),
-        down: AtomicBool::new(true),
-    });
+    let store = Arc::new(FlakyRecords::new(
+        app.store.clone(),
+        Down(AtomicBool::new(true)),
+    ));
     let vapi = Arc::new(RecordingVapi {
         inner: VapiClient::new(VapiClientConfig::new(app.sim.base_url(), "vapi-key")),
         placed: Mutex::default(),
@@ -927,7 +906,7 @@ async fn storage_failing_after_vapi_placed_the_call_then_a_retry_with_the_same_k
     assert_eq!(placed.len(), 1);
 
     // Storage is back; the client retries as told.
-    store.down.store(false, Ordering::SeqCst);
+    store.hooks.0.store(false, Ordering::SeqCst);
     let h = headers(&[
         ("authorization", &format!("Bearer {TOKEN}")),
         ("idempotency-key", "key-outage"),
@@ -1242,10 +1221,10 @@ impl EnrichmentQueue for DownQueue {
 async fn a_call_placed_but_neither_recorded_nor_watched_is_not_acknowledged_until_it_is() {
     let mut app = app().await;
     app.clock.set(Utc::now());
-    let store = Arc::new(FlakyRecords {
-        inner: app.store.clone(),
-        down: AtomicBool::new(true),
-    });
+    let store = Arc::new(FlakyRecords::new(
+        app.store.clone(),
+        Down(AtomicBool::new(true)),
+    ));
     let queue = Arc::new(DownQueue {
         down: AtomicBool::new(true),
         ..Default::default()
@@ -1259,7 +1238,7 @@ async fn a_call_placed_but_neither_recorded_nor_watched_is_not_acknowledged_unti
     assert!(m.contains("Idempotency-Key"), "{m}");
     assert_eq!(app.post_calls(), 1);
     // Storage and queue are back: the retry finds the call by its attempt and records it.
-    store.down.store(false, Ordering::SeqCst);
+    store.hooks.0.store(false, Ordering::SeqCst);
     queue.down.store(false, Ordering::SeqCst);
     let id = accepted_id(&app.post(&request(), Some("key-both")).await);
     assert_eq!(app.post_calls(), 1, "no second call");

@@ -15,9 +15,8 @@ use ringback::config::Timing;
 use ringback::domain::push::{EventType, SigningSecret};
 use ringback::domain::{CallRecord, CallResult, DataStatus};
 use ringback::ports::{
-    CallFilter, CallStore, CallbackAnswer, CallbackSender, Deadline, EnrichmentJob,
-    EnrichmentQueue, EventBus, JobKind, OverduePage, PushStore, QueueError, StoreError, VapiApi,
-    VapiError, Versioned,
+    CallFilter, CallStore, CallbackAnswer, CallbackSender, EnrichmentJob, EnrichmentQueue,
+    EventBus, JobKind, PushStore, QueueError, StoreError, VapiApi, VapiError,
 };
 use ringback::service::enrichment::EnrichmentService;
 use ringback::service::push::PushService;
@@ -87,47 +86,21 @@ impl VapiApi for NoVapi {
     }
 }
 
-/// The calls table, except that its next `lose` writes fail their condition without writing:
+/// The calls table, except that its next `n` writes fail their condition without writing:
 /// another writer got there first (whose write changed nothing this test looks at).
-struct Contended {
-    inner: CallsTable,
-    lose: Mutex<u32>,
-}
+struct Losing(Mutex<u32>);
 
 #[async_trait]
-impl CallStore for Contended {
-    async fn get(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn put(
-        &self,
-        record: &CallRecord,
-        expected: Option<u64>,
-        deadline: Deadline,
-    ) -> Result<u64, StoreError> {
-        let lost = {
-            let mut lose = self.lose.lock().unwrap();
-            let lost = *lose > 0;
-            *lose = lose.saturating_sub(1);
-            lost
-        };
-        if lost {
-            return Err(StoreError::Conflict);
-        }
-        self.inner.put(record, expected, deadline).await
-    }
-    async fn delete(&self, id: &str, expected: u64) -> Result<(), StoreError> {
-        self.inner.delete(id, expected).await
-    }
-    async fn overdue(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-        page: Option<String>,
-        limit: u32,
-    ) -> Result<OverduePage, StoreError> {
-        self.inner.overdue(now, page, limit).await
+impl support::Hooks for Losing {
+    async fn put(&self, _record: &CallRecord) -> Option<Result<u64, StoreError>> {
+        let mut lose = self.0.lock().unwrap();
+        let lost = *lose > 0;
+        *lose = lose.saturating_sub(1);
+        lost.then_some(Err(StoreError::Conflict))
     }
 }
+
+type Contended = support::Hooked<Losing>;
 
 struct Fixture {
     store: Arc<Contended>,
@@ -148,15 +121,15 @@ async fn build(bus: Option<Arc<RecordingBus>>) -> Fixture {
     let events_table = support::unique("events");
     ensure_events_table(&client, &events_table).await.unwrap();
     let clock = support::ManualClock::at(NOW);
-    let store = Arc::new(Contended {
-        inner: CallsTable::new(
+    let store = Arc::new(Contended::new(
+        CallsTable::new(
             client.clone(),
             t.calls,
             Duration::from_secs(1800),
             clock.clone(),
         ),
-        lose: Mutex::new(0),
-    });
+        Losing(Mutex::new(0)),
+    ));
     let events = Arc::new(EventsTable::new(
         client.clone(),
         events_table,
@@ -219,9 +192,9 @@ async fn a_step_that_retries_its_write_starts_one_delivery_chain() {
     let mut record = CallRecord::new(CALL, NOW);
     record.result = settled("AI: Hello.\nUser: Hi, this is Acme.");
     record.book.rows_stale = true;
-    f.store.inner.put(&record, None, None).await.unwrap();
+    f.store.table.put(&record, None, None).await.unwrap();
     // The step's write loses its race twice, then lands.
-    *f.store.lose.lock().unwrap() = 2;
+    *f.store.hooks.0.lock().unwrap() = 2;
 
     let job = EnrichmentJob {
         call_id: CALL.into(),
@@ -285,7 +258,7 @@ async fn stuck(f: &Fixture) {
     stuck.result.updated_at = "2026-12-04T08:00:00.000Z".into();
     stuck.book.redrives = ringback::domain::MAX_REDRIVES;
     f.store
-        .inner
+        .table
         .put(&stuck, None, Some(at("2026-12-04T08:30:00Z")))
         .await
         .unwrap();
@@ -303,7 +276,7 @@ async fn a_cleanup_settle_that_loses_its_race_pushes_nothing() {
     // made before the cleanup's write would tell receivers the opposite of what happened.
     let f = setup().await;
     stuck(&f).await;
-    *f.store.lose.lock().unwrap() = 1;
+    *f.store.hooks.0.lock().unwrap() = 1;
     let report = cleanup_of(&f).run_once().await.unwrap();
     assert_eq!((report.settled, report.left), (0, 1), "{report:?}");
     assert!(
@@ -323,7 +296,7 @@ async fn a_settle_whose_event_was_never_made_gets_it_from_the_cleanup() {
     record.result.updated_at = "2026-12-04T08:00:00.000Z".into();
     record.book.event_owed = true;
     f.store
-        .inner
+        .table
         .put(&record, None, Some(at("2026-12-04T08:30:00Z")))
         .await
         .unwrap();
@@ -347,7 +320,7 @@ async fn a_settle_whose_event_was_never_made_gets_it_from_the_cleanup() {
     assert!(!now.book.event_owed, "paid");
     assert_eq!(
         f.store
-            .inner
+            .table
             .overdue(at("2026-12-05T00:00:00Z"), None, 10)
             .await
             .unwrap()
@@ -391,7 +364,7 @@ async fn a_settling_event_made_again_after_late_data_reaches_the_bus_as_first_ma
     record.result.updated_at = "2026-12-04T09:00:00.000Z".into();
     record.book.event_owed = true;
     record.book.rows_stale = true;
-    f.store.inner.put(&record, None, None).await.unwrap();
+    f.store.table.put(&record, None, None).await.unwrap();
 
     let job = EnrichmentJob {
         call_id: CALL.into(),

@@ -23,8 +23,7 @@ use ringback::config::{DeploymentId, Timing};
 use ringback::domain::{to_iso, CallRecord};
 use ringback::metrics::Metrics;
 use ringback::ports::{
-    CallFilter, CallStore, Deadline, OverduePage, ReconcileCursors, StoreError, VapiApi, VapiError,
-    Versioned,
+    CallFilter, CallStore, ReconcileCursors, StoreError, VapiApi, VapiError, Versioned,
 };
 use ringback::service::cleanup::{CleanupService, Reconcile, Reconciled};
 use ringback::service::placed::search_window;
@@ -145,55 +144,36 @@ impl Counts {
 }
 
 /// The real calls table, counted.
-struct Counted {
-    inner: Arc<CallsTable>,
-    counts: Arc<Counts>,
-}
+struct Counting(Arc<Counts>);
 
 #[async_trait]
-impl CallStore for Counted {
-    async fn get(&self, call_id: &str) -> Result<Option<Versioned>, StoreError> {
-        self.counts.gets.fetch_add(1, Ordering::Relaxed);
-        self.inner.get(call_id).await
+impl support::Hooks for Counting {
+    async fn get(&self, _call_id: &str) -> Option<Result<Option<Versioned>, StoreError>> {
+        self.0.gets.fetch_add(1, Ordering::Relaxed);
+        None
     }
-    async fn put(
-        &self,
-        record: &CallRecord,
-        expected: Option<u64>,
-        deadline: Deadline,
-    ) -> Result<u64, StoreError> {
-        self.counts.puts.fetch_add(1, Ordering::Relaxed);
-        self.inner.put(record, expected, deadline).await
+    async fn put(&self, _record: &CallRecord) -> Option<Result<u64, StoreError>> {
+        self.0.puts.fetch_add(1, Ordering::Relaxed);
+        None
     }
-    async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
-        self.inner.delete(call_id, expected).await
-    }
-    async fn overdue(
-        &self,
-        now: DateTime<Utc>,
-        page: Option<String>,
-        limit: u32,
-    ) -> Result<OverduePage, StoreError> {
-        self.inner.overdue(now, page, limit).await
-    }
-    async fn recorded(&self, call_ids: &[String]) -> Result<HashSet<String>, StoreError> {
+    async fn recorded(&self, call_ids: &[String]) -> Option<Result<HashSet<String>, StoreError>> {
         let requests = call_ids.len().div_ceil(100) as u32;
-        self.counts
-            .batch_gets
-            .fetch_add(requests, Ordering::Relaxed);
-        self.inner.recorded(call_ids).await
+        self.0.batch_gets.fetch_add(requests, Ordering::Relaxed);
+        None
     }
 }
+
+type Counted = support::Hooked<Counting>;
 
 #[async_trait]
 impl ReconcileCursors for Counted {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.counts.cursor.fetch_add(1, Ordering::Relaxed);
-        self.inner.load(key).await
+        self.hooks.0.cursor.fetch_add(1, Ordering::Relaxed);
+        self.table.load(key).await
     }
     async fn save(&self, key: &str, cursor: &str) -> Result<(), StoreError> {
-        self.counts.cursor.fetch_add(1, Ordering::Relaxed);
-        self.inner.save(key, cursor).await
+        self.hooks.0.cursor.fetch_add(1, Ordering::Relaxed);
+        self.table.save(key, cursor).await
     }
 }
 
@@ -251,10 +231,7 @@ async fn rig(order: ListOrder) -> Rig {
         clock.clone(),
     ));
     let counts = Arc::new(Counts::default());
-    let store = Arc::new(Counted {
-        inner: table.clone(),
-        counts: counts.clone(),
-    });
+    let store = Arc::new(Counted::new(table.clone(), Counting(counts.clone())));
     let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
     sim.set_list_order(order);
     let vapi = Arc::new(VapiClient::new(VapiClientConfig::new(

@@ -12,8 +12,7 @@ use ringback::adapters::dynamodb::{ensure_events_table, CallsTable, EventsTable}
 use ringback::config::Timing;
 use ringback::domain::{CallRecord, DataStatus};
 use ringback::ports::{
-    CallStore, Deadline, EnrichmentJob, EnrichmentQueue, OverduePage, QueueError, StoreError,
-    SystemClock, Versioned,
+    CallStore, EnrichmentJob, EnrichmentQueue, QueueError, StoreError, SystemClock,
 };
 use ringback::service::replay::ReplayService;
 use ringback::service::webhook::WebhookService;
@@ -32,44 +31,24 @@ impl EnrichmentQueue for Accepting {
     }
 }
 
-/// The calls table, except that just before the replay's first write a webhook is delivered
-/// (kept, then written to the record): the replay's write then loses its race.
-struct Racing {
-    inner: Arc<CallsTable>,
+/// Just before the replay's first write a webhook is delivered (kept, then written to the
+/// record): the replay's write then loses its race.
+struct LateWebhook {
     webhooks: Arc<WebhookService>,
-    late: Mutex<Option<Vec<u8>>>,
+    body: Mutex<Option<Vec<u8>>>,
 }
 
 #[async_trait]
-impl CallStore for Racing {
-    async fn get(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
-        self.inner.get(id).await
-    }
-    async fn put(
-        &self,
-        record: &CallRecord,
-        expected: Option<u64>,
-        deadline: Deadline,
-    ) -> Result<u64, StoreError> {
-        let late = self.late.lock().unwrap().take();
+impl support::Hooks for LateWebhook {
+    async fn put(&self, _record: &CallRecord) -> Option<Result<u64, StoreError>> {
+        let late = self.body.lock().unwrap().take();
         if let Some(body) = late {
             self.webhooks
                 .ingest(&headers(), &body)
                 .await
                 .expect("the late webhook is taken");
         }
-        self.inner.put(record, expected, deadline).await
-    }
-    async fn delete(&self, id: &str, expected: u64) -> Result<(), StoreError> {
-        self.inner.delete(id, expected).await
-    }
-    async fn overdue(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-        page: Option<String>,
-        limit: u32,
-    ) -> Result<OverduePage, StoreError> {
-        self.inner.overdue(now, page, limit).await
+        None
     }
 }
 
@@ -125,11 +104,13 @@ async fn a_webhook_landing_during_a_replay_is_in_the_rebuilt_record() {
         "artifact": {"transcript": "AI: Hello.\nUser: Tuesday works."},
         "call": {"id": CALL}}});
     let replay = ReplayService {
-        store: Arc::new(Racing {
-            inner: calls.clone(),
-            webhooks: webhooks.clone(),
-            late: Mutex::new(Some(report.to_string().into_bytes())),
-        }),
+        store: Arc::new(support::Hooked::new(
+            calls.clone(),
+            LateWebhook {
+                webhooks: webhooks.clone(),
+                body: Mutex::new(Some(report.to_string().into_bytes())),
+            },
+        )),
         archive,
         queue: Arc::new(Accepting),
         clock,

@@ -7,6 +7,7 @@
 //! - [`tables`]: the three ringback tables created through `ensure_tables`, with unique names.
 //! - [`ManualClock`]: a [`Clock`] the test sets and moves by hand (record expiry, deadlines).
 //! - [`unique`]: a name no other test in this process uses.
+//! - [`Hooked`]: the real calls table behind a test's stand-ins for some of its calls.
 //!
 //! ```ignore
 //! mod support;
@@ -19,6 +20,10 @@
 //! }
 //! ```
 #![allow(dead_code)]
+
+mod hooked;
+#[allow(unused_imports)] // each test file uses what it needs
+pub use hooked::{Hooked, Hooks};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
