@@ -175,6 +175,18 @@ async fn build(bus: Option<Arc<RecordingBus>>) -> Fixture {
     }
 }
 
+/// Runs a `persist` job for the call, as the enrichment consumer gets one.
+async fn persist_job(f: &Fixture) {
+    let job = EnrichmentJob {
+        call_id: CALL.into(),
+        attempt: 1,
+        kind: JobKind::Persist,
+        event_id: None,
+    };
+    let body = serde_json::to_string(&job).unwrap();
+    f.enrichment.process("m-1", &body).await.expect("persisted");
+}
+
 fn settled(transcript: &str) -> CallResult {
     let mut r = CallResult::new(CALL, "2026-12-04T08:50:00.000Z");
     r.data_status = DataStatus::Complete;
@@ -196,14 +208,7 @@ async fn a_step_that_retries_its_write_starts_one_delivery_chain() {
     // The step's write loses its race twice, then lands.
     *f.store.hooks.0.lock().unwrap() = 2;
 
-    let job = EnrichmentJob {
-        call_id: CALL.into(),
-        attempt: 1,
-        kind: JobKind::Persist,
-        event_id: None,
-    };
-    let body = serde_json::to_string(&job).unwrap();
-    f.enrichment.process("m-1", &body).await.expect("persisted");
+    persist_job(&f).await;
 
     let events = f.events.list(CALL).await.unwrap();
     assert_eq!(events.len(), 1, "one event for one version of the data");
@@ -366,14 +371,7 @@ async fn a_settling_event_made_again_after_late_data_reaches_the_bus_as_first_ma
     record.book.rows_stale = true;
     f.store.table.put(&record, None, None).await.unwrap();
 
-    let job = EnrichmentJob {
-        call_id: CALL.into(),
-        attempt: 1,
-        kind: JobKind::Persist,
-        event_id: None,
-    };
-    let body = serde_json::to_string(&job).unwrap();
-    f.enrichment.process("m-1", &body).await.expect("persisted");
+    persist_job(&f).await;
 
     let published = bus.0.lock().unwrap().clone();
     let completed: Vec<_> = published
