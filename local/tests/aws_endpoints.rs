@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{attr_s, call_request, scan, start, Api};
+use common::{attr_s, call_request, scan, start, Api, API_TOKEN, CALLS_PATH};
 
 fn moto() -> String {
     std::env::var("RINGBACK_TEST_SQS_ENDPOINT")
@@ -186,8 +186,39 @@ async fn a_settled_call_is_published_to_the_event_bus() {
     };
     assert_eq!(event["detail-type"], "call.completed", "{event}");
     assert_eq!(event["detail"]["data"]["callId"], id.as_str(), "{event}");
-    assert!(event["detail"]["id"]
+    let event_id = event["detail"]["id"]
         .as_str()
-        .is_some_and(|i| i.starts_with("evt_")));
+        .unwrap_or_default()
+        .to_owned();
+    assert!(event_id.starts_with("evt_"), "{event}");
+    assert_eq!(
+        event["detail"]["timestamp"], event["detail"]["data"]["updatedAt"],
+        "an event tells when its state was committed, the same on every publish"
+    );
+
+    // Kept only to fix what the bus gets: no delivery to list, nothing to redeliver.
+    let timeline = api
+        .get(&format!("{CALLS_PATH}/{id}/events"), Some(API_TOKEN))
+        .await;
+    assert_eq!(timeline.status, http::StatusCode::OK, "{}", timeline.body);
+    assert_eq!(timeline.data()["pushes"], json!([]), "{}", timeline.body);
+    let redeliver = api
+        .http
+        .post(format!(
+            "{}/api/v1/vapi/callbacks/{event_id}/redeliver",
+            api.base
+        ))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redeliver.status(), http::StatusCode::CONFLICT);
+    let body: Value = redeliver.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("event bus only")),
+        "{body}"
+    );
     sys.stop().await;
 }

@@ -36,8 +36,7 @@ fn push_json(p: &PushRecord) -> Value {
         "callId": p.event.data.call_id,
         "type": p.event.kind.as_str(),
         "createdAt": p.event.timestamp,
-        // None: kept for the event bus only.
-        "url": (!p.url.is_empty()).then_some(&p.url),
+        "url": p.url,
         "state": p.state.as_str(),
         "nextAttemptAt": p.next_attempt_at,
         "attempts": p.attempts,
@@ -64,8 +63,12 @@ pub async fn get_events(
         Err(e) => return unavailable(e),
     };
     let pushes = match events {
+        // An event kept only to fix what the bus gets (no callback URL) is no delivery to list.
         Some(store) => match store.list(id.as_str()).await {
-            Ok(p) => p,
+            Ok(p) => p
+                .into_iter()
+                .filter(|p| !p.url.is_empty())
+                .collect::<Vec<_>>(),
             Err(e) => return unavailable(e),
         },
         None => Vec::new(),
