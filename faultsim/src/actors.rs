@@ -244,11 +244,15 @@ impl World {
     }
 
     /// Now and then an operator replays a call that settled, or redelivers its events, racing
-    /// its late webhooks, the cleanup and each other. After the storm: a replay re-fetches from
-    /// Vapi, and one whose whole chain meets an outage settles as any call would then.
+    /// its late webhooks, the enrichment, the cleanup, each other and (half the time) the storm:
+    /// a replay's chain that meets an outage settles as any call would then.
     fn operate_on(&mut self, id: &str) {
         let now = self.clock.ms();
-        let after = now.max(self.storm.storm_end);
+        let after = if self.rng.chance(0.5) {
+            now
+        } else {
+            now.max(self.storm.storm_end)
+        };
         if self.rng.chance(0.1) {
             let at = after + self.rng.secs(0, 300);
             self.at(at, Event::Replay(id.to_owned()));
