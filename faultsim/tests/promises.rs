@@ -17,10 +17,21 @@ fn the_promises_hold_under_seeded_fault_schedules() {
         reports.len(),
         reports.iter().map(|r| r.calls).sum::<usize>()
     );
-    // The schedules are not trivially calm: the injectors really fire.
+    // The schedules are not trivially calm: the injectors really fire, on the newest surface too.
     assert!(
         faults > 1000 && crashes > 50,
         "{faults} faults, {crashes} crashes"
+    );
+    let bus_faults: u32 = ringback_faultsim::totals(&reports)
+        .iter()
+        .filter(|((op, _), _)| *op == ringback_faultsim::sched::Op::BusPublish)
+        .map(|(_, n)| n)
+        .sum();
+    let replays: u64 = reports.iter().map(|r| r.operated.0).sum();
+    let redeliveries: u64 = reports.iter().map(|r| r.operated.1).sum();
+    assert!(
+        bus_faults > 20 && replays > 20 && redeliveries > 20,
+        "bus faults {bus_faults}, replays {replays}, redeliveries {redeliveries}"
     );
     let broken: Vec<String> = reports
         .iter()
