@@ -112,7 +112,7 @@ CALL_INDEX_GSIS = {"by-service-request": "serviceRequestId", "by-provider": "pro
                    "by-data-status": "dataStatusShard", "by-outcome": "outcomeShard", "by-time": "timeShard"}
 CALL_INDEX_ACTIONS = {
     "WebhookFunction": {"dynamodb:PutItem"},
-    "CallInitiatorFunction": {"dynamodb:PutItem"},
+    "CallInitiatorFunction": {"dynamodb:PutItem", "dynamodb:DeleteItem"},  # its undo removes the summary
     "EnrichmentFunction": {"dynamodb:PutItem"},
     "CleanupFunction": {"dynamodb:PutItem"},
     "CallStatusFunction": {"dynamodb:Query", "dynamodb:BatchGetItem"},
@@ -477,7 +477,7 @@ def _call_index_table(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("call index IAM: record writers may only PutItem summaries, call-status only Query/BatchGetItem, no Scan")
+@check("call index IAM: record writers may only PutItem summaries (the initiator also DeleteItem, for its undo), call-status only Query/BatchGetItem, no Scan")
 def _call_index_iam(t: dict[str, Any]) -> str | None:
     problems = []
     for lid, allowed in CALL_INDEX_ACTIONS.items():
@@ -1057,7 +1057,7 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
        "      AttributeDefinitions:\n        - AttributeName: callId\n          AttributeType: S\n"
        "        - AttributeName: sortKey")], "call index table"),
     ("record writers not allowed to write summaries",
-     [("              Action: dynamodb:PutItem # a call's summary, beside each record write\n",
+     [("              Action: dynamodb:PutItem # a call's summary, in each record write's transaction\n",
        "              Action: dynamodb:GetItem # a call's summary, beside each record write\n")], "call index IAM"),
     ("call-status allowed to scan the call index",
      [("                - dynamodb:Query # on the five search indexes only\n",
