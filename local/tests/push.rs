@@ -364,10 +364,15 @@ async fn the_runners_own_receiver_shows_the_loop_offline() {
     let got = api.get("/dev/callbacks", None).await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.body);
     let received = got.data()["received"].as_array().unwrap().clone();
-    assert_eq!(received.len(), 1, "{received:?}");
-    assert_eq!(received[0]["callId"], id.as_str());
-    assert_eq!(received[0]["type"], "call.completed");
-    assert_eq!(received[0]["verified"], true);
+    // At least once, under one webhook-id (a loaded machine can redeliver the settling step,
+    // and with it the event: receivers de-duplicate on the id).
+    assert!(!received.is_empty(), "{received:?}");
+    for r in &received {
+        assert_eq!(r["callId"], id.as_str(), "{received:?}");
+        assert_eq!(r["type"], "call.completed", "{received:?}");
+        assert_eq!(r["webhookId"], received[0]["webhookId"], "{received:?}");
+        assert_eq!(r["verified"], true, "{received:?}");
+    }
 
     // A forged event is refused (and would be retried by a sender).
     let forged = api
