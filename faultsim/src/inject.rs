@@ -54,6 +54,28 @@ pub struct FaultyStore {
     pub committed: Arc<std::sync::Mutex<Committed>>,
 }
 
+impl FaultyStore {
+    /// A record write behind the store's faults; what lands is noted as committed.
+    async fn write(
+        &self,
+        record: &CallRecord,
+        expected: Option<u64>,
+        put: impl std::future::Future<Output = Result<u64, StoreError>>,
+    ) -> Result<u64, StoreError> {
+        let put = async {
+            let landed = put.await;
+            if landed.is_ok() {
+                self.committed
+                    .lock()
+                    .unwrap()
+                    .add(record, expected.is_none());
+            }
+            landed
+        };
+        through(&self.gates, Op::StorePut, put).await
+    }
+}
+
 /// Every state of a record that landed in the table: the only data an event may carry.
 #[derive(Default)]
 pub struct Committed {
@@ -187,17 +209,8 @@ impl CallStore for FaultyStore {
         expected: Option<u64>,
         deadline: Deadline,
     ) -> Result<u64, StoreError> {
-        let put = async {
-            let landed = self.inner.put(record, expected, deadline).await;
-            if landed.is_ok() {
-                self.committed
-                    .lock()
-                    .unwrap()
-                    .add(record, expected.is_none());
-            }
-            landed
-        };
-        through(&self.gates, Op::StorePut, put).await
+        let put = self.inner.put(record, expected, deadline);
+        self.write(record, expected, put).await
     }
     async fn put_listed(
         &self,
@@ -207,20 +220,8 @@ impl CallStore for FaultyStore {
         summary: &ringback::search::CallSummary,
     ) -> Result<u64, StoreError> {
         // One request for both: its faults are a record write's.
-        let put = async {
-            let landed = self
-                .inner
-                .put_listed(record, expected, deadline, summary)
-                .await;
-            if landed.is_ok() {
-                self.committed
-                    .lock()
-                    .unwrap()
-                    .add(record, expected.is_none());
-            }
-            landed
-        };
-        through(&self.gates, Op::StorePut, put).await
+        let put = self.inner.put_listed(record, expected, deadline, summary);
+        self.write(record, expected, put).await
     }
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
         through(

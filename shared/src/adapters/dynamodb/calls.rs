@@ -138,6 +138,12 @@ impl CallsTable {
             let item = super::call_index::summary_item(summary, version);
             ops.push(build(table, Put::builder().set_item(Some(item)))?);
         }
+        self.transact(ops).await.map(|()| version)
+    }
+
+    /// One `TransactWriteItems`; a cancelled condition (or a clash with another transaction)
+    /// is [`StoreError::Conflict`].
+    async fn transact(&self, ops: Vec<TransactWriteItem>) -> Result<(), StoreError> {
         match self
             .client
             .transact_write_items()
@@ -145,7 +151,7 @@ impl CallsTable {
             .send()
             .await
         {
-            Ok(_) => Ok(version),
+            Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(is_conditional_cancel) => {
                 Err(StoreError::Conflict)
             }
@@ -181,19 +187,7 @@ impl CallsTable {
                     .set_key(Some(Self::key(call_id))),
             )?,
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(ops))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_cancel) => {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(unavailable("TransactWriteItems on the calls table", &e)),
-        }
+        self.transact(ops).await
     }
 
     fn key(id: &str) -> Item {
