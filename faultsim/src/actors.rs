@@ -142,6 +142,16 @@ impl World {
                     hook.attempt + 1
                 ));
                 let raw = body.to_string().into_bytes();
+                if raw.len() > svc.webhook.max_bytes {
+                    self.trace.note(format!(
+                        "vapi: {:?} of {} is {} bytes, over MAX_WEBHOOK_BYTES",
+                        hook.kind,
+                        hook.call_id,
+                        raw.len()
+                    ));
+                    self.oversized
+                        .insert((hook.call_id.clone(), format!("{:?}", hook.kind)));
+                }
                 vec![(
                     Kind::Hook(hook),
                     Box::pin(
@@ -354,6 +364,7 @@ impl World {
                 if let Some(seen) = self.watch.calls.get_mut(&id) {
                     if seen.created_at.is_some() && !seen.expired {
                         seen.expired = true;
+                        self.expired += 1;
                         self.trace
                             .note(format!("watch: {id} expired before it settled"));
                     }
@@ -420,7 +431,11 @@ impl World {
             self.know_maybe(&hook.call_id);
         }
         if let (Some(s), TaskOut::Http(_, _, body)) = (status, &out) {
-            if s.is_client_error() {
+            let documented = s == StatusCode::PAYLOAD_TOO_LARGE
+                && self
+                    .oversized
+                    .contains(&(hook.call_id.clone(), format!("{:?}", hook.kind)));
+            if s.is_client_error() && !documented {
                 let msg = format!(
                     "Vapi's {:?} of {} was refused with {s}: {body}",
                     hook.kind, hook.call_id

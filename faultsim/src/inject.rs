@@ -252,6 +252,35 @@ impl CallStore for FaultyStore {
     }
 }
 
+/// The call index as the cleanup's revival reads it, failing on schedule. (Summaries are written
+/// in the record's transaction, behind the store's faults.)
+pub struct FaultyIndex {
+    pub inner: ringback::adapters::dynamodb::CallIndexTable,
+    pub gates: Gates,
+}
+
+#[async_trait]
+impl ringback::search::CallIndex for FaultyIndex {
+    async fn upsert(
+        &self,
+        summary: &ringback::search::CallSummary,
+        version: u64,
+        create: bool,
+    ) -> Result<(), StoreError> {
+        let write = self.inner.upsert(summary, version, create);
+        through(&self.gates, Op::StorePut, write).await
+    }
+    async fn remove(&self, call_id: &str) -> Result<(), StoreError> {
+        through(&self.gates, Op::StoreDelete, self.inner.remove(call_id)).await
+    }
+    async fn search(
+        &self,
+        query: &ringback::search::SearchQuery,
+    ) -> Result<ringback::search::SearchPage, StoreError> {
+        through(&self.gates, Op::IndexQuery, self.inner.search(query)).await
+    }
+}
+
 #[async_trait]
 impl ReconcileCursors for FaultyStore {
     async fn load(&self, key: &str) -> Result<Option<String>, StoreError> {

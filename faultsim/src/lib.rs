@@ -51,6 +51,8 @@ pub struct Report {
     pub calls: usize,
     /// Operator actions started: replays, redeliveries.
     pub operated: (u64, u64),
+    /// Calls whose record expired before they settled (each then had to be revived).
+    pub expired: u64,
     /// Virtual time the run covered.
     pub virtual_ms: Ms,
     /// The trace, kept only for a run that broke a promise.
@@ -120,6 +122,7 @@ async fn run_async(seed: u64) -> Report {
         crashes: world.crashes,
         calls: world.watch.calls.len(),
         operated: world.operated,
+        expired: world.expired,
         virtual_ms: world.clock.ms(),
         trace,
     }

@@ -19,6 +19,8 @@ pub enum Op {
     StorePut,
     StoreDelete,
     StoreOverdue,
+    /// A listing query (the cleanup's revival reads the call index).
+    IndexQuery,
     IdemBegin,
     IdemLookup,
     IdemComplete,

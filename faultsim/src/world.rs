@@ -175,6 +175,12 @@ pub struct World {
     pub crashes: u64,
     /// Operator actions started: replays, redeliveries.
     pub operated: (u64, u64),
+    /// Calls the watcher saw vanish before they settled (their record expired): each must be
+    /// revived and settle.
+    pub expired: u64,
+    /// Deliveries Vapi made with a body over the webhook's `MAX_WEBHOOK_BYTES` (call id, kind):
+    /// their 413 is the documented answer, and the enrichment gets the data from `GET /call`.
+    pub oversized: BTreeSet<(String, String)>,
     pub violations: Vec<String>,
     /// When the event source mapping next receives (a `Receive` event is then due).
     pub receive_due: Option<Ms>,
@@ -432,6 +438,16 @@ impl World {
                 metrics: Metrics::off(),
             },
             cleanup: CleanupService {
+                revive: Some(ringback::service::cleanup::Revive {
+                    index: Arc::new(crate::inject::FaultyIndex {
+                        inner: ringback::adapters::dynamodb::CallIndexTable::new(
+                            dynamo.clone(),
+                            INDEX_TABLE.into(),
+                        ),
+                        gates: gates.clone(),
+                    }),
+                    ttl,
+                }),
                 reconcile: Some(Reconcile {
                     page: list_page,
                     ..Reconcile::new(
@@ -487,6 +503,8 @@ impl World {
             tasks: 0,
             crashes: 0,
             operated: (0, 0),
+            expired: 0,
+            oversized: BTreeSet::new(),
             violations: Vec::new(),
             receive_due: None,
             foreign_until: 0,

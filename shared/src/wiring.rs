@@ -20,7 +20,7 @@ use crate::ports::{
     WebhookArchive,
 };
 use crate::search::{CallIndex, IndexedCalls, SearchService};
-use crate::service::cleanup::{CleanupService, Reconcile};
+use crate::service::cleanup::{CleanupService, Reconcile, Revive};
 use crate::service::enrichment::EnrichmentService;
 use crate::service::initiate::{Callbacks, InitiatorService};
 use crate::service::push::{random_jitter, PushService};
@@ -181,8 +181,14 @@ impl Core {
         reconcile: Option<Reconcile>,
         push: Option<Arc<PushService>>,
     ) -> CleanupService {
+        // Calls whose record expired unfinished are found through the listing, if there is one.
+        let revive = self.calls.index().map(|index| Revive {
+            index: index.clone(),
+            ttl: self.calls.inner().ttl(),
+        });
         CleanupService {
             reconcile,
+            revive,
             store: self.calls.clone(),
             queue: self.queue.clone(),
             sink,

@@ -60,6 +60,7 @@ fn report(examined: u32, redriven: u32, settled: u32, left: u32) -> CleanupRepor
         adopted: 0,
         failed: 0,
         reconciled: Default::default(),
+        revived: Default::default(),
     }
 }
 
@@ -156,6 +157,7 @@ impl Flow {
     /// A cleanup over the shared store and queue, with its own persistence adapter.
     fn cleanup(&self, page_size: u32) -> CleanupService {
         CleanupService {
+            revive: None,
             reconcile: None,
             store: self.store.clone(),
             queue: self.queue.clone(),
@@ -478,6 +480,7 @@ async fn a_run_behind_a_lagging_index_leaves_records_another_run_just_handled() 
     }
     let cleanup = f.cleanup(100);
     let lagging = |entries: Vec<String>| CleanupService {
+        revive: None,
         reconcile: None,
         store: Arc::new(support::Hooked::new(f.store.clone(), Lagging(entries))),
         ..f.cleanup(100)
@@ -585,6 +588,7 @@ async fn with_the_default_settings_a_lost_watchdog_is_still_redriven() {
         "the harness's store uses the default TTL"
     );
     let cleanup = CleanupService {
+        revive: None,
         reconcile: None,
         timing: defaults.clone(),
         ..f.cleanup(100)
@@ -698,6 +702,7 @@ async fn a_placed_call_with_no_record_is_recorded_and_watched() {
     f.clock
         .set(chrono::Utc::now() + chrono::Duration::minutes(2));
     let cleanup = CleanupService {
+        revive: None,
         reconcile: Some(Reconcile::new(
             vapi.clone(),
             "pn-ringback",

@@ -109,6 +109,7 @@ impl World {
 
     fn cleanup(&self) -> CleanupService {
         CleanupService {
+            revive: None,
             reconcile: None,
             store: self.store.clone(),
             queue: Arc::new(AcceptingQueue),

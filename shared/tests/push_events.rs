@@ -243,6 +243,7 @@ async fn two_versions_of_the_data_in_one_millisecond_are_two_updates() {
 
 fn cleanup_of(f: &Fixture) -> ringback::service::cleanup::CleanupService {
     ringback::service::cleanup::CleanupService {
+        revive: None,
         reconcile: None,
         store: f.store.clone(),
         queue: f.queue.clone(),

@@ -286,6 +286,7 @@ impl Rig {
             )
         };
         CleanupService {
+            revive: None,
             reconcile: Some(reconcile),
             store: self.store.clone(),
             queue: self.queue.clone(),

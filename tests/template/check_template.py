@@ -114,7 +114,8 @@ CALL_INDEX_ACTIONS = {
     "WebhookFunction": {"dynamodb:PutItem"},
     "CallInitiatorFunction": {"dynamodb:PutItem", "dynamodb:DeleteItem"},  # its undo removes the summary
     "EnrichmentFunction": {"dynamodb:PutItem"},
-    "CleanupFunction": {"dynamodb:PutItem"},
+    # its revival reads unfinished summaries older than the TTL (shared/src/service/revive.rs)
+    "CleanupFunction": {"dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
     "CallStatusFunction": {"dynamodb:Query", "dynamodb:BatchGetItem"},
 }
 DYNAMO_READ = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
@@ -134,6 +135,8 @@ EMF_ALARMS = {  # metric name -> required dimensions (as a dict) on an alarm in 
     "PersistRefused": {},
     "CallsAdoptedByCleanup": {},
     "ReconciliationFailed": {},
+    "CallsRevivedByCleanup": {},
+    "RevivalFailed": {},
     "CallbackDeadLettered": {},
     "CallbackAttempts": {"state": "pending"},
 }
@@ -477,7 +480,7 @@ def _call_index_table(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("call index IAM: record writers may only PutItem summaries (the initiator also DeleteItem, for its undo), call-status only Query/BatchGetItem, no Scan")
+@check("call index IAM: record writers may only PutItem summaries (the initiator also DeleteItem, for its undo; the cleanup also reads, to revive), call-status only Query/BatchGetItem, no Scan")
 def _call_index_iam(t: dict[str, Any]) -> str | None:
     problems = []
     for lid, allowed in CALL_INDEX_ACTIONS.items():

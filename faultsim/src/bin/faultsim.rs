@@ -64,7 +64,9 @@ fn summary(reports: &[ringback_faultsim::Report], secs: f64) {
         "runs: {}   calls: {calls}   tasks: {tasks} ({crashes} died)   virtual time: {hours:.1} h",
         reports.len()
     );
+    let expired: u64 = reports.iter().map(|r| r.expired).sum();
     println!("operator replays: {replays}   redeliveries: {redeliveries}");
+    println!("records expired before their call settled (revived by the cleanup): {expired}");
     if secs > 0.0 {
         println!(
             "wall time: {secs:.1} s   runs/s: {:.1}",

@@ -178,6 +178,7 @@ async fn measure(scenario: &'static str, expected: &str, with_cleanup: bool) -> 
             VAPI_KEY,
         )));
         let svc = CleanupService {
+            revive: None,
             reconcile: Some({
                 let calls = CallsConfig::from_env(&rig.env).expect("config");
                 let cursors = ringback::adapters::dynamodb::CallsTable::new(

@@ -3,7 +3,8 @@
 //! two runs at once cannot both act on a record: the loser's write fails and it moves on.
 //!
 //! It also reconciles with Vapi ([`Reconcile`], `service/reconcile.rs`): a call this deployment
-//! placed that has no record is recorded and watched.
+//! placed that has no record is recorded and watched; and it revives ([`Revive`],
+//! `service/revive.rs`) a call whose record expired before it settled.
 
 use std::sync::Arc;
 
@@ -21,10 +22,13 @@ use crate::ports::{
 };
 
 pub use super::reconcile::{Reconcile, Reconciled};
+pub use super::revive::{Revive, Revived};
 
 pub struct CleanupService {
     /// `None`: no reconciliation with Vapi (a deployment without its credentials, or a test).
     pub reconcile: Option<Reconcile>,
+    /// `None`: no revival (a deployment without the call index, or a test).
+    pub revive: Option<Revive>,
     pub store: Arc<dyn CallStore>,
     pub queue: Arc<dyn EnrichmentQueue>,
     pub sink: Arc<dyn ResultSink>,
@@ -48,6 +52,8 @@ pub struct CleanupReport {
     pub adopted: u32,
     /// The reconciliation with Vapi (`adopted` is its count too).
     pub reconciled: Reconciled,
+    /// Calls whose record expired unfinished, found through the listing and recorded again.
+    pub revived: Revived,
     /// Overdue records this run could not handle (the run then reports an error).
     pub failed: u32,
 }
@@ -95,6 +101,17 @@ impl CleanupService {
                 None => break,
             }
         }
+        let mut unrevived = None;
+        if let Some(r) = &self.revive {
+            let result = self.revive(r, now, &mut report.revived).await;
+            if let Err(e) = result {
+                self.metrics.count("RevivalFailed", 1, &[]);
+                warn!(error = %e, "revival of expired unfinished calls failed; the next run repeats it");
+                unrevived = Some(e);
+            } else if report.revived.unfinished {
+                info!(revived = ?report.revived, "more expired unfinished calls than one run reads; the next run continues");
+            }
+        }
         let mut unreconciled = None;
         if let Some(r) = &self.reconcile {
             let (done, result) = self.reconcile(r, now, started).await;
@@ -110,13 +127,18 @@ impl CleanupService {
                 info!(reconciled = ?done, "reconciliation ran out of time; the next run continues it");
             }
         }
-        if report.examined > 0 || report.adopted > 0 {
+        if report.examined > 0 || report.adopted > 0 || report.revived.revived > 0 {
             info!(?report, "cleanup run");
         }
         if report.failed > 0 {
             return Err(CleanupError(format!(
                 "{} of {} overdue records could not be handled ({report:?})",
                 report.failed, report.examined
+            )));
+        }
+        if let Some(e) = unrevived {
+            return Err(CleanupError(format!(
+                "revival of expired unfinished calls failed: {e} ({report:?})"
             )));
         }
         if let Some(e) = unreconciled {

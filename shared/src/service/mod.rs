@@ -11,6 +11,7 @@ pub mod push;
 pub mod reconcile;
 pub mod redeliver;
 pub mod replay;
+pub mod revive;
 pub mod status;
 pub mod webhook;
 

@@ -319,6 +319,11 @@ impl CallsTable {
         Ok(items)
     }
 
+    /// How long a record lives after its last write.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     fn expires_at(&self, now: DateTime<Utc>) -> i64 {
         now.timestamp()
             .saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX))

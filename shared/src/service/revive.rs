@@ -1,0 +1,144 @@
+//! The cleanup's revival of calls whose record expired before they settled.
+//!
+//! A record lives `RESULT_TTL_SECONDS` after its last write, and an unfinished one is written
+//! again before then by its steps or by the cleanup. When neither can write for that long (the
+//! cleanup failing run after run through a store outage), the record expires and reads treat it
+//! as absent. The reconciliation with Vapi cannot bring it back: it looks only at calls placed
+//! within the TTL, since an older call without a record may have settled and expired as it
+//! should. The listing can tell the two apart: every call's summary is durable (no TTL) and is
+//! written in the same transaction as the record state it shows, so a summary that still says
+//! `pending`, `partial` or `fetching` for a call created more than the TTL ago, with no record,
+//! is a call that never settled.
+//!
+//! Such a call is recorded again (`pending`, a fresh deadline, the summary's details; its
+//! version starts over at 1) and handed to its watchdog, which rebuilds the rest from Vapi and
+//! the kept webhooks, as for a call the reconciliation adopts. A call Vapi no longer knows is
+//! settled `fetch_failed` by the usual re-drives.
+//!
+//! Bounded: one `Query` per index shard and unfinished status, newest first, at most
+//! [`MAX_PAGES`] pages of [`crate::search::MAX_LIMIT`] per status and run; only calls older than
+//! the TTL and still unfinished match (calls running longer than the TTL, and lost ones), so a
+//! healthy deployment reads empty pages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
+use super::cleanup::CleanupService;
+use super::deadline_for;
+use crate::domain::{to_iso, CallRecord, DataStatus};
+use crate::ports::{EnrichmentJob, JobKind, StoreError};
+use crate::search::{CallIndex, CallSummary, Filter, SearchQuery, MAX_LIMIT};
+
+/// Pages per unfinished status and run; what is left waits for the next run.
+pub const MAX_PAGES: u32 = 10;
+
+/// Where the cleanup looks for calls whose record expired unfinished.
+pub struct Revive {
+    pub index: Arc<dyn CallIndex>,
+    /// `RESULT_TTL_SECONDS`: a call created more recently has its record, if it ever had one.
+    pub ttl: Duration,
+}
+
+/// What one run's revival did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revived {
+    /// Calls recorded again and handed to their watchdog.
+    pub revived: u32,
+    /// Unfinished summaries older than the TTL looked at (revived or still recorded).
+    pub examined: u32,
+    /// More matched than a run reads: the rest waits for the next run.
+    pub unfinished: bool,
+}
+
+impl CleanupService {
+    pub(super) async fn revive(
+        &self,
+        r: &Revive,
+        now: DateTime<Utc>,
+        done: &mut Revived,
+    ) -> Result<(), String> {
+        let ttl = chrono::Duration::from_std(r.ttl).unwrap_or(chrono::Duration::MAX);
+        let Some(until) = now.checked_sub_signed(ttl) else {
+            return Ok(());
+        };
+        for status in [
+            DataStatus::Pending,
+            DataStatus::Partial,
+            DataStatus::Fetching,
+        ] {
+            let mut query = SearchQuery {
+                filter: Filter::DataStatus(status),
+                until: Some(until),
+                limit: MAX_LIMIT,
+                ..SearchQuery::default()
+            };
+            for _ in 0..MAX_PAGES {
+                let page = r.index.search(&query).await.map_err(|e| e.to_string())?;
+                self.revive_page(&page.calls, now, done).await?;
+                match page.next {
+                    Some(next) => query.cursor = Some(next),
+                    None => break,
+                }
+            }
+            done.unfinished |= query.cursor.is_some();
+        }
+        Ok(())
+    }
+
+    async fn revive_page(
+        &self,
+        calls: &[CallSummary],
+        now: DateTime<Utc>,
+        done: &mut Revived,
+    ) -> Result<(), String> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        done.examined += calls.len() as u32;
+        let ids: Vec<String> = calls.iter().map(|c| c.call_id.clone()).collect();
+        let recorded = self.store.recorded(&ids).await.map_err(|e| e.to_string())?;
+        for summary in calls.iter().filter(|c| !recorded.contains(&c.call_id)) {
+            let record = revived_record(summary, now);
+            let call_id = summary.call_id.as_str();
+            let deadline = deadline_for(&record, now, &self.timing);
+            match self.store.put(&record, None, deadline).await {
+                Ok(_) => {}
+                // Recorded meanwhile (a late webhook, the reconciliation, another run).
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+            warn!(
+                call_id,
+                was = summary.data_status.as_str(),
+                "a call's record expired before it settled; recorded it again, its watchdog will finish it"
+            );
+            self.metrics.count("CallsRevivedByCleanup", 1, &[]);
+            done.revived += 1;
+            let job = EnrichmentJob {
+                call_id: call_id.to_owned(),
+                attempt: 1,
+                kind: JobKind::Watchdog,
+                event_id: None,
+            };
+            if let Err(e) = self.queue.schedule(&job, Duration::ZERO).await {
+                warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the listing knew of a call, `pending` again so that its watchdog asks Vapi for the rest.
+fn revived_record(s: &CallSummary, now: DateTime<Utc>) -> CallRecord {
+    let mut record = CallRecord::new(&s.call_id, &s.created_at);
+    let r = &mut record.result;
+    r.call_status = s.call_status;
+    r.provider.name.clone_from(&s.provider_name);
+    r.provider_id.clone_from(&s.provider_id);
+    r.service_request_id.clone_from(&s.service_request_id);
+    r.updated_at = to_iso(now);
+    record
+}
