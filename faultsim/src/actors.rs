@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use ringback::api;
 use ringback::config::ApiAuth;
+use ringback::ports::JobKind;
 use serde_json::{json, Value};
 
 use crate::clients::{Client, GIVE_UP_AFTER};
 use crate::clock::{Ms, MINUTE, SECOND};
 use crate::sqs::Sqs;
 use crate::vapi::Hook;
-use crate::world::{Event, TaskFuture, TaskOut, World, CLEANUP_EVERY, SECRET, TOKEN};
+use crate::world::{Event, Outage, TaskFuture, TaskOut, World, CLEANUP_EVERY, SECRET, TOKEN};
 
 const POLL_EVERY: Ms = 60 * SECOND;
 
@@ -190,6 +191,26 @@ impl World {
                     })
                     .collect()
             }
+            Event::Recovered => {
+                let dead: Vec<String> = {
+                    let mut sqs = self.sqs.lock().unwrap();
+                    let bodies = sqs.dead.iter().map(|m| m.body.clone()).collect();
+                    sqs.redrive(now);
+                    bodies
+                };
+                for body in &dead {
+                    if let Ok(job) = ringback::service::enrichment::parse_job(body) {
+                        if matches!(job.kind, JobKind::Enrich | JobKind::Watchdog) {
+                            self.recovery_redrives.push((job.call_id, now));
+                        }
+                    }
+                }
+                self.trace.note(format!(
+                    "operator: recovered; redrove {} enrichment dead letters at once",
+                    dead.len()
+                ));
+                vec![]
+            }
             Event::Redrive => {
                 let moved: usize = self
                     .queues()
@@ -308,10 +329,21 @@ impl World {
             for m in msgs {
                 let svc = self.services.clone();
                 let id = m.id.clone();
+                let trace = self.trace.clone();
                 let fut: TaskFuture = Box::pin(async move {
                     let failed = match svc.enrichment.process(&m.id, &m.body).await {
-                        Err(e) => e.is_retry(),
-                        Ok(_) => false,
+                        Err(e) => {
+                            trace.note(format!("{}: {e}", m.id));
+                            e.is_retry()
+                        }
+                        Ok(p) => {
+                            let what = match &p.outcome {
+                                ringback::domain::EnrichmentOutcome::Skipped(s) => s.as_str(),
+                                other => other.as_str(),
+                            };
+                            trace.note(format!("{}: {what}", m.id));
+                            false
+                        }
                     };
                     TaskOut::Message { failed }
                 });
@@ -400,8 +432,10 @@ impl World {
                 }
             }
             (Kind::Bad(_), _) => {}
-            (Kind::Replay(id), TaskOut::Done) => {
-                // Partial again until its new chain settles it: watched as a new call is.
+            // A replay that failed or died may still have landed (its write committed, its
+            // answer lost): partial again until its new chain settles it, watched as a new call
+            // is. One that never landed shows settled at the next poll.
+            (Kind::Replay(id), _) => {
                 if let Some(seen) = self.watch.calls.get_mut(&id) {
                     seen.terminal = None;
                     seen.replayed = true;
@@ -409,7 +443,7 @@ impl World {
                 }
                 self.at(now + POLL_EVERY, Event::Poll(id));
             }
-            (Kind::Replay(_) | Kind::Redeliver, _) => {}
+            (Kind::Redeliver, _) => {}
         }
     }
 
@@ -494,6 +528,27 @@ impl World {
     }
 
     /// The enrichment queue and the push queue.
+    /// The schedule of a redrive at the natural moment: Vapi out until the first enrichment job
+    /// is dead-lettered, then recovered (the storm over), and the operator redrives at once.
+    fn recover_if_dead_lettered(&mut self) {
+        let now = self.clock.ms();
+        let Some((from, to, Outage::Vapi)) = self.storm.outage else {
+            return;
+        };
+        if !self.storm.recover_at_dead_letter || !(from..to).contains(&now) {
+            return;
+        }
+        if self.sqs.lock().unwrap().dead.is_empty() {
+            return;
+        }
+        self.storm.outage = Some((from, now, Outage::Vapi));
+        self.storm.storm_end = now;
+        self.trace
+            .note("vapi: recovers as the first job is dead-lettered; the storm is over");
+        let at = now + self.rng.secs(0, 5);
+        self.at(at, Event::Recovered);
+    }
+
     fn queues(&self) -> [Arc<Mutex<Sqs>>; 2] {
         [self.sqs.clone(), self.push_sqs.clone()]
     }
@@ -552,6 +607,7 @@ impl World {
         for id in placed {
             self.know(&id);
         }
+        self.recover_if_dead_lettered();
         let next = self
             .queues()
             .iter()

@@ -73,6 +73,7 @@ impl World {
         self.check_kept(&calls).await;
         self.check_foreign(&calls).await;
         self.check_listing().await;
+        self.check_recovery(&calls);
     }
 
     async fn check_foreign(&mut self, calls: &BTreeMap<String, Call>) {

@@ -22,6 +22,7 @@ mod bus;
 mod check;
 mod check_events;
 mod check_listing;
+mod check_recovery;
 mod clients;
 pub mod clock;
 mod inject;
@@ -53,6 +54,8 @@ pub struct Report {
     pub operated: (u64, u64),
     /// Calls whose record expired before they settled (each then had to be revived).
     pub expired: u64,
+    /// Enrichment and watchdog jobs redriven from the dead-letter queue at recovery.
+    pub recovery_redrives: u64,
     /// Virtual time the run covered.
     pub virtual_ms: Ms,
     /// The trace, kept only for a run that broke a promise.
@@ -123,6 +126,7 @@ async fn run_async(seed: u64) -> Report {
         calls: world.watch.calls.len(),
         operated: world.operated,
         expired: world.expired,
+        recovery_redrives: world.recovery_redrives.len() as u64,
         virtual_ms: world.clock.ms(),
         trace,
     }

@@ -71,6 +71,11 @@ pub enum Event {
     CleanupRetry(u32),
     /// An operator redrives the dead-letter queue.
     Redrive,
+    /// The storm is over (an outage ended): an operator (or an alarm's message-move task)
+    /// redrives the enrichment dead-letter queue at once, while the failed workers' claims may
+    /// still run. Each redriven job must then finish its call within one enrichment delay plus
+    /// one visibility timeout.
+    Recovered,
     /// A call is placed outside ringback; only its webhooks tell ringback.
     Elsewhere,
     /// Another deployment places this many calls on ringback's own number, in one millisecond.
@@ -110,6 +115,19 @@ pub struct Storm {
     /// A window in which every call to one dependency fails (an outage, not a blip): long
     /// enough to dead-letter messages and exhaust Vapi's webhook retries.
     pub outage: Option<(Ms, Ms, Outage)>,
+    /// The outage hangs instead of failing: a call to it never answers, and the function's
+    /// timeout kills the worker (its claim then stays live for the lease).
+    pub outage_kills: bool,
+    /// A Vapi outage that ends the moment the first enrichment job is dead-lettered, and the
+    /// storm with it: the operator's redrive then meets the failed worker's claim.
+    pub recover_at_dead_letter: bool,
+    /// The enrichment queue's visibility timeout: the template's 180 s, or a short one as the
+    /// local runner has.
+    pub visibility: Ms,
+    /// The claim lease capped to the visibility timeout, as the local runner does; otherwise the
+    /// default 60 s, which outlives a short visibility (a deployment whose queue was changed
+    /// under it): then only a released claim or a deferred job gets a redrive through soon.
+    pub lease_capped: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +199,8 @@ pub struct World {
     /// Deliveries Vapi made with a body over the webhook's `MAX_WEBHOOK_BYTES` (call id, kind):
     /// their 413 is the documented answer, and the enrichment gets the data from `GET /call`.
     pub oversized: BTreeSet<(String, String)>,
+    /// Enrichment and watchdog jobs redriven at recovery: (call id, when).
+    pub recovery_redrives: Vec<(String, Ms)>,
     pub violations: Vec<String>,
     /// When the event source mapping next receives (a `Receive` event is then due).
     pub receive_due: Option<Ms>,
@@ -266,6 +286,10 @@ impl World {
             duplicate_delivery: if stormy { 0.1 } else { 0.0 },
             late_send: if stormy { rng.secs(0, 60) } else { 0 },
             outage,
+            outage_kills: rng.chance(0.5),
+            recover_at_dead_letter: rng.chance(0.5),
+            visibility: *rng.pick(&[180 * SECOND, 20 * SECOND]),
+            lease_capped: rng.chance(0.5),
         };
         let weather = if stormy {
             Weather {
@@ -330,6 +354,7 @@ impl World {
         });
         let sqs = Arc::new(Mutex::new(Sqs::new()));
         sqs.lock().unwrap().jitter = storm.late_send;
+        sqs.lock().unwrap().visibility = storm.visibility;
         let queue = Arc::new(QueuePort {
             sqs: sqs.clone(),
             gates: gates.clone(),
@@ -389,7 +414,11 @@ impl World {
             }),
             metrics: Metrics::off(),
         });
-        let timing = Timing::default();
+        let timing = if storm.lease_capped {
+            Timing::default().cap_claim_lease(Duration::from_millis(storm.visibility as u64))
+        } else {
+            Timing::default()
+        };
         let services = Arc::new(Services {
             webhook: WebhookService {
                 store: store.clone(),
@@ -505,6 +534,7 @@ impl World {
             operated: (0, 0),
             expired: 0,
             oversized: BTreeSet::new(),
+            recovery_redrives: Vec::new(),
             violations: Vec::new(),
             receive_due: None,
             foreign_until: 0,
@@ -562,6 +592,8 @@ impl World {
         }
         self.at(CLEANUP_EVERY, Event::Cleanup);
         if self.storm.storm_end > 0 {
+            let at = self.storm.storm_end + self.rng.secs(0, 10);
+            self.at(at, Event::Recovered);
             self.at(self.storm.storm_end + 30 * MINUTE, Event::Redrive);
         }
     }
@@ -580,7 +612,12 @@ impl World {
         let now = self.clock.ms();
         if let Some((from, to, what)) = self.storm.outage {
             if (from..to).contains(&now) && what.hits(op) {
-                return Some(Fault::FailBefore);
+                let hangs = self.storm.outage_kills && what == Outage::Vapi;
+                return Some(if hangs {
+                    Fault::Crash
+                } else {
+                    Fault::FailBefore
+                });
             }
         }
         if op == Op::Dying || !self.storming() || !self.rng.chance(self.storm.fault_rate) {

@@ -33,6 +33,17 @@ fn the_promises_hold_under_seeded_fault_schedules() {
         bus_faults > 20 && replays > 20 && redeliveries > 20,
         "bus faults {bus_faults}, replays {replays}, redeliveries {redeliveries}"
     );
+    // The index the cleanup's revival reads fails too, and jobs are redriven at recovery.
+    let index_faults: u32 = ringback_faultsim::totals(&reports)
+        .iter()
+        .filter(|((op, _), _)| *op == ringback_faultsim::sched::Op::IndexQuery)
+        .map(|(_, n)| n)
+        .sum();
+    let redriven: u64 = reports.iter().map(|r| r.recovery_redrives).sum();
+    assert!(
+        index_faults > 20 && redriven > 20,
+        "index query faults {index_faults}, jobs redriven at recovery {redriven}"
+    );
     let broken: Vec<String> = reports
         .iter()
         .flat_map(|r| {

@@ -48,7 +48,9 @@ impl System {
     pub async fn start(opts: LocalOptions) -> Result<Self, String> {
         let env = &opts.env;
         let calls_cfg = CallsConfig::from_env(env).map_err(|e| e.to_string())?;
-        let timing = Timing::from_env(env).map_err(|e| e.to_string())?;
+        let timing = Timing::from_env(env)
+            .map_err(|e| e.to_string())?
+            .cap_claim_lease(opts.visibility_timeout);
         let api_auth = ApiAuth::from_env(env).map_err(|e| e.to_string())?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         // EMF lines on stdout only when asked for (`RINGBACK_METRICS=emf`): locally they are noise.

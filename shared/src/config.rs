@@ -168,6 +168,15 @@ impl Timing {
         Ok(t)
     }
 
+    /// A claim never outlives its message's visibility timeout (`visibility`): past it SQS hands
+    /// the message to a worker again anyway, and a copy of the job (a dead-letter redrive) must
+    /// not wait on a worker SQS already gave up on. The template's queues (180 s) leave the
+    /// default lease (60 s) as it is; the local runner's (5 s by default) shorten it.
+    pub fn cap_claim_lease(mut self, visibility: Duration) -> Self {
+        self.claim_lease = self.claim_lease.min(visibility);
+        self
+    }
+
     /// The longest a healthy unfinished call goes without a write to its record: waiting for its
     /// watchdog (at most SQS's 900 s) or for the next enrichment attempt, plus a worker's lease.
     pub fn longest_quiet_gap(&self) -> Duration {

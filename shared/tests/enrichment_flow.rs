@@ -19,7 +19,8 @@ use aws_sdk_dynamodb::Client;
 use ringback::adapters::dynamodb::{CallsTable, ProvidersAndLogs};
 use ringback::config::Timing;
 use ringback::domain::{
-    apply_webhook, CallRecord, CallStatus, DataStatus, EnrichmentOutcome, EventKey, Skip,
+    admit, apply_webhook, Admission, CallRecord, CallStatus, DataStatus, EnrichmentOutcome,
+    EventKey, Skip,
 };
 use ringback::ports::{
     CallStore, EnrichmentJob, EnrichmentQueue, JobKind, Persisted, PoisonSink, QueueError,
@@ -546,16 +547,20 @@ async fn sink_and_queue_outages_are_retried_without_losing_the_call() {
         .seed_call(ended_call("call-outage"), FetchScript::CompleteOnNth(3));
     h.webhook_record(&id, |_| {}).await;
 
-    // The queue is down when attempt 2 must be queued: retried, and the record says so.
+    // The queue is down when attempt 2 must be queued: retried, and the attempt is not written
+    // as done without its successor (its claim is released for whoever comes next).
     h.queue.down.store(true, Ordering::SeqCst);
     let err = h
         .deliver_as("msg-1", &enrich(&id, 1))
         .await
         .expect_err("queue down");
     assert!(err.is_retry(), "{err}");
+    let r = h.record(&id).await.unwrap();
+    assert_eq!(r.result.data_status, DataStatus::Fetching);
     assert_eq!(
-        h.record(&id).await.unwrap().result.data_status,
-        DataStatus::Partial
+        r.book.claim_until.as_deref(),
+        Some("2026-03-02T15:06:00.000Z"),
+        "released: the lease ends now"
     );
     h.queue.down.store(false, Ordering::SeqCst);
     // The redelivery (same message id) does the attempt again and queues attempt 2.
@@ -620,7 +625,7 @@ async fn duplicate_sends_of_a_job_start_one_chain() {
     let dup = h.deliver(&enrich(&id, 1)).await;
     assert_eq!(
         dup.outcome,
-        EnrichmentOutcome::Skipped(Skip::ClaimedElsewhere)
+        EnrichmentOutcome::Skipped(Skip::AttemptSettled)
     );
     assert_eq!(dup.vapi_calls, 0);
     let queued = h.queue.take();
@@ -673,14 +678,28 @@ async fn concurrent_deliveries_of_one_job_do_the_work_once() {
         1,
         "{outcomes:?}"
     );
-    assert!(
-        outcomes
-            .iter()
-            .any(|o| matches!(o, EnrichmentOutcome::Skipped(_))),
-        "{outcomes:?}"
-    );
+    // The other found the claim live: not dropped, but deferred to the claim's end.
+    let deferred = outcomes
+        .iter()
+        .find_map(|o| match o {
+            EnrichmentOutcome::Deferred { delay } => Some(*delay),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{outcomes:?}"));
     assert_eq!(a.vapi_calls + b.vapi_calls, 1);
     assert_eq!(h.gets(&id), 1, "Vapi asked once");
+    let queued = h.queue.take();
+    assert_eq!(
+        queued,
+        vec![(job.clone(), deferred)],
+        "one copy, due when the claim ends"
+    );
+    assert!(deferred > Duration::from_secs(1) && deferred <= Duration::from_secs(61));
+    // Its copy comes back to a finished call.
+    assert_eq!(
+        h.deliver(&job).await.outcome,
+        EnrichmentOutcome::Skipped(Skip::Finished)
+    );
     h.assert_persisted_once(&id, "success", "complete").await;
 }
 
@@ -845,7 +864,7 @@ async fn watchdog_rechecks_a_running_call_then_completes_it() {
     // A duplicate of the first check is acknowledged without asking Vapi.
     assert_eq!(
         h.deliver(&watchdog(&id, 1)).await.outcome,
-        EnrichmentOutcome::Skipped(Skip::ClaimedElsewhere)
+        EnrichmentOutcome::Skipped(Skip::AttemptSettled)
     );
 
     // The call ends; its webhooks never come. The next check completes it from Vapi's data alone.
@@ -948,18 +967,68 @@ async fn a_webhook_after_a_watchdog_check_still_gets_its_chain() {
         .await
         .unwrap();
 
-    // The pending watchdog check defers to the webhook's chain; the chain completes the call.
-    assert_eq!(
-        h.deliver(&watchdog(&id, 2)).await.outcome,
-        EnrichmentOutcome::Skipped(Skip::ChainOwnsCall)
-    );
+    // The chain's first attempt runs first: the pending watchdog check then defers to it, and
+    // the chain completes the call.
     let asked = h.run_chain(enrich(&id, 1)).await;
     assert_eq!(asked, vec![(enrich(&id, 2), Duration::from_secs(5))]);
+    assert_eq!(
+        h.deliver(&watchdog(&id, 2)).await.outcome,
+        EnrichmentOutcome::Skipped(Skip::Finished)
+    );
     assert_eq!(
         h.record(&id).await.unwrap().result.data_status,
         DataStatus::Complete
     );
     h.assert_persisted_once(&id, "success", "complete").await;
+}
+
+#[tokio::test]
+async fn a_watchdog_check_does_the_work_of_a_chain_whose_first_job_was_never_sent() {
+    let h = harness().await;
+    let id = h
+        .sim
+        .seed_call(running_call("call-lost-first"), FetchScript::Always);
+    h.initiated_record(&id).await;
+    assert!(matches!(
+        h.deliver(&watchdog(&id, 1)).await.outcome,
+        EnrichmentOutcome::Rescheduled { .. }
+    ));
+    h.queue.take();
+    // The call ends; the report's write lands but its send of the chain's first job fails, and
+    // Vapi gives up on the report: the record says a chain exists, no job carries it.
+    h.sim.seed_call(ended_call(&id), FetchScript::Always);
+    let current = h.store.get(&id).await.unwrap().unwrap();
+    let out = apply_webhook(
+        Some(current.record),
+        &snapshot_from_call(&ended_call(&id)),
+        &EventKey::end_of_call_report(),
+        NOW,
+    );
+    assert!(out.schedule_enrichment && out.record.book.enrichment_scheduled);
+    h.store
+        .put(&out.record, Some(current.version), None)
+        .await
+        .unwrap();
+    // The next watchdog check finds no attempt claimed: it asks Vapi and completes the call.
+    assert_eq!(
+        h.deliver(&watchdog(&id, 2)).await.outcome,
+        EnrichmentOutcome::Complete
+    );
+    h.assert_persisted_once(&id, "success", "complete").await;
+    // Once an attempt has claimed a chain, the chain owns the call.
+    let h2 = harness().await;
+    let id2 = h2
+        .sim
+        .seed_call(ended_call("call-chain-owns"), FetchScript::CompleteOnNth(2));
+    h2.webhook_record(&id2, |_| {}).await;
+    assert!(matches!(
+        h2.deliver(&enrich(&id2, 1)).await.outcome,
+        EnrichmentOutcome::Rescheduled { .. }
+    ));
+    assert_eq!(
+        h2.deliver(&watchdog(&id2, 1)).await.outcome,
+        EnrichmentOutcome::Skipped(Skip::ChainOwnsCall)
+    );
 }
 
 // ---- claims that expire: a redriven or re-driven job takes over a dead worker's call ----
@@ -984,20 +1053,47 @@ async fn a_job_redriven_from_the_dead_letter_queue_asks_vapi_again() {
         assert!(err.is_retry());
     }
     assert_eq!(h.gets(&id), 5);
-    // While a claim's lease runs, another message for the attempt backs off.
-    h.clock.advance(Duration::from_secs(10));
-    let p = h.deliver(&enrich(&id, 1)).await;
-    assert_eq!(
-        p.outcome,
-        EnrichmentOutcome::Skipped(Skip::ClaimedElsewhere)
-    );
-    assert_eq!(h.gets(&id), 5);
-    // The operator redrives the dead-letter queue later: the job comes back under a new message
-    // id, takes over the dead claim, and asks Vapi again.
-    h.clock.advance(Duration::from_secs(300));
+    // Each failure released its claim: the operator redrives the dead-letter queue at once,
+    // and the job, back under a new message id, asks Vapi again without waiting out a lease.
     let p = h.deliver_as("msg-redriven", &enrich(&id, 1)).await.unwrap();
     assert_eq!(p.outcome, EnrichmentOutcome::Complete);
     assert_eq!(h.gets(&id), 6);
+    h.assert_persisted_once(&id, "success", "complete").await;
+}
+
+#[tokio::test]
+async fn a_job_redriven_while_a_dead_workers_claim_runs_comes_back_when_it_ends() {
+    let h = harness().await;
+    let id = h
+        .sim
+        .seed_call(ended_call("call-killed"), FetchScript::Always);
+    h.webhook_record(&id, |_| {}).await;
+    // A worker claimed attempt 1 and was killed (a hung Vapi, the function's timeout): its
+    // claim stays live for the lease, and nothing releases it.
+    let v = h.store.get(&id).await.unwrap().unwrap();
+    let Admission::Claim(claimed) = admit(
+        Some(&v.record),
+        &enrich(&id, 1),
+        "msg-killed",
+        &h.svc.policy(),
+        NOW,
+    ) else {
+        panic!("claimable")
+    };
+    h.store.put(&claimed, Some(v.version), None).await.unwrap();
+
+    // Redriven at once: deferred to the lease's end (60 s) plus a second, not dropped.
+    let p = h.deliver_as("msg-redriven", &enrich(&id, 1)).await.unwrap();
+    let delay = Duration::from_secs(61);
+    assert_eq!(p.outcome, EnrichmentOutcome::Deferred { delay });
+    assert_eq!(h.gets(&id), 0);
+    let queued = h.queue.take();
+    assert_eq!(queued, vec![(enrich(&id, 1), delay)]);
+    // The copy arrives once the claim has lapsed: it takes over and completes the call.
+    h.clock.advance(delay);
+    let p = h.deliver(&queued[0].0).await;
+    assert_eq!(p.outcome, EnrichmentOutcome::Complete);
+    assert_eq!(h.gets(&id), 1);
     h.assert_persisted_once(&id, "success", "complete").await;
 }
 

@@ -203,6 +203,11 @@ impl SimulatorState {
         id
     }
 
+    /// See [`store::Store::set_script`].
+    pub fn set_script(&self, id: &str, script: FetchScript) -> bool {
+        self.0.store.set_script(id, script)
+    }
+
     /// Waits until the call's lifecycle is over: final GET state reached and every webhook
     /// attempted. Returns false for an unknown id. Seeded calls are finished at once.
     pub async fn wait_call_finished(&self, id: &str) -> bool {
@@ -319,6 +324,11 @@ impl SimulatorHandle {
     /// See [`SimulatorState::seed_call`].
     pub fn seed_call(&self, call: Value, script: FetchScript) -> String {
         self.state.seed_call(call, script)
+    }
+
+    /// See [`SimulatorState::set_script`].
+    pub fn set_script(&self, id: &str, script: FetchScript) -> bool {
+        self.state.set_script(id, script)
     }
 
     /// See [`SimulatorState::wait_call_finished`].

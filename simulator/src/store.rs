@@ -157,6 +157,18 @@ impl Store {
         }
     }
 
+    /// Replaces a call's fetch script (an outage of `GET /call/{id}` for it, or its end); false
+    /// for an unknown id. Its GETs keep counting.
+    pub fn set_script(&self, id: &str, script: FetchScript) -> bool {
+        match self.lock().calls.get_mut(id) {
+            Some(e) => {
+                e.script = script;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Applies `f` to the stored call, if it exists.
     pub fn update(&self, id: &str, f: impl FnOnce(&mut Value)) {
         if let Some(e) = self.lock().calls.get_mut(id) {

@@ -67,6 +67,8 @@ fn summary(reports: &[ringback_faultsim::Report], secs: f64) {
     let expired: u64 = reports.iter().map(|r| r.expired).sum();
     println!("operator replays: {replays}   redeliveries: {redeliveries}");
     println!("records expired before their call settled (revived by the cleanup): {expired}");
+    let redriven: u64 = reports.iter().map(|r| r.recovery_redrives).sum();
+    println!("jobs redriven from the dead-letter queue at recovery: {redriven}");
     if secs > 0.0 {
         println!(
             "wall time: {secs:.1} s   runs/s: {:.1}",

@@ -91,10 +91,15 @@ pub enum Skip {
     Finished,
     /// A later attempt (or watchdog check) has already been claimed: this job is a leftover.
     Stale,
-    /// The same attempt is claimed by another message (a duplicate send or a concurrent delivery).
+    /// Another message holds a live claim on the same attempt (a duplicate send, a concurrent
+    /// delivery, a redrive while the failed worker's lease runs): the service defers the job to
+    /// the claim's end ([`claim_ends`]) instead of dropping it, since that worker may still fail.
     ClaimedElsewhere,
-    /// A watchdog job for a call whose enrichment chain already exists (a webhook, or an earlier
-    /// check that found the call ended, started it): that chain owns the call.
+    /// The same attempt (or watchdog check) already ran to its end under another message: the
+    /// work this job asks for is done.
+    AttemptSettled,
+    /// A watchdog job for a call whose enrichment chain has begun (an attempt claimed): that
+    /// chain owns the call.
     ChainOwnsCall,
     /// Not a job the claim protocol handles (`persist`, `push`).
     NotClaimable,
@@ -106,6 +111,7 @@ impl Skip {
             Self::Finished => "finished",
             Self::Stale => "stale",
             Self::ClaimedElsewhere => "claimed_elsewhere",
+            Self::AttemptSettled => "attempt_settled",
             Self::ChainOwnsCall => "chain_owns_call",
             Self::NotClaimable => "not_claimable",
         }
@@ -162,6 +168,11 @@ pub enum EnrichmentOutcome {
     Persisted,
     /// A `push` job ran: the event was attempted, waits for its time, or was nothing to do.
     Pushed(&'static str),
+    /// Another message holds a live claim on the attempt: a copy of the job was queued to come
+    /// back when that claim ends, and this message is acknowledged.
+    Deferred {
+        delay: Duration,
+    },
 }
 
 impl EnrichmentOutcome {
@@ -175,6 +186,7 @@ impl EnrichmentOutcome {
             Self::Retry { .. } => "retry",
             Self::Persisted => "persisted",
             Self::Pushed(_) => "push",
+            Self::Deferred { .. } => "deferred",
         }
     }
 }
@@ -235,21 +247,30 @@ fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str, now: &st
             if job.attempt < r.fetch_attempts {
                 Some(Skip::Stale)
             } else if job.attempt == r.fetch_attempts && !ours && !abandoned {
-                // Claimed and still running elsewhere, or this attempt already settled.
-                Some(Skip::ClaimedElsewhere)
+                // Still `fetching` without a lapsed lease: running elsewhere; else it settled.
+                Some(if r.data_status == DataStatus::Fetching {
+                    Skip::ClaimedElsewhere
+                } else {
+                    Skip::AttemptSettled
+                })
             } else {
                 None
             }
         }
         JobKind::Watchdog => {
             let checks = rec.book.watchdog_checks;
-            if rec.book.enrichment_scheduled && !ours {
+            // A chain that has begun owns the call; one whose first job may never have been sent
+            // (the webhook's send failed and Vapi gave up) leaves the check to do its work.
+            if rec.book.enrichment_scheduled && r.fetch_attempts > 0 && !ours {
                 Some(Skip::ChainOwnsCall)
             } else if job.attempt < checks {
                 Some(Skip::Stale)
-            } else if held_elsewhere || (job.attempt == checks && !ours && !abandoned) {
-                // Someone is asking Vapi now, or this check already ran under another message.
+            } else if held_elsewhere {
+                // Someone is asking Vapi now.
                 Some(Skip::ClaimedElsewhere)
+            } else if job.attempt == checks && !ours && !abandoned {
+                // This check already ran under another message.
+                Some(Skip::AttemptSettled)
             } else {
                 None
             }
@@ -258,9 +279,36 @@ fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str, now: &st
     }
 }
 
+/// When a live claim on the record ends: the time a job held off by it ([`Skip::ClaimedElsewhere`])
+/// comes back. `None`: no live claim.
+pub fn claim_ends(rec: &CallRecord, now: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if rec.result.data_status != DataStatus::Fetching || !claim_live(rec, now) {
+        return None;
+    }
+    let until = rec.book.claim_until.as_deref()?;
+    chrono::DateTime::parse_from_rfc3339(until)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// The record as `message_id` leaves it when its attempt ends without settling (Vapi or a store
+/// failing; the message goes back to SQS and perhaps on to the dead-letter queue): still
+/// `fetching`, its lease lapsed at once, so that the next message for the attempt (its own
+/// redelivery, a redrive, a re-drive) takes over without waiting out the lease. `None`: the claim
+/// is not this message's any more.
+pub fn released(rec: &CallRecord, message_id: &str, now: &str) -> Option<CallRecord> {
+    let ours = rec.book.claimed_by.as_deref() == Some(message_id);
+    if !ours || rec.result.data_status != DataStatus::Fetching || !claim_live(rec, now) {
+        return None;
+    }
+    let mut rec = rec.clone();
+    rec.book.claim_until = Some(now.to_owned());
+    Some(rec)
+}
+
 /// The record's claim holds until its lease lapses; a claim without a time (written before
 /// leases existed) or with an unreadable one counts as lapsed, so no call can stay stuck on it.
-fn claim_live(rec: &CallRecord, now: &str) -> bool {
+pub(crate) fn claim_live(rec: &CallRecord, now: &str) -> bool {
     let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
     match (rec.book.claim_until.as_deref().and_then(at), at(now)) {
         (Some(until), Some(now)) => now < until,

@@ -114,7 +114,7 @@ pub fn apply_webhook(
     if record.book.seen_events.contains(key.as_str()) {
         // A redelivery changes nothing, but what its first delivery set off is sent again while
         // nothing shows it ran: the first send may have failed after the write landed.
-        let (schedule_enrichment, schedule_persist) = owed_sends(&record);
+        let (schedule_enrichment, schedule_persist) = owed_sends(&record, now);
         return WebhookOutcome {
             record,
             write: false,
@@ -142,7 +142,7 @@ pub fn apply_webhook(
     record.book.rows_stale |= r.data_status.is_terminal() && new_data;
     // A new event sends, like a redelivery, whatever an earlier delivery still owes (its send may
     // have failed after its write landed, and Vapi may have given up on it).
-    let (schedule_enrichment, schedule_persist) = owed_sends(&record);
+    let (schedule_enrichment, schedule_persist) = owed_sends(&record, now);
     WebhookOutcome {
         record,
         write: true,
@@ -152,14 +152,17 @@ pub fn apply_webhook(
 }
 
 /// The sends a record still waits for: the first enrichment job of a chain no attempt has
-/// claimed yet, and the `persist` job of a settled record whose rows are stale.
-fn owed_sends(rec: &CallRecord) -> (bool, bool) {
+/// claimed yet (a watchdog check asking Vapi right now will start it; one that died or failed
+/// holds no live claim), and the `persist` job of a settled record whose rows are stale.
+fn owed_sends(rec: &CallRecord, now: &str) -> (bool, bool) {
     let r = &rec.result;
+    let check_in_flight =
+        r.data_status == DataStatus::Fetching && super::enrichment::claim_live(rec, now);
     let chain_unstarted = !r.data_status.is_terminal()
         && r.call_status == CallStatus::Ended
         && rec.book.enrichment_scheduled
         && r.fetch_attempts == 0
-        && r.data_status != DataStatus::Fetching;
+        && !check_in_flight;
     let rows_owed = r.data_status.is_terminal() && rec.book.rows_stale;
     (chain_unstarted, rows_owed)
 }
@@ -223,6 +226,25 @@ mod tests {
             "t4",
         );
         assert!(later.write && !later.schedule_enrichment);
+    }
+
+    #[test]
+    fn a_watchdog_check_in_flight_starts_the_chain_but_a_released_one_does_not() {
+        const NOW: &str = "2026-03-02T15:05:00.000Z";
+        // A watchdog check claimed the call (`fetching`, no attempt yet) while it was running.
+        let mut checking = CallRecord::new("c1", "t0");
+        checking.result.data_status = DataStatus::Fetching;
+        checking.book.claimed_by = Some("msg-watchdog".into());
+        checking.book.claim_until = Some("2026-03-02T15:06:00.000Z".into());
+        let ended = || snap(Some(CallStatus::Ended));
+        let key = EventKey::status_update("ended");
+        // Live: the check will find the call ended and start the chain itself.
+        let out = apply_webhook(Some(checking.clone()), &ended(), &key, NOW);
+        assert!(out.write && !out.schedule_enrichment);
+        // Released (its send failed) or lapsed (its worker died): nobody will; the webhook does.
+        checking.book.claim_until = Some(NOW.into());
+        let out = apply_webhook(Some(checking), &ended(), &key, NOW);
+        assert!(out.write && out.schedule_enrichment);
     }
 
     #[test]

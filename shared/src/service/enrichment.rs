@@ -8,9 +8,14 @@
 //! 2. one `GET /call/{id}`;
 //! 3. a finished call is saved to the providers and interaction-log tables (idempotent) *before*
 //!    the record is written as `complete`/`fetch_failed`: a record marked finished always has its
-//!    rows, and a failure in between leaves the claim for the redelivery to finish;
-//! 4. the record is written (conditionally; on a lost race it is re-read and settled again);
-//! 5. the next job, if any, is queued after the write.
+//!    rows, and a failure in between leaves the claim for the redelivery to finish; likewise the
+//!    next job, if any, is queued before the write, so a written attempt always has its successor;
+//! 4. the record is written (conditionally; on a lost race it is re-read and settled again).
+//!
+//! An attempt that fails before its write releases its claim (the lease lapses at once), so that
+//! the next message for it (its redelivery, or a redrive from the dead-letter queue under a new
+//! message id) takes over at once. A job that finds the attempt claimed by a live worker elsewhere
+//! is deferred, not dropped: a copy comes back when that claim ends (`Skip::ClaimedElsewhere`).
 //!
 //! Any failure of the store, the queue, Vapi (429/5xx/timeout) or the sink is [`ProcessError::Retry`]:
 //! [`handle_batch`] reports the message as a batch item failure, SQS delivers it again after the
@@ -41,13 +46,13 @@ use super::{deadline_for, owed, persist, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::push::{event_id, EventType};
 use crate::domain::{
-    admit, parse_timestamp, settle, to_iso, Admission, CallId, CallRecord, EnrichmentOutcome,
-    EnrichmentPolicy, Skip, VapiAnswer,
+    admit, claim_ends, parse_timestamp, released, settle, to_iso, Admission, CallId, CallRecord,
+    EnrichmentOutcome, EnrichmentPolicy, Skip, VapiAnswer,
 };
 use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentJob, EnrichmentQueue, JobKind, PoisonSink, PushRecord, ResultSink,
-    StoreError, VapiApi, VapiError,
+    StoreError, VapiApi, VapiError, MAX_QUEUE_DELAY,
 };
 use crate::vapi::snapshot_from_call;
 
@@ -207,6 +212,10 @@ impl EnrichmentService {
                 Admission::Skip(_) if found.as_ref().is_some_and(|v| v.record.book.event_owed) => {
                     return done(self.repersist(&job.call_id).await?, 0)
                 }
+                Admission::Skip(Skip::ClaimedElsewhere) => {
+                    let held = found.as_ref().map(|v| &v.record);
+                    return done(self.defer(job, held, now).await?, 0);
+                }
                 Admission::Skip(skip) => return done(EnrichmentOutcome::Skipped(skip), 0),
                 Admission::Fresh => {
                     claimed = true;
@@ -234,6 +243,28 @@ impl EnrichmentService {
             ));
         }
 
+        // 2-5. Ask Vapi and settle. An attempt that ends without settling lets go of its claim, so
+        // that the next message for it (its redelivery, a redrive) need not wait out the lease.
+        let held = current.clone();
+        let settled = self.ask_and_settle(message_id, job, &policy, current).await;
+        if settled.is_err() {
+            if let Some((record, version)) = held {
+                self.release(&record, version, message_id).await;
+            }
+        }
+        let (outcome, vapi_calls) = settled?;
+        done(outcome, vapi_calls)
+    }
+
+    /// Steps 2-5 for a message whose claim is written (`current`: the claimed record and its
+    /// version; `None`: no record, the call is built from Vapi's answer).
+    async fn ask_and_settle(
+        &self,
+        message_id: &str,
+        job: &EnrichmentJob,
+        policy: &EnrichmentPolicy,
+        mut current: Option<(CallRecord, u64)>,
+    ) -> Result<(EnrichmentOutcome, u32), ProcessError> {
         // 2. Ask Vapi, once.
         let answer = match self.vapi.get_call(&job.call_id).await {
             Ok(call) => VapiAnswer::Call(Box::new(snapshot_from_call(&call))),
@@ -244,16 +275,31 @@ impl EnrichmentService {
             }
         };
 
-        // 3-5. Settle: persist, write, make the settling event, queue.
+        // 3-5. Settle: persist, queue the next job, write, make the settling event.
         for _ in 0..WRITE_RETRIES {
             let now = self.clock.now();
             let (record, expected) = match current.take() {
                 Some((r, v)) => (Some(r), Some(v)),
                 None => (None, None),
             };
-            let s = settle(record, job, message_id, &answer, &policy, &to_iso(now));
-            if let EnrichmentOutcome::Retry { reason } = &s.outcome {
-                return Err(ProcessError::retry(reason, 1));
+            let taken = record.clone();
+            let s = settle(record, job, message_id, &answer, policy, &to_iso(now));
+            match &s.outcome {
+                EnrichmentOutcome::Retry { reason } => return Err(ProcessError::retry(reason, 1)),
+                // Another message claimed the attempt while we asked Vapi: it may yet fail.
+                EnrichmentOutcome::Skipped(Skip::ClaimedElsewhere) => {
+                    return Ok((self.defer(job, taken.as_ref(), now).await?, 1));
+                }
+                _ => {}
+            }
+            // The next job goes before the write: a written attempt then always has its
+            // successor, so a copy of this job under another id (a redrive) that finds the attempt
+            // settled may drop it. A send whose write fails leaves a job the claims absorb.
+            if let Some((next, delay)) = &s.next {
+                self.queue
+                    .schedule(next, *delay)
+                    .await
+                    .map_err(|e| ProcessError::retry(e, 1))?;
             }
             if let Some(mut record) = s.record {
                 if s.persist {
@@ -294,18 +340,47 @@ impl EnrichmentService {
                     Err(e) => return Err(ProcessError::retry(e, 1)),
                 }
             }
-            if let Some((next, delay)) = &s.next {
-                self.queue
-                    .schedule(next, *delay)
-                    .await
-                    .map_err(|e| ProcessError::retry(e, 1))?;
-            }
-            return done(s.outcome, 1);
+            return Ok((s.outcome, 1));
         }
         Err(ProcessError::retry(
             "the record kept changing under concurrent writes",
             1,
         ))
+    }
+
+    /// A job held off by another message's live claim is never dropped unseen: that worker may
+    /// still fail (its attempt then released, or its process gone with the lease running). A copy
+    /// comes back a second after the claim ends; if the attempt settled by then, it is skipped.
+    async fn defer(
+        &self,
+        job: &EnrichmentJob,
+        held: Option<&CallRecord>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<EnrichmentOutcome, ProcessError> {
+        let ends = held.and_then(|r| claim_ends(r, &to_iso(now)));
+        let wait = ends.map_or(chrono::Duration::zero(), |t| t - now);
+        let delay = (wait.to_std().unwrap_or_default() + std::time::Duration::from_secs(1))
+            .min(MAX_QUEUE_DELAY);
+        self.queue
+            .schedule(job, delay)
+            .await
+            .map_err(|e| ProcessError::retry(format!("deferring the job failed: {e}"), 0))?;
+        Ok(EnrichmentOutcome::Deferred { delay })
+    }
+
+    /// Best effort: a release that fails leaves the lease to lapse by itself.
+    async fn release(&self, claimed: &CallRecord, version: u64, message_id: &str) {
+        let now = self.clock.now();
+        let Some(record) = released(claimed, message_id, &to_iso(now)) else {
+            return;
+        };
+        let deadline = deadline_for(&record, now, &self.timing);
+        match self.store.put(&record, Some(version), deadline).await {
+            Ok(_) => info!("claim released for the next message of this attempt"),
+            // Someone moved the record on: the claim is not ours to release any more.
+            Err(StoreError::Conflict) => {}
+            Err(e) => warn!(error = %e, "claim not released; its lease lapses by itself"),
+        }
     }
 
     /// A `persist` job: saves a settled record's rows again while they are stale, and makes its
@@ -472,6 +547,11 @@ fn log_outcome(p: &Processed) {
         EnrichmentOutcome::Retry { reason } => {
             warn!(outcome, reason = %reason, "enrichment will be retried")
         }
+        EnrichmentOutcome::Deferred { delay } => info!(
+            outcome,
+            delay_s = delay.as_secs(),
+            "the attempt is claimed by another message; the job comes back when that claim ends"
+        ),
     }
 }
 

@@ -169,7 +169,7 @@ fn admission_table() {
             Some(rec(DataStatus::Partial, 1, Some(M1))),
             enrich(1),
             M2,
-            Err(Skip::ClaimedElsewhere),
+            Err(Skip::AttemptSettled),
         ),
         (
             "same attempt, another message (in flight)",
@@ -197,7 +197,7 @@ fn admission_table() {
             Some(lapsed(rec(DataStatus::Partial, 1, Some(M1)))),
             enrich(1),
             M2,
-            Err(Skip::ClaimedElsewhere),
+            Err(Skip::AttemptSettled),
         ),
         (
             "watchdog check of a dead worker: the cleanup's re-drive takes over",
@@ -235,8 +235,15 @@ fn admission_table() {
             Ok(()),
         ),
         (
-            "watchdog, webhook chain exists",
+            "watchdog, webhook chain not begun (its first send may be lost): the check works",
             Some(rec(DataStatus::Partial, 0, None)),
+            watchdog(1),
+            M1,
+            Ok(()),
+        ),
+        (
+            "watchdog, webhook chain begun",
+            Some(rec(DataStatus::Partial, 1, Some(M2))),
             watchdog(1),
             M1,
             Err(Skip::ChainOwnsCall),
@@ -267,7 +274,7 @@ fn admission_table() {
             Some(pending(1, Some(M1))),
             watchdog(1),
             M2,
-            Err(Skip::ClaimedElsewhere),
+            Err(Skip::AttemptSettled),
         ),
         (
             "watchdog, same check redelivered",
@@ -742,6 +749,56 @@ fn watchdog_bookkeeping() {
         NOW,
     );
     assert!(out.record.unwrap().book.enrichment_scheduled);
+}
+
+#[test]
+fn a_failed_attempt_releases_its_claim_and_a_held_job_knows_when_to_come_back() {
+    use crate::domain::to_iso;
+    use Admission as A;
+    let held = rec(DataStatus::Fetching, 1, Some(M1));
+    // Held elsewhere: the job comes back when the lease ends.
+    assert_eq!(
+        admit(Some(&held), &enrich(1), M2, &policy(), NOW),
+        A::Skip(Skip::ClaimedElsewhere)
+    );
+    assert_eq!(claim_ends(&held, NOW).map(to_iso), Some(LIVE.to_string()));
+    // Only the holder releases, and only a live claim.
+    assert!(released(&held, M2, NOW).is_none());
+    assert!(released(&lapsed(held.clone()), M1, NOW).is_none());
+    assert!(released(&rec(DataStatus::Partial, 1, Some(M1)), M1, NOW).is_none());
+    let free = released(&held, M1, NOW).expect("the holder releases");
+    assert_eq!(
+        free.result.data_status,
+        DataStatus::Fetching,
+        "still mid-attempt"
+    );
+    assert_eq!(free.result.fetch_attempts, 1);
+    assert_eq!(claim_ends(&free, NOW), None);
+    // A redriven copy (another message id) takes the attempt over at once.
+    match admit(Some(&free), &enrich(1), M2, &policy(), NOW) {
+        A::Claim(c) => assert_eq!(c.book.claimed_by.as_deref(), Some(M2)),
+        other => panic!("not taken over: {other:?}"),
+    }
+    // So does the holder's own redelivery, and a watchdog check released the same way.
+    assert!(matches!(
+        admit(Some(&free), &enrich(1), M1, &policy(), NOW),
+        A::Claim(_)
+    ));
+    let check = with(pending(0, Some(M1)), DataStatus::Fetching);
+    assert_eq!(
+        admit(Some(&check), &watchdog(1), M2, &policy(), NOW),
+        A::Skip(Skip::ClaimedElsewhere)
+    );
+    let check = released(&check, M1, NOW).expect("released");
+    assert!(matches!(
+        admit(Some(&check), &watchdog(1), M2, &policy(), NOW),
+        A::Claim(_)
+    ));
+    // No live claim, nothing to wait for.
+    assert_eq!(
+        claim_ends(&rec(DataStatus::Partial, 1, Some(M1)), NOW),
+        None
+    );
 }
 
 #[test]
