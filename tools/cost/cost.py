@@ -26,7 +26,7 @@ DURATIONS_MS = {
     "call-status": 8,  # one GetItem
     "enrichment-vapi": 250,  # a batch that asks Vapi GET /call/{id}, then writes 3-5 items
     "enrichment": 15,  # a batch that settles without Vapi (duplicate first job, watchdog skip)
-    "cleanup": 300,  # 17 index queries and one Vapi listing per run
+    "cleanup": 300,  # 65 index queries (17 unfinished, 48 revival) and one Vapi listing per run
 }
 LOG_BYTES_PER_INVOCATION = 2048  # platform START/REPORT lines, app JSON lines, EMF metrics
 CLEANUP_INTERVAL_S = 300  # CleanupSchedule rate(5 minutes)

@@ -34,10 +34,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::StatusCode;
+use ringback::adapters::dynamodb::CallIndexTable;
 use ringback::config::{CallsConfig, Timing};
 use ringback::metrics::Metrics;
 use ringback::ports::{Clock, VapiApi};
-use ringback::service::cleanup::{CleanupService, Reconcile};
+use ringback::service::cleanup::{CleanupService, Reconcile, Revive};
 use ringback::vapi::{VapiClient, VapiClientConfig};
 use ringback::wiring::result_sink;
 
@@ -177,13 +178,20 @@ async fn measure(scenario: &'static str, expected: &str, with_cleanup: bool) -> 
             rig.vapi.url.clone(),
             VAPI_KEY,
         )));
+        let calls = CallsConfig::from_env(&rig.env).expect("config");
         let svc = CleanupService {
-            revive: None,
+            // As deployed: the revival reads the call index's unfinished statuses every run.
+            revive: Some(Revive {
+                index: Arc::new(CallIndexTable::new(
+                    rig.sys.dynamo.clone(),
+                    CALL_INDEX_TABLE.into(),
+                )),
+                ttl: calls.result_ttl,
+            }),
             reconcile: Some({
-                let calls = CallsConfig::from_env(&rig.env).expect("config");
                 let cursors = ringback::adapters::dynamodb::CallsTable::new(
                     rig.sys.dynamo.clone(),
-                    calls.calls_table,
+                    calls.calls_table.clone(),
                     calls.result_ttl,
                     clock.clone(),
                 );
@@ -346,8 +354,9 @@ async fn cost_per_call_by_scenario() {
     assert_eq!(examined, &0, "nothing was overdue");
     assert_eq!(
         cleanup.dynamo.count("Query"),
-        17,
-        "one query per shard and one for the legacy key: {:?}",
+        17 + 48,
+        "one query per unfinished-index shard and one for the legacy key; one per call-index shard \
+         and unfinished status for the revival: {:?}",
         cleanup.dynamo.requests
     );
     assert_eq!(
