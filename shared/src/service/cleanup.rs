@@ -101,17 +101,6 @@ impl CleanupService {
                 None => break,
             }
         }
-        let mut unrevived = None;
-        if let Some(r) = &self.revive {
-            let result = self.revive(r, now, &mut report.revived).await;
-            if let Err(e) = result {
-                self.metrics.count("RevivalFailed", 1, &[]);
-                warn!(error = %e, "revival of expired unfinished calls failed; the next run repeats it");
-                unrevived = Some(e);
-            } else if report.revived.unfinished {
-                info!(revived = ?report.revived, "more expired unfinished calls than one run reads; the next run continues");
-            }
-        }
         let mut unreconciled = None;
         if let Some(r) = &self.reconcile {
             let (done, result) = self.reconcile(r, now, started).await;
@@ -125,6 +114,19 @@ impl CleanupService {
                 unreconciled = Some(e);
             } else if done.unfinished {
                 info!(reconciled = ?done, "reconciliation ran out of time; the next run continues it");
+            }
+        }
+        // After the reconciliation, which keeps its own budget: a backlog of expired records
+        // must not starve the search for calls that never had one.
+        let mut unrevived = None;
+        if let Some(r) = &self.revive {
+            let result = self.revive(r, now, started, &mut report.revived).await;
+            if let Err(e) = result {
+                self.metrics.count("RevivalFailed", 1, &[]);
+                warn!(error = %e, "revival of expired unfinished calls failed; the next run repeats it");
+                unrevived = Some(e);
+            } else if report.revived.unfinished {
+                info!(revived = ?report.revived, "more expired unfinished calls than one run takes; the next run continues");
             }
         }
         if report.examined > 0 || report.adopted > 0 || report.revived.revived > 0 {

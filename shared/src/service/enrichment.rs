@@ -214,7 +214,8 @@ impl EnrichmentService {
                 }
                 Admission::Skip(Skip::ClaimedElsewhere) => {
                     let held = found.as_ref().map(|v| &v.record);
-                    return done(self.defer(job, held, now).await?, 0);
+                    let deferred = self.defer(job, held, now).await;
+                    return done(deferred.map_err(|e| ProcessError::retry(e, 0))?, 0);
                 }
                 Admission::Skip(skip) => return done(EnrichmentOutcome::Skipped(skip), 0),
                 Admission::Fresh => {
@@ -276,6 +277,7 @@ impl EnrichmentService {
         };
 
         // 3-5. Settle: persist, queue the next job, write, make the settling event.
+        let mut sent: Option<(EnrichmentJob, std::time::Duration)> = None;
         for _ in 0..WRITE_RETRIES {
             let now = self.clock.now();
             let (record, expected) = match current.take() {
@@ -288,18 +290,24 @@ impl EnrichmentService {
                 EnrichmentOutcome::Retry { reason } => return Err(ProcessError::retry(reason, 1)),
                 // Another message claimed the attempt while we asked Vapi: it may yet fail.
                 EnrichmentOutcome::Skipped(Skip::ClaimedElsewhere) => {
-                    return Ok((self.defer(job, taken.as_ref(), now).await?, 1));
+                    let deferred = self.defer(job, taken.as_ref(), now).await;
+                    return match deferred {
+                        Ok(outcome) => Ok((outcome, 1)),
+                        Err(e) => Err(ProcessError::retry(e, 1)),
+                    };
                 }
                 _ => {}
             }
             // The next job goes before the write: a written attempt then always has its
             // successor, so a copy of this job under another id (a redrive) that finds the attempt
             // settled may drop it. A send whose write fails leaves a job the claims absorb.
-            if let Some((next, delay)) = &s.next {
+            // A write retried after a lost race sends its successor once, unless it changed.
+            if let Some((next, delay)) = s.next.as_ref().filter(|n| sent.as_ref() != Some(*n)) {
                 self.queue
                     .schedule(next, *delay)
                     .await
                     .map_err(|e| ProcessError::retry(e, 1))?;
+                sent = Some((next.clone(), *delay));
             }
             if let Some(mut record) = s.record {
                 if s.persist {
@@ -356,7 +364,7 @@ impl EnrichmentService {
         job: &EnrichmentJob,
         held: Option<&CallRecord>,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<EnrichmentOutcome, ProcessError> {
+    ) -> Result<EnrichmentOutcome, String> {
         let ends = held.and_then(|r| claim_ends(r, &to_iso(now)));
         let wait = ends.map_or(chrono::Duration::zero(), |t| t - now);
         let delay = (wait.to_std().unwrap_or_default() + std::time::Duration::from_secs(1))
@@ -364,22 +372,35 @@ impl EnrichmentService {
         self.queue
             .schedule(job, delay)
             .await
-            .map_err(|e| ProcessError::retry(format!("deferring the job failed: {e}"), 0))?;
+            .map_err(|e| format!("deferring the job failed: {e}"))?;
         Ok(EnrichmentOutcome::Deferred { delay })
     }
 
-    /// Best effort: a release that fails leaves the lease to lapse by itself.
+    /// Best effort: a release that fails leaves the lease to lapse by itself. A write that lost
+    /// its race (a webhook merged data meanwhile) is tried again on the record as it is then, as
+    /// long as the claim is still this message's.
     async fn release(&self, claimed: &CallRecord, version: u64, message_id: &str) {
-        let now = self.clock.now();
-        let Some(record) = released(claimed, message_id, &to_iso(now)) else {
-            return;
-        };
-        let deadline = deadline_for(&record, now, &self.timing);
-        match self.store.put(&record, Some(version), deadline).await {
-            Ok(_) => info!("claim released for the next message of this attempt"),
-            // Someone moved the record on: the claim is not ours to release any more.
-            Err(StoreError::Conflict) => {}
-            Err(e) => warn!(error = %e, "claim not released; its lease lapses by itself"),
+        let (mut record, mut version) = (claimed.clone(), version);
+        for _ in 0..WRITE_RETRIES {
+            let now = self.clock.now();
+            let Some(free) = released(&record, message_id, &to_iso(now)) else {
+                return;
+            };
+            let deadline = deadline_for(&free, now, &self.timing);
+            match self.store.put(&free, Some(version), deadline).await {
+                Ok(_) => {
+                    info!("claim released for the next message of this attempt");
+                    return;
+                }
+                Err(StoreError::Conflict) => match self.store.get(&record.result.call_id).await {
+                    Ok(Some(v)) => (record, version) = (v.record, v.version),
+                    _ => return,
+                },
+                Err(e) => {
+                    warn!(error = %e, "claim not released; its lease lapses by itself");
+                    return;
+                }
+            }
         }
     }
 

@@ -16,9 +16,12 @@
 //! settled `fetch_failed` by the usual re-drives.
 //!
 //! Bounded: one `Query` per index shard and unfinished status, newest first, at most
-//! [`MAX_PAGES`] pages of [`crate::search::MAX_LIMIT`] per status and run; only calls older than
-//! the TTL and still unfinished match (calls running longer than the TTL, and lost ones), so a
-//! healthy deployment reads empty pages.
+//! [`MAX_PAGES`] pages of [`crate::search::MAX_LIMIT`] per status, [`MAX_REVIVALS`] calls and
+//! [`BUDGET`] of the run (after the reconciliation, which keeps its own budget); the watchdog jobs
+//! are spread over a minute, so that a backlog does not ask Vapi all at once. Only calls created
+//! between [`HORIZON`] and the TTL ago and still unfinished match (calls running longer than the
+//! TTL, and lost ones), so a healthy deployment reads empty pages. What a run leaves waits for the
+//! next one (newest first: a revived call stays listed `pending` until its watchdog settles it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +37,14 @@ use crate::search::{CallIndex, CallSummary, Filter, SearchQuery, MAX_LIMIT};
 
 /// Pages per unfinished status and run; what is left waits for the next run.
 pub const MAX_PAGES: u32 = 10;
+/// Calls recorded again per run.
+pub const MAX_REVIVALS: u32 = 200;
+/// How long into the cleanup run (whose timeout is 60 s) the revival may still start a page.
+pub const BUDGET: Duration = Duration::from_secs(45);
+/// How far back the revival looks: a cleanup down for longer is a disaster recovery, and older
+/// summaries may predate the transactional listing (written before their record, they could
+/// say `fetching` for a call that settled).
+pub const HORIZON: chrono::Duration = chrono::Duration::days(7);
 
 /// Where the cleanup looks for calls whose record expired unfinished.
 pub struct Revive {
@@ -54,10 +65,12 @@ pub struct Revived {
 }
 
 impl CleanupService {
+    /// `started`: when the cleanup run began, from which [`BUDGET`] counts.
     pub(super) async fn revive(
         &self,
         r: &Revive,
         now: DateTime<Utc>,
+        started: tokio::time::Instant,
         done: &mut Revived,
     ) -> Result<(), String> {
         let ttl = chrono::Duration::from_std(r.ttl).unwrap_or(chrono::Duration::MAX);
@@ -71,18 +84,27 @@ impl CleanupService {
         ] {
             let mut query = SearchQuery {
                 filter: Filter::DataStatus(status),
+                since: now.checked_sub_signed(HORIZON),
                 until: Some(until),
                 limit: MAX_LIMIT,
                 ..SearchQuery::default()
             };
             for _ in 0..MAX_PAGES {
+                if started.elapsed() >= BUDGET || done.revived >= MAX_REVIVALS {
+                    done.unfinished = true;
+                    return Ok(());
+                }
                 let page = r.index.search(&query).await.map_err(|e| e.to_string())?;
                 self.revive_page(&page.calls, now, done).await?;
                 match page.next {
                     Some(next) => query.cursor = Some(next),
-                    None => break,
+                    None => {
+                        query.cursor = None;
+                        break;
+                    }
                 }
             }
+            // Still a page to read after the last one this run may read.
             done.unfinished |= query.cursor.is_some();
         }
         Ok(())
@@ -101,6 +123,9 @@ impl CleanupService {
         let ids: Vec<String> = calls.iter().map(|c| c.call_id.clone()).collect();
         let recorded = self.store.recorded(&ids).await.map_err(|e| e.to_string())?;
         for summary in calls.iter().filter(|c| !recorded.contains(&c.call_id)) {
+            if done.revived >= MAX_REVIVALS {
+                break;
+            }
             let record = revived_record(summary, now);
             let call_id = summary.call_id.as_str();
             let deadline = deadline_for(&record, now, &self.timing);
@@ -123,7 +148,9 @@ impl CleanupService {
                 kind: JobKind::Watchdog,
                 event_id: None,
             };
-            if let Err(e) = self.queue.schedule(&job, Duration::ZERO).await {
+            // Spread over a minute: a backlog must not ask Vapi all at once.
+            let spread = Duration::from_secs(u64::from(done.revived % 60));
+            if let Err(e) = self.queue.schedule(&job, spread).await {
                 warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
             }
         }
