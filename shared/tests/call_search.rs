@@ -12,9 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use ringback::adapters::dynamodb::{
-    ensure_call_index_table, summary_version, CallIndexTable, CallsTable,
-};
+use ringback::adapters::dynamodb::{summary_version, CallIndexTable, CallsTable};
 use ringback::api;
 use ringback::config::ApiAuth;
 use ringback::domain::{CallRecord, DataStatus, Outcome};
@@ -41,10 +39,7 @@ impl Rig {
     async fn start() -> Self {
         let (client, db) = support::dynamo().await;
         let t = support::tables(&client).await;
-        let index_table = support::unique("call-index");
-        ensure_call_index_table(&client, &index_table)
-            .await
-            .expect("the call index table");
+        let index_table = support::call_index_table(&client).await;
         Self {
             index: Arc::new(CallIndexTable::new(client.clone(), index_table.clone())),
             clock: ManualClock::at("2026-12-02T10:00:00Z"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ringback::adapters::dynamodb::{ensure_call_index_table, CallIndexTable, CallsTable};
+use ringback::adapters::dynamodb::{CallIndexTable, CallsTable};
 use ringback::adapters::memory_queue::MemoryQueue;
 use ringback::config::Timing;
 use ringback::domain::{CallRecord, CallStatus, DataStatus};
@@ -74,10 +74,7 @@ impl Rig {
     async fn start() -> Self {
         let (client, db) = support::dynamo().await;
         let t = support::tables(&client).await;
-        let index_table = support::unique("call-index");
-        ensure_call_index_table(&client, &index_table)
-            .await
-            .expect("the call index table");
+        let index_table = support::call_index_table(&client).await;
         let clock = ManualClock::at(NOW);
         let index = Arc::new(CallIndexTable::new(client.clone(), index_table.clone()));
         let table = CallsTable::new(client, t.calls, TTL, clock.clone()).with_index(index_table);

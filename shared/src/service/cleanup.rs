@@ -233,6 +233,37 @@ impl CleanupService {
     }
 }
 
+impl CleanupService {
+    /// Writes the record of a call found without one (the reconciliation's adoption, the
+    /// revival), unless one appeared meanwhile (a late webhook, the watchdog, another run:
+    /// `Ok(false)`), then queues its watchdog after `delay`. If that send fails, the record's
+    /// deadline brings it back to a later run.
+    pub(super) async fn record_and_watch(
+        &self,
+        record: &crate::domain::CallRecord,
+        now: DateTime<Utc>,
+        delay: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = deadline_for(record, now, &self.timing);
+        match self.store.put(record, None, deadline).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let call_id = record.result.call_id.as_str();
+        let job = EnrichmentJob {
+            call_id: call_id.to_owned(),
+            attempt: 1,
+            kind: crate::ports::JobKind::Watchdog,
+            event_id: None,
+        };
+        if let Err(e) = self.queue.schedule(&job, delay).await {
+            warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
+        }
+        Ok(true)
+    }
+}
+
 /// The record of a placed call found without one: what Vapi's listing says of it (the request's
 /// details travel in its metadata), still `pending` so the watchdog and the cleanup finish it.
 pub(super) fn adopted_record(

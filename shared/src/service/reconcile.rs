@@ -24,10 +24,9 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::cleanup::{adopted_record, CleanupService};
-use super::deadline_for;
 use super::placed::{attempt_of, Listing, PAGE};
 use crate::config::DeploymentId;
-use crate::ports::{EnrichmentJob, JobKind, ReconcileCursors, StoreError, VapiApi};
+use crate::ports::{ReconcileCursors, VapiApi};
 use crate::vapi::snapshot_from_call;
 
 /// How old a placed call must be before a missing record counts as lost.
@@ -216,30 +215,21 @@ impl CleanupService {
         let ids: Vec<String> = ours.iter().map(|s| s.call_id.clone()).collect();
         let recorded = self.store.recorded(&ids).await.map_err(|e| e.to_string())?;
         for snap in ours.iter().filter(|s| !recorded.contains(&s.call_id)) {
-            let call_id = snap.call_id.clone();
             let record = adopted_record(snap, now);
-            let deadline = deadline_for(&record, now, &self.timing);
-            match self.store.put(&record, None, deadline).await {
-                Ok(_) => {}
-                // Recorded meanwhile (a webhook, the watchdog, another run): not ours to adopt.
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.to_string()),
+            // Recorded meanwhile (a webhook, the watchdog, another run): not ours to adopt.
+            if !self
+                .record_and_watch(&record, now, Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                continue;
             }
             warn!(
-                call_id,
+                call_id = %snap.call_id,
                 "a call placed in Vapi had no record; recorded it, its watchdog will finish it"
             );
             self.metrics.count("CallsAdoptedByCleanup", 1, &[]);
             done.adopted += 1;
-            let job = EnrichmentJob {
-                call_id: call_id.clone(),
-                attempt: 1,
-                kind: JobKind::Watchdog,
-                event_id: None,
-            };
-            if let Err(e) = self.queue.schedule(&job, Duration::ZERO).await {
-                warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
-            }
         }
         Ok(())
     }

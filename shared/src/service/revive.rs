@@ -30,9 +30,7 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use super::cleanup::CleanupService;
-use super::deadline_for;
 use crate::domain::{to_iso, CallRecord, DataStatus};
-use crate::ports::{EnrichmentJob, JobKind, StoreError};
 use crate::search::{CallIndex, CallSummary, Filter, SearchQuery, MAX_LIMIT};
 
 /// Pages per unfinished status and run; what is left waits for the next run.
@@ -127,32 +125,23 @@ impl CleanupService {
                 break;
             }
             let record = revived_record(summary, now);
-            let call_id = summary.call_id.as_str();
-            let deadline = deadline_for(&record, now, &self.timing);
-            match self.store.put(&record, None, deadline).await {
-                Ok(_) => {}
-                // Recorded meanwhile (a late webhook, the reconciliation, another run).
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.to_string()),
+            // Spread over a minute: a backlog must not ask Vapi all at once.
+            let spread = Duration::from_secs(u64::from((done.revived + 1) % 60));
+            // Recorded meanwhile (a late webhook, the reconciliation, another run).
+            if !self
+                .record_and_watch(&record, now, spread)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                continue;
             }
             warn!(
-                call_id,
+                call_id = %summary.call_id,
                 was = summary.data_status.as_str(),
                 "a call's record expired before it settled; recorded it again, its watchdog will finish it"
             );
             self.metrics.count("CallsRevivedByCleanup", 1, &[]);
             done.revived += 1;
-            let job = EnrichmentJob {
-                call_id: call_id.to_owned(),
-                attempt: 1,
-                kind: JobKind::Watchdog,
-                event_id: None,
-            };
-            // Spread over a minute: a backlog must not ask Vapi all at once.
-            let spread = Duration::from_secs(u64::from(done.revived % 60));
-            if let Err(e) = self.queue.schedule(&job, spread).await {
-                warn!(call_id, error = %e, "watchdog not queued; the record's deadline brings it back");
-            }
         }
         Ok(())
     }

@@ -4,7 +4,8 @@
 //!   a free loopback port inside the test's runtime, and an AWS SDK client pointed at it with
 //!   static test credentials. The server stops when the returned [`DynamoGuard`] is dropped.
 //!   It starts in milliseconds, so every test gets its own and tests share nothing.
-//! - [`tables`]: the three ringback tables created through `ensure_tables`, with unique names.
+//! - [`tables`]: the three ringback tables created through `ensure_tables`, with unique names;
+//!   [`call_index_table`]: the listing's table, likewise.
 //! - [`ManualClock`]: a [`Clock`] the test sets and moves by hand (record expiry, deadlines).
 //! - [`unique`]: a name no other test in this process uses.
 //! - [`Hooked`]: the real calls table behind a test's stand-ins for some of its calls.
@@ -120,6 +121,15 @@ pub async fn tables(client: &Client) -> Tables {
         .await
         .expect("tables created");
     t
+}
+
+/// Creates a call index table (the listing's summaries) under a unique name, and returns it.
+pub async fn call_index_table(client: &Client) -> String {
+    let table = unique("call-index");
+    ringback::adapters::dynamodb::ensure_call_index_table(client, &table)
+        .await
+        .expect("the call index table");
+    table
 }
 
 /// `{prefix}-{n}`, unique within the test process.
