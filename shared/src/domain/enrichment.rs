@@ -279,6 +279,23 @@ fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str, now: &st
     }
 }
 
+/// A job for an earlier attempt of a call whose current attempt was abandoned (`fetching`, its
+/// claim released or lapsed: its worker failed or died, and its own message may be dead-lettered
+/// after it) carries on that attempt rather than being dropped as stale, so that a redrive of an
+/// older job does not leave the chain to the cleanup. `None`: the job is what it says.
+pub fn taken_over(rec: &CallRecord, job: &EnrichmentJob, now: &str) -> Option<EnrichmentJob> {
+    let r = &rec.result;
+    // A watchdog never claims once an attempt has (`ChainOwnsCall`): a `fetching` record with
+    // attempts is an enrichment attempt's.
+    let abandoned = r.data_status == DataStatus::Fetching && !claim_live(rec, now);
+    (job.kind == JobKind::Enrich && job.attempt < r.fetch_attempts && abandoned).then(|| {
+        EnrichmentJob {
+            attempt: r.fetch_attempts,
+            ..job.clone()
+        }
+    })
+}
+
 /// When a live claim on the record ends: the time a job held off by it ([`Skip::ClaimedElsewhere`])
 /// comes back. `None`: no live claim.
 pub fn claim_ends(rec: &CallRecord, now: &str) -> Option<chrono::DateTime<chrono::Utc>> {

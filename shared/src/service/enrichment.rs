@@ -46,8 +46,8 @@ use super::{deadline_for, owed, persist, WRITE_RETRIES};
 use crate::config::Timing;
 use crate::domain::push::{event_id, EventType};
 use crate::domain::{
-    admit, claim_ends, parse_timestamp, released, settle, to_iso, Admission, CallId, CallRecord,
-    EnrichmentOutcome, EnrichmentPolicy, Skip, VapiAnswer,
+    admit, claim_ends, parse_timestamp, released, settle, taken_over, to_iso, Admission, CallId,
+    CallRecord, EnrichmentOutcome, EnrichmentPolicy, Skip, VapiAnswer,
 };
 use crate::metrics::Metrics;
 use crate::ports::{
@@ -194,6 +194,7 @@ impl EnrichmentService {
         // 1. Claim (or find there is nothing to do).
         let mut current = None;
         let mut claimed = false;
+        let mut job = job.clone();
         for _ in 0..WRITE_RETRIES {
             let found = self
                 .store
@@ -201,6 +202,17 @@ impl EnrichmentService {
                 .await
                 .map_err(|e| ProcessError::retry(e, 0))?;
             let now = self.clock.now();
+            if let Some(current) = found
+                .as_ref()
+                .and_then(|v| taken_over(&v.record, &job, &to_iso(now)))
+            {
+                info!(
+                    attempt = current.attempt,
+                    "the call's current attempt was abandoned; this job carries it on"
+                );
+                job = current;
+            }
+            let job = &job;
             match admit(
                 found.as_ref().map(|v| &v.record),
                 job,
@@ -246,6 +258,7 @@ impl EnrichmentService {
 
         // 2-5. Ask Vapi and settle. An attempt that ends without settling lets go of its claim, so
         // that the next message for it (its redelivery, a redrive) need not wait out the lease.
+        let job = &job;
         let held = current.clone();
         let settled = self.ask_and_settle(message_id, job, &policy, current).await;
         if settled.is_err() {

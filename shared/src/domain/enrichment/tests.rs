@@ -802,6 +802,34 @@ fn a_failed_attempt_releases_its_claim_and_a_held_job_knows_when_to_come_back() 
 }
 
 #[test]
+fn an_older_job_carries_on_an_abandoned_attempt_and_only_that() {
+    // Attempt 2 failed and released its claim (or its worker died): a redriven attempt-1 job
+    // carries attempt 2 on instead of being dropped as stale.
+    let abandoned = lapsed(rec(DataStatus::Fetching, 2, Some(M1)));
+    let carried = taken_over(&abandoned, &enrich(1), NOW).expect("carried on");
+    assert_eq!(carried, enrich(2));
+    assert!(matches!(
+        admit(Some(&abandoned), &carried, M2, &policy(), NOW),
+        Admission::Claim(_)
+    ));
+    // Not while attempt 2 runs, nor once it settled, nor for the current attempt or a watchdog.
+    assert_eq!(
+        taken_over(&rec(DataStatus::Fetching, 2, Some(M1)), &enrich(1), NOW),
+        None
+    );
+    assert_eq!(
+        taken_over(
+            &lapsed(rec(DataStatus::Partial, 2, Some(M1))),
+            &enrich(1),
+            NOW
+        ),
+        None
+    );
+    assert_eq!(taken_over(&abandoned, &enrich(2), NOW), None);
+    assert_eq!(taken_over(&abandoned, &watchdog(1), NOW), None);
+}
+
+#[test]
 fn settle_rechecks_the_claim() {
     // Another message took the same attempt while we asked Vapi: our answer is dropped.
     let taken = rec(DataStatus::Fetching, 1, Some(M2));
