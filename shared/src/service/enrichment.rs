@@ -59,6 +59,10 @@ use crate::vapi::snapshot_from_call;
 /// Messages of one batch processed at once.
 pub const BATCH_CONCURRENCY: usize = 10;
 
+/// The shortest wait of a job deferred behind another worker's live claim (a short lease, as the
+/// local runner's, would otherwise bring it back while that worker still pays its settle's event).
+pub const DEFER_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct EnrichmentService {
     pub store: Arc<dyn CallStore>,
     pub queue: Arc<dyn EnrichmentQueue>,
@@ -371,7 +375,8 @@ impl EnrichmentService {
 
     /// A job held off by another message's live claim is never dropped unseen: that worker may
     /// still fail (its attempt then released, or its process gone with the lease running). A copy
-    /// comes back a second after the claim ends; if the attempt settled by then, it is skipped.
+    /// comes back a second after the claim ends (at least [`DEFER_AT_LEAST`]); if the attempt
+    /// settled by then, it is skipped.
     async fn defer(
         &self,
         job: &EnrichmentJob,
@@ -380,7 +385,10 @@ impl EnrichmentService {
     ) -> Result<EnrichmentOutcome, String> {
         let ends = held.and_then(|r| claim_ends(r, &to_iso(now)));
         let wait = ends.map_or(chrono::Duration::zero(), |t| t - now);
+        // At least DEFER_AT_LEAST: by then the holder has settled and paid its event, so the
+        // copy is dropped rather than repeating a settle still in progress.
         let delay = (wait.to_std().unwrap_or_default() + std::time::Duration::from_secs(1))
+            .max(DEFER_AT_LEAST)
             .min(MAX_QUEUE_DELAY);
         self.queue
             .schedule(job, delay)
