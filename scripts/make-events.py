@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Writes the Lambda test events in events/ (committed; run this again only to change them).
 
-    python3 scripts/make-events.py [--samples ../shared/vapi-samples]
+    python3 scripts/make-events.py [--fixtures fixtures/vapi]
 
 The API Gateway events are HTTP API payload format 2.0 requests, the shape API Gateway gives a Lambda
-proxy integration; the webhook bodies are the Vapi samples, byte for byte as Vapi would send them
+proxy integration; the webhook bodies are the Vapi fixtures (fixtures/vapi), byte for byte as Vapi would send them
 (compact JSON). Fixed ids and times keep the files stable between runs.
 """
 
@@ -22,8 +22,8 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 API_ID = "a1b2c3d4e5"  # the client API (HttpApi)
 WEBHOOK_API_ID = "f6g7h8i9j0"  # the Vapi-facing API (WebhookApi)
-CALL_ID = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"  # the call id of the Vapi samples
-TIME_EPOCH_MS = 1772463918811  # 2026-03-02T15:05:18.811Z, when the sample end-of-call-report was sent
+CALL_ID = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34"  # the call id of the Vapi fixtures
+TIME_EPOCH_MS = 1795022485870  # 2026-11-18T17:21:25.870Z, when the fixture end-of-call-report was sent
 WEBHOOK_SECRET = "dev-webhook-secret"  # fake: matches events/env.json
 API_TOKEN = "dev-api-token"  # fake: matches events/env.json
 DEPLOYMENT_ID = "sam-local"  # the stack's identity (template: the stack id's uuid)
@@ -153,7 +153,7 @@ def env_json() -> dict:
         "CallStatusFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **index, **common, "API_TOKEN": API_TOKEN,
                                "API_AUTH": "bearer", **events},
         "CallInitiatorFunction": {**aws, "CALLS_TABLE": tables["CALLS_TABLE"], **index, **queue, **vapi, **common,
-                                  "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
+                                  "VAPI_PHONE_NUMBER_ID": "c4e8a2f6-1d3b-4975-8e0a-6b2f4d8c1e37",
                                   "DEPLOYMENT_ID": DEPLOYMENT_ID,
                                   "VAPI_WEBHOOK_URL": "http://127.0.0.1:3000/api/v1/vapi/webhook",
                                   "VAPI_WEBHOOK_SECRET": WEBHOOK_SECRET, "API_TOKEN": API_TOKEN,
@@ -163,7 +163,7 @@ def env_json() -> dict:
                                **push, "EVENT_RETENTION_DAYS": "7", "EVENT_BUS_NAME": "",
                                "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
         "CleanupFunction": {**aws, **tables, **index, **queue, **vapi, **common,
-                            "VAPI_PHONE_NUMBER_ID": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
+                            "VAPI_PHONE_NUMBER_ID": "c4e8a2f6-1d3b-4975-8e0a-6b2f4d8c1e37",
                             "DEPLOYMENT_ID": DEPLOYMENT_ID, **push, "EVENT_RETENTION_DAYS": "7", "EVENT_BUS_NAME": "",
                             "CALLBACK_RETRY_DELAYS": "5,30,120,600,1800,3600,7200,14400,28800"},
     }
@@ -171,8 +171,8 @@ def env_json() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", default=str(REPO.parent / "shared" / "vapi-samples"))
-    samples = Path(ap.parse_args().samples)
+    ap.add_argument("--fixtures", default=str(REPO / "fixtures" / "vapi"))
+    samples = Path(ap.parse_args().fixtures)
     eocr = json.loads((samples / "end-of-call-report.json").read_text())
     status = json.loads((samples / "status-update-ended.json").read_text())
 
@@ -225,7 +225,7 @@ def main() -> None:
             sqs_record("4b8d3e0a-6c1f-4f52-9a7e-2d5b8c1e0f34", compact({"callId": CALL_ID, "attempt": 1, "kind": "enrich"}),
                        1, TIME_EPOCH_MS),
             # Not JSON: the handler must report this one as a batch item failure and still process the first.
-            sqs_record("9e2f7a1b-3d4c-4e5f-8a6b-7c8d9e0f1a2b", '{"callId": "0f9e8d7c-6b5a-4c3d', 1, TIME_EPOCH_MS + 20),
+            sqs_record("9e2f7a1b-3d4c-4e5f-8a6b-7c8d9e0f1a2b", '{"callId": "5e2b7c91-4a3d-4f68', 1, TIME_EPOCH_MS + 20),
         ]},
         "cleanup-schedule.json": {
             "version": "0",
@@ -233,7 +233,7 @@ def main() -> None:
             "detail-type": "Scheduled Event",
             "source": "aws.events",
             "account": ACCOUNT,
-            "time": "2026-03-02T15:10:00Z",
+            "time": "2026-11-18T17:26:00Z",
             "region": REGION,
             "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/ringback-dev-CleanupFunctionSweep-1A2B3C4D5E6F"],
             "detail": {},

@@ -486,7 +486,7 @@ fn texts_of(call: &Call) -> Vec<&str> {
 }
 
 /// A row may lose a summary only when the call's texts cannot all fit one item even compressed
-/// (SPEC §8: the calls table keeps the full record), and then says so and keeps its beginning (a preview, ending in `…`).
+/// (api.md §8: the calls table keeps the full record), and then says so and keeps its beginning (a preview, ending in `…`).
 fn lost_only_what_cannot_fit(row: &Item, kept: &str, call: &Call) -> bool {
     let summary = call.plan.summary.as_deref().unwrap_or_default();
     truncated(row)

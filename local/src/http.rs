@@ -1,4 +1,4 @@
-//! One HTTP server for every route of SPEC §2, calling the same handlers as the Lambda functions.
+//! One HTTP server for every route of api.md §2, calling the same handlers as the Lambda functions.
 
 use std::sync::Arc;
 

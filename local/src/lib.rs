@@ -1,4 +1,4 @@
-//! `ringback-local`: the whole system on one machine, with no AWS and no Vapi account (SPEC §7).
+//! `ringback-local`: the whole system on one machine, with no AWS and no Vapi account (api.md §7).
 //! The same handlers and services as the Lambda functions run behind one HTTP server; the
 //! embedded DynamoDB-compatible store, the in-process delay queue and the Vapi simulator stand in
 //! for the cloud unless `AWS_ENDPOINT_URL*` / `VAPI_BASE_URL` point elsewhere.

@@ -1,4 +1,4 @@
-//! The local runner's settings: SPEC §6's variables with development defaults, so that it starts
+//! The local runner's settings: api.md §6's variables with development defaults, so that it starts
 //! with no configuration at all.
 
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub const DEV_SECRETS: [(&str, &str); 3] = [
     ("CALLBACK_SIGNING_SECRET", DEV_CALLBACK_SECRET),
 ];
 
-/// SPEC §9: pointed at a real Vapi, anyone who reaches the runner (through a tunnel, say) with a
+/// api.md §9: pointed at a real Vapi, anyone who reaches the runner (through a tunnel, say) with a
 /// public token could place real calls, or forge webhooks and signed events. So no development
 /// value is accepted and authentication cannot be turned off; each secret not given is generated
 /// from the OS's random source. Returns the names generated.

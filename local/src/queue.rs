@@ -187,7 +187,7 @@ impl LocalQueue {
 pub const DEFAULT_LOCAL_VISIBILITY: Duration = Duration::from_secs(5);
 
 /// The queues at an SQS endpoint: `ENRICHMENT_QUEUE_URL` / `ENRICHMENT_DLQ_URL` as the functions
-/// read them (SPEC §6), else `ENRICHMENT_QUEUE_NAME`; whichever is given is used, never ignored.
+/// read them (api.md §6), else `ENRICHMENT_QUEUE_NAME`; whichever is given is used, never ignored.
 /// The push queue likewise, from `PUSH_QUEUE_URL`, `PUSH_DLQ_URL` and `PUSH_QUEUE_NAME`.
 #[derive(Debug, PartialEq)]
 struct QueueNames {

@@ -28,7 +28,7 @@ pub struct System {
     pub simulator: Option<vapi_simulator::SimulatorHandle>,
     pub store: Arc<dyn CallStore>,
     pub queue: LocalQueue,
-    /// Push jobs' own queue, consumed apart from enrichment (SPEC §9: a receiver cannot slow a
+    /// Push jobs' own queue, consumed apart from enrichment (api.md §9: a receiver cannot slow a
     /// call's enrichment).
     pub push_queue: LocalQueue,
     pub dynamo: aws_sdk_dynamodb::Client,

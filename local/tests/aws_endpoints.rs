@@ -1,4 +1,4 @@
-//! `ringback-local` against DynamoDB and SQS at `AWS_ENDPOINT_URL` (SPEC §7) instead of the
+//! `ringback-local` against DynamoDB and SQS at `AWS_ENDPOINT_URL` (api.md §7) instead of the
 //! embedded store and queue: moto's server, started by the test command, stands in for AWS. It
 //! creates its tables and queue, and a simulated call goes the whole way through real SQS
 //! (SendMessage with DelaySeconds, the event-source-mapping emulation's receives and deletes).

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use common::*;
 
-const SAMPLE_CALL: &str = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f";
+const SAMPLE_CALL: &str = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34";
 
 fn archive(sys: &ringback_local::System) -> EventsTable {
     EventsTable::new(

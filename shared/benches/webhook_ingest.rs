@@ -82,9 +82,9 @@ async fn main() {
     });
     let sample = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vapi-samples/end-of-call-report.json"
+        "/../fixtures/vapi/end-of-call-report.json"
     ))
-    .expect("../shared/vapi-samples beside the project");
+    .expect("fixtures/vapi in the repository");
     let mut headers = HeaderMap::new();
     headers.insert("x-vapi-secret", HeaderValue::from_static("bench-secret"));
     let headers = Arc::new(headers);
@@ -106,7 +106,7 @@ async fn main() {
                             format!("bench-dup-{conc}")
                         };
                         sample
-                            .replace("0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f", &id)
+                            .replace("5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34", &id)
                             .into_bytes()
                     })
                     .collect(),

@@ -1,4 +1,4 @@
-//! Typed configuration, read once at start-up from the environment (SPEC §6). A missing required
+//! Typed configuration, read once at start-up from the environment (api.md §6). A missing required
 //! variable stops the function with a message naming it. Secrets are never printed.
 
 use std::collections::HashMap;
@@ -241,7 +241,7 @@ pub fn webhook_auth(env: &Env) -> Result<WebhookAuth, ConfigError> {
     };
     // During a rotation both secrets are accepted (docs/operations.md).
     let previous = env.get("VAPI_WEBHOOK_SECRET_PREVIOUS").map(str::to_owned);
-    // Vapi's HMAC credential defaults need nothing more (VAPI.md §3); the rest is what a credential changed.
+    // Vapi's HMAC credential defaults need nothing more (vapi.md §3); the rest is what a credential changed.
     let pick = |name: &'static str| env.get(name).map(str::trim).filter(|v| !v.is_empty());
     let mut scheme = Scheme::default();
     if let Some(header) = pick("VAPI_SIGNATURE_HEADER") {

@@ -237,7 +237,7 @@ pub enum VapiError {
     Rejected { status: u16, message: String },
 }
 
-/// `GET /call` filters (VAPI.md §1.3): calls from one phone number created in a window (both
+/// `GET /call` filters (vapi.md §1.3): calls from one phone number created in a window (both
 /// bounds inclusive), optionally also updated in one (the listing splits a millisecond that holds
 /// more than a page of calls by `updatedAt`: `service::placed`).
 #[derive(Debug, Clone, PartialEq, Eq)]

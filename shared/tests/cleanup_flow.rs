@@ -1,4 +1,4 @@
-//! The scheduled cleanup end to end (SPEC §4 "nothing lost"): records written by the real webhook
+//! The scheduled cleanup end to end (api.md §4 "nothing lost"): records written by the real webhook
 //! service into an embedded DynamoDB (dynoxide over HTTP, the real adapters), their queue messages
 //! lost, and the cleanup re-driving them from the unfinished-records index until it settles them as
 //! `fetch_failed` with everything received persisted. Time is a [`ManualClock`]; the queue is the
@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use support::{ManualClock, Tables};
 
 const SECRET: &str = "webhook-secret";
-const PROVIDER: &str = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f";
+const PROVIDER: &str = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34";
 const REQUEST: &str = "1f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f";
 const NOW: &str = "2026-03-02T15:00:00Z";
 
@@ -85,11 +85,7 @@ fn watchdog(call_id: &str, attempt: u32) -> EnrichmentJob {
 /// The end-of-call-report sample for `call_id`, carrying our correlation ids the way the
 /// initiator sends them (`call.assistantOverrides.metadata`).
 fn end_of_call_report(call_id: &str) -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vapi-samples/end-of-call-report.json"
-    );
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect(path)).unwrap();
+    let mut v = support::fixture("end-of-call-report.json");
     v["message"]["call"]["id"] = call_id.into();
     v["message"]["call"]["assistantOverrides"]["metadata"] = json!({
         "providerId": PROVIDER,

@@ -81,7 +81,7 @@ fn full_record(id: &str) -> CallRecord {
             criteria: Some("licensed".into()),
             urgency: Some("within_24_hours".into()),
         },
-        provider_id: Some("0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f".into()),
+        provider_id: Some("5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34".into()),
         service_request_id: Some("1f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f".into()),
         cost: Some(0.0),
         recording_url: Some("https://example.com/r.wav".into()),

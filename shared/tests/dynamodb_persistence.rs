@@ -1,4 +1,4 @@
-//! Provider rows and interaction logs (SPEC §5) against a real-protocol DynamoDB (dynoxide).
+//! Provider rows and interaction logs (api.md §5) against a real-protocol DynamoDB (dynoxide).
 
 mod support;
 
@@ -14,7 +14,7 @@ use ringback::ports::{Persisted, ResultSink};
 use serde_json::json;
 use support::{ManualClock, Tables};
 
-const PROVIDER: &str = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f";
+const PROVIDER: &str = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34";
 const REQUEST: &str = "1f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f";
 
 type Item = HashMap<String, AttributeValue>;

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use support::{ManualClock, Tables};
 use vapi_simulator::{FetchScript, Simulator, SimulatorConfig, SimulatorHandle, Timings};
 
-const PROVIDER: &str = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f";
+const PROVIDER: &str = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34";
 const REQUEST: &str = "1f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f";
 const NOW: &str = "2026-03-02T15:06:00Z";
 
@@ -199,12 +199,7 @@ async fn harness_with(parking: Parking) -> Harness {
 
 /// Vapi's answer for an ended call with complete data, carrying our correlation ids.
 fn ended_call(id: &str) -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vapi-samples/get-call-complete.json"
-    );
-    let mut call: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect(path)).unwrap();
+    let mut call = support::fixture("get-call-complete.json");
     call["id"] = id.into();
     call["assistantOverrides"]["metadata"] = json!({
         "providerId": PROVIDER,
@@ -407,7 +402,7 @@ async fn completes_on_the_second_fetch() {
         .summary
         .as_deref()
         .unwrap()
-        .contains("ships Thursday"));
+        .contains("Thursday between 8 and 10 am"));
     assert!(r.transcript.as_deref().unwrap().len() > 50);
     assert_eq!(r.fetch_error, None);
     h.assert_persisted_once(&id, "success", "complete").await;
@@ -723,7 +718,7 @@ async fn a_call_without_record_is_built_from_vapi_alone() {
     );
     assert_eq!(r.provider.name.as_deref(), Some("Acme Plumbing"));
     assert_eq!(r.ended_reason.as_deref(), Some("customer-ended-call"));
-    assert_eq!(r.cost, Some(0.1184));
+    assert_eq!(r.cost, Some(0.1372));
     assert!(r.webhook_received_at.is_none(), "no webhook was seen");
     h.assert_persisted_once(&id, "success", "complete").await;
     // A second delivery of the same job finds the record finished.

@@ -1,4 +1,4 @@
-//! `POST /api/v1/vapi/calls` end to end below HTTP (SPEC §2): the real route and initiator, the
+//! `POST /api/v1/vapi/calls` end to end below HTTP (api.md §2): the real route and initiator, the
 //! calls table (records and idempotency keys) in an embedded DynamoDB through the real adapter, the
 //! local runner's delay queue, and Vapi played by the project's simulator over HTTP through the real
 //! REST client. Each test asserts the answer (status, envelope, headers) and what it left behind:
@@ -37,7 +37,7 @@ const SECRET: &str = "webhook-secret";
 /// Not loopback: the simulator counts its webhooks as failed deliveries and never sends them, so
 /// nothing but the test writes to the calls table.
 const WEBHOOK_URL: &str = "https://ringback.example.com/api/v1/vapi/webhook";
-const PROVIDER: &str = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f";
+const PROVIDER: &str = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34";
 const REQUEST: &str = "1f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f";
 const NOW: &str = "2026-03-02T15:00:00Z";
 /// How long after an attempt began its call is no longer in doubt (the deployed value).
@@ -632,12 +632,7 @@ impl VapiApi for WebhookFirst {
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError> {
         let created = self.inner.create_call(body).await?;
         let id = created["id"].as_str().expect("a call id");
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vapi-samples/end-of-call-report.json"
-        );
-        let mut report: Value =
-            serde_json::from_str(&std::fs::read_to_string(path).expect(path)).unwrap();
+        let mut report = support::fixture("end-of-call-report.json");
         report["message"]["call"]["id"] = id.into();
         let h = headers(&[("x-vapi-secret", SECRET)]);
         self.webhook
@@ -704,7 +699,7 @@ async fn a_webhook_that_arrived_first_keeps_its_state_and_gains_the_request_deta
         res.transcript
             .as_deref()
             .unwrap_or("")
-            .starts_with("AI: Hi Dana"),
+            .starts_with("AI: Hi, this is Riley"),
         "{:?}",
         res.transcript
     );

@@ -82,7 +82,7 @@ async fn an_ignored_message_type_answers_200_with_the_events_table_down() {
     let out = svc
         .ingest(&headers(), chatter.to_string().as_bytes())
         .await
-        .expect("SPEC §2: any other type is 200 with nothing stored");
+        .expect("api.md §2: any other type is 200 with nothing stored");
     assert_eq!(
         out,
         Ingested::Ignored {

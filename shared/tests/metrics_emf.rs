@@ -20,7 +20,7 @@ use ringback::service::enrichment::EnrichmentService;
 use ringback::service::initiate::{InitiateError, InitiatorService};
 use ringback::service::webhook::{IngestError, WebhookService};
 use ringback::vapi::{snapshot_from_call, CallSettings, VapiClient, VapiClientConfig, WebhookAuth};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::ManualClock;
 use vapi_simulator::{FetchScript, Simulator, SimulatorConfig, SimulatorHandle, Timings};
 
@@ -151,13 +151,6 @@ impl World {
     }
 }
 
-fn sample(name: &str) -> Value {
-    let path = format!(
-        "{}/../../shared/vapi-samples/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
-}
 
 fn secret_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -169,7 +162,7 @@ fn secret_headers() -> HeaderMap {
 async fn webhooks_are_counted_by_what_became_of_them() {
     let w = world().await;
     let svc = w.webhook();
-    let report = serde_json::to_vec(&sample("end-of-call-report.json")).unwrap();
+    let report = serde_json::to_vec(&support::fixture("end-of-call-report.json")).unwrap();
 
     let err = svc
         .ingest(&HeaderMap::new(), &report)
@@ -226,13 +219,13 @@ async fn webhooks_are_counted_by_what_became_of_them() {
     );
     // No call id or phone number ever rides along.
     let text = doc.to_string();
-    assert!(!text.contains("0f9e8d7c") && !text.contains("+1"), "{text}");
+    assert!(!text.contains("5e2b7c91") && !text.contains("+1"), "{text}");
 }
 
 #[tokio::test]
 async fn enrichment_counts_outcomes_vapi_calls_and_time_to_complete() {
     let w = world().await;
-    let mut call = sample("get-call-complete.json");
+    let mut call = support::fixture("get-call-complete.json");
     call["id"] = "call-metrics".into();
     let id = w.sim.seed_call(call.clone(), FetchScript::Always);
     // The webhook's record, received at NOW; Vapi's data is complete 90 s later.

@@ -1,4 +1,4 @@
-//! The cleanup's reconciliation with Vapi at volume (SPEC §9 "Deployment identity"): the built-in
+//! The cleanup's reconciliation with Vapi at volume (api.md §9 "Deployment identity"): the built-in
 //! Vapi simulator holds tens of thousands of calls of our phone number in the window, some of
 //! them placed by this deployment and never recorded, most by another deployment (or by one from
 //! before identities), hundreds created in the same millisecond, listed newest first or oldest

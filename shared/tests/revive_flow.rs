@@ -113,7 +113,7 @@ impl Rig {
         r.result.call_status = call_status;
         r.result.provider.name = Some(format!("Provider of {id}"));
         r.result.provider.phone = Some("+14155550123".into());
-        r.result.provider_id = Some("0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f".into());
+        r.result.provider_id = Some("5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34".into());
         r.result.service_request_id = Some("1f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f".into());
         r.result.updated_at = ringback::domain::to_iso(now);
         let deadline = deadline_for(&r, now, &timing());

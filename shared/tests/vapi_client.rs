@@ -1,6 +1,8 @@
 //! The Vapi REST client against an HTTP server that speaks Vapi's API (the project's simulator):
 //! errors are classified by what the caller should do about them.
 
+mod support;
+
 use std::time::Duration;
 
 use ringback::domain::{is_complete, Completeness};
@@ -10,11 +12,7 @@ use serde_json::{json, Value};
 use vapi_simulator::{FetchScript, Simulator, SimulatorConfig, SimulatorHandle, Timings};
 
 fn complete_call() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vapi-samples/get-call-complete.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    support::fixture("get-call-complete.json")
 }
 
 async fn sim() -> SimulatorHandle {

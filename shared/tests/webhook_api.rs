@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "test-secret";
 const TOKEN: &str = "test-token";
-const CALL: &str = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f";
+const CALL: &str = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34";
 
 #[derive(Default)]
 struct RecordingQueue {
@@ -78,11 +78,7 @@ async fn app() -> App {
 }
 
 fn sample(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../shared/vapi-samples/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    serde_json::to_vec(&support::fixture(name)).unwrap()
 }
 
 fn secret_headers() -> HeaderMap {
@@ -149,18 +145,21 @@ async fn end_of_call_report_is_stored_partial_and_enrichment_scheduled() {
     assert_eq!(d["callStatus"], "ended");
     assert_eq!(d["status"], "completed");
     assert_eq!(d["endedReason"], "customer-ended-call");
-    assert!(d["transcript"].as_str().unwrap().starts_with("AI: Hi Dana"));
+    assert!(d["transcript"]
+        .as_str()
+        .unwrap()
+        .starts_with("AI: Hi, this is Riley"));
     assert!(d["analysis"]["summary"]
         .as_str()
         .unwrap()
-        .starts_with("Agent confirmed"));
-    assert_eq!(d["analysis"]["structuredData"]["smsOptIn"], true);
-    assert_eq!(d["cost"], 0.1184);
-    assert!((d["duration"].as_f64().unwrap() - 61.236 / 60.0).abs() < 1e-6);
-    assert_eq!(d["messages"].as_array().unwrap().len(), 6);
+        .starts_with("Bayside Plumbing can come"));
+    assert_eq!(d["analysis"]["structuredData"]["available"], true);
+    assert_eq!(d["cost"], 0.1372);
+    assert!((d["duration"].as_f64().unwrap() - 75.566 / 60.0).abs() < 1e-6);
+    assert_eq!(d["messages"].as_array().unwrap().len(), 7);
     assert_eq!(
         d["recordingUrl"],
-        "https://storage.vapi.ai/0f9e8d7c-mono.wav"
+        "https://storage.vapi.ai/5e2b7c91-mono.wav"
     );
     assert_eq!(d["callMethod"], "direct_vapi");
     assert!(d["webhookReceivedAt"].is_string() && d["createdAt"].is_string());
@@ -352,7 +351,7 @@ async fn bad_input_is_a_4xx_with_a_path_never_a_500() {
             "{e}"
         );
     }
-    // The longest id SPEC §8 accepts is stored and readable.
+    // The longest id api.md §8 accepts is stored and readable.
     let longest = "y".repeat(256);
     let r = app
         .post(

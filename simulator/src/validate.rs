@@ -211,22 +211,13 @@ mod tests {
     }
 
     #[test]
-    fn accepts_the_sample_request() {
-        // shared/vapi-samples/create-call-request.json
-        let sample = json!({
-            "assistantId": "5b0a6e2c-1f3d-4c55-9b7e-2a8f0d9c1e11",
-            "phoneNumberId": "8c2d4f6a-3b1e-4d7c-a9f0-6e5d4c3b2a10",
-            "customer": {"number": "+14155550123", "name": "Dana Whitfield"},
-            "name": "followup-ORD-20931",
-            "assistantOverrides": {
-                "metadata": {"orderId": "ORD-20931"},
-                "variableValues": {"customerName": "Dana"},
-                "serverMessages": ["status-update", "end-of-call-report"],
-                "server": {"url": "https://hooks.example.com/vapi/events", "timeoutSeconds": 10,
-                    "headers": {"X-Hook-Token": "s3cr3t-token-value"}}
-            }
-        });
-        assert!(create_call(&body(sample)).is_ok());
+    fn accepts_the_fixture_request() {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/vapi/create-call-request.json"
+        );
+        let sample = std::fs::read(fixture).expect(fixture);
+        assert!(create_call(&sample).is_ok());
         assert!(create_call(&body(ok_req())).is_ok());
     }
 

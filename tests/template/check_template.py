@@ -3,8 +3,8 @@
 
 Both linters accept, for example, `FunctionResponseTypes: [ReportBatchFailures]`, `Runtime: provided.al2099`,
 `dynamodb:TransactWriteItems` (not an IAM action) and a circular dependency between an HTTP API and a function
-that reads the API's URL (TOOLCHAIN.md §6, and measured again here). Those are the values that decide whether
-the deployed system keeps its promises (SPEC §4-§6), so they are asserted here, one printed line per check.
+that reads the API's URL (measured on these tools' pinned versions, and again here). Those are the values that decide whether
+the deployed system keeps its promises (api.md §4-§6), so they are asserted here, one printed line per check.
 
     python tests/template/check_template.py [--template template.yaml]
     python tests/template/check_template.py --self-test   # proves each check can fail
@@ -32,7 +32,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------------------------------
-# What the template must say (SPEC.md §2, §5, §6 and the deployment brief)
+# What the template must say (api.md §2, §5, §6 and the deployment brief)
 # --------------------------------------------------------------------------------------------------
 
 # logical id -> (cargo binary, routes as (METHOD, path), required env vars)
@@ -87,7 +87,7 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
 TABLES = {"CallsTable", "ProvidersTable", "InteractionLogsTable", "EventsTable", "CallIndexTable"}
 SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIOUS", "API_TOKEN",
               "CALLBACK_SIGNING_SECRET"}
-# Kept webhooks and pushed events (SPEC §8): exactly what each function may do on the events table,
+# Kept webhooks and pushed events (api.md §8): exactly what each function may do on the events table,
 # per resource, and no more (shared/src/adapters/dynamodb/{events,archive}.rs). The webhook keeps each
 # delivery (PutItem) and its replay reads them back (Query); the enrichment makes events and records attempts (PushStore::create/get/
 # record_attempt); the cleanup makes the call.failed event of a call it settles (create/get);
@@ -313,7 +313,7 @@ def _json_logs(t: dict[str, Any]) -> str | None:
     return f"LogFormat is not JSON for {bad}" if bad else None
 
 
-@check("every function has the environment variables its code requires (SPEC §6)")
+@check("every function has the environment variables its code requires (api.md §6)")
 def _env(t: dict[str, Any]) -> str | None:
     problems = []
     for lid, spec in FUNCTIONS.items():
@@ -335,7 +335,7 @@ def _timing(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("routes: each HTTP route is served by the function the SPEC gives it")
+@check("routes: each HTTP route is served by the function the contract (docs/api.md) gives it")
 def _routes(t: dict[str, Any]) -> str | None:
     problems = []
     apis = set(resources_of_type(t, "AWS::Serverless::HttpApi"))
@@ -495,7 +495,7 @@ def _call_index_iam(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("providers and interaction-logs tables: keys as in SPEC §5, point-in-time recovery on every table")
+@check("providers and interaction-logs tables: keys as in api.md §5, point-in-time recovery on every table")
 def _other_tables(t: dict[str, Any]) -> str | None:
     want = {
         "ProvidersTable": [{"AttributeName": "providerId", "KeyType": "HASH"}],

@@ -58,7 +58,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
-CALL_ID = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"  # in the events, as scripts/make-events.py writes them
+CALL_ID = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34"  # in the events, as scripts/make-events.py writes them
 IDEMPOTENCY_KEY = "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
 MESSAGE_IDS = ("4b8d3e0a-6c1f-4f52-9a7e-2d5b8c1e0f34", "9e2f7a1b-3d4c-4e5f-8a6b-7c8d9e0f1a2b")
 FUNCTIONS = [  # (name = cargo binary, logical id in template.yaml, event), in the order they run

@@ -35,8 +35,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-SAMPLE = ROOT.parent / "shared" / "vapi-samples" / "end-of-call-report.json"
-SAMPLE_ID = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
+SAMPLE = ROOT / "fixtures" / "vapi" / "end-of-call-report.json"
+SAMPLE_ID = "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34"
 TICK = os.sysconf("SC_CLK_TCK")
 
 SCENARIOS = {

@@ -1,4 +1,4 @@
--- POSTs Vapi's end-of-call-report sample (../shared/vapi-samples) with the local runner's development secret.
+-- POSTs Vapi's end-of-call-report fixture (fixtures/vapi) with the local runner's development secret.
 -- BENCH_MODE=new: a call id no one has seen, each request (every one sets off the whole chain);
 -- BENCH_MODE=same: one call again and again (the duplicate path).
 package.path = package.path .. ";" .. os.getenv("BENCH_DIR") .. "/?.lua"
@@ -10,7 +10,7 @@ local body_template
 local mode = os.getenv("BENCH_MODE") or "new"
 local secret = os.getenv("BENCH_SECRET") or "dev-webhook-secret"
 -- The sample's call id as a Lua pattern ("-" is magic in patterns).
-local SAMPLE_ID = ("0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"):gsub("%-", "%%-")
+local SAMPLE_ID = ("5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34"):gsub("%-", "%%-")
 local counter = 0
 local prefix
 

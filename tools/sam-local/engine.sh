@@ -7,7 +7,7 @@
 # A developer's own engine (DOCKER_HOST or the default socket) is used as it is. Otherwise, on a machine
 # without one (CI, these build machines), dockerd is started on a private socket with NO bridge network,
 # so no 172.17.0.0/16 interface ever exists and containers can only share the host's loopback
-# (TOOLCHAIN.md §6b; the functions reach the emulators there through tools/sam-local/sam_hostnet.py).
+# (a bridge network is not available on these build machines; the functions reach the emulators there through tools/sam-local/sam_hostnet.py).
 #
 # SAM runs provided.al2023 functions in public.ecr.aws/lambda/provided:al2023-x86_64. When that image is
 # not already there (it is never pulled: nothing leaves loopback), a stand-in with the same name is built from

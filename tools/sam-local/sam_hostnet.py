@@ -1,4 +1,4 @@
-# From ../shared/tools/sam-local/recipe.sh (verified offline with aws-sam-cli 1.170.0, the version
+# From the SAM CLI host-network recipe of this machine kind's toolchain notes (verified offline with aws-sam-cli 1.170.0, the version
 # requirements-dev.txt pins). It patches SAM internals: re-check it when that pin changes.
 """Run AWS SAM CLI with a real host-network mode for Lambda containers.
 

@@ -275,7 +275,7 @@ where
         match source.delete(&receipts).await {
             Ok(()) => stats.deleted = done.len() as u64,
             Err(e) => {
-                // Not deleted means delivered again: the handler is idempotent (SPEC §4).
+                // Not deleted means delivered again: the handler is idempotent (api.md §4).
                 let done_ids: Vec<&str> = done.iter().map(|d| d.message_id.as_str()).collect();
                 tracing::warn!(error = %e, message_ids = ?done_ids, "could not delete processed messages");
             }

@@ -15,7 +15,7 @@ use ringback_local::{LocalOptions, System};
 use serde_json::{json, Value};
 
 /// The tests' own token and secret, given to every runner they start: a runner pointed at a
-/// Vapi-compatible server (`VAPI_BASE_URL`) refuses the public development values (SPEC §9).
+/// Vapi-compatible server (`VAPI_BASE_URL`) refuses the public development values (api.md §9).
 pub const API_TOKEN: &str = "test-api-token";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 pub const CALLS_TABLE: &str = "ringback-calls";
@@ -184,7 +184,7 @@ impl Api {
         Self::reply(req.send().await.expect("POST call")).await
     }
 
-    /// Starts a call and checks the 202 answer (SPEC §2); returns the call id.
+    /// Starts a call and checks the 202 answer (api.md §2); returns the call id.
     pub async fn start_call(&self, body: &Value) -> String {
         let r = self.post_call(body, None).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "POST /calls: {}", r.body);
@@ -417,7 +417,7 @@ pub async fn sim_call_finished(sys: &System, call_id: &str) {
 
 pub fn sample(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/vapi-samples")
+        .join("../fixtures/vapi")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

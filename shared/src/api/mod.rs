@@ -1,4 +1,4 @@
-//! HTTP in and out (SPEC §2), shared by the Lambda functions and the local runner: each route is a
+//! HTTP in and out (api.md §2), shared by the Lambda functions and the local runner: each route is a
 //! plain function from headers and body to an `http::Response`. Bad input is a 4xx answer, never an
 //! `Err` and never a 500.
 

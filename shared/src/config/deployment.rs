@@ -1,4 +1,4 @@
-//! The deployment's identity (`DEPLOYMENT_ID`, SPEC §9 "Deployment identity"). Every call a
+//! The deployment's identity (`DEPLOYMENT_ID`, api.md §9 "Deployment identity"). Every call a
 //! deployment places carries it in `assistantOverrides.metadata` (`ringbackDeploymentId`), so two
 //! deployments on one Vapi phone number (a dev stack, a second region, a `ringback-local` pointed
 //! at the real Vapi) can tell their calls apart: the cleanup adopts, and the initiator's in-doubt

@@ -1,4 +1,4 @@
-//! CallResult: the JSON document a client polls for (SPEC §3).
+//! CallResult: the JSON document a client polls for (api.md §3).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! A client's request to start a call (SPEC §2, POST /api/v1/vapi/calls), read strictly: every bad
+//! A client's request to start a call (api.md §2, POST /api/v1/vapi/calls), read strictly: every bad
 //! field is named with its JSON path, all at once.
 
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! Which hosts ringback may POST a client's events to (SPEC §9 "Callback hosts").
+//! Which hosts ringback may POST a client's events to (api.md §9 "Callback hosts").
 //!
 //! A `callbackUrl` is chosen by whoever holds an API token, and every attempt's status and latency
 //! show on the call's timeline: were ringback to call any address, a token holder could map (and

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// The longest call id accepted (SPEC §8). Vapi's ids are UUIDs; the bound keeps any id far below
+/// The longest call id accepted (api.md §8). Vapi's ids are UUIDs; the bound keeps any id far below
 /// DynamoDB's 2048-byte key limit, so a strange id is a 400, never a failed write.
 pub const MAX_CALL_ID_CHARS: usize = 256;
 
@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn uuid_guard_matches_the_old_backend() {
         let cases = [
-            ("0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f", true),
+            ("5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34", true),
             ("0F9E8D7C-6B5A-4C3D-AE2F-1A0B9C8D7E6F", true),
             ("0f9e8d7c-6b5a-6c3d-8e2f-1a0b9c8d7e6f", false), // version 6
             ("0f9e8d7c-6b5a-4c3d-7e2f-1a0b9c8d7e6f", false), // variant 7

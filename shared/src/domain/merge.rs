@@ -1,4 +1,4 @@
-//! Merging never loses information (SPEC §3): the longer transcript wins, analysis merges key by
+//! Merging never loses information (api.md §3): the longer transcript wins, analysis merges key by
 //! key, and a later value never replaces a present one with an empty one.
 
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! endedReason → outcome (SPEC §3). Vapi has ~600 reasons and adds more monthly, so this is
+//! endedReason → outcome (api.md §3). Vapi has ~600 reasons and adds more monthly, so this is
 //! substring rules over a free string, first match wins.
 
 use super::Outcome;

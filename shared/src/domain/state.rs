@@ -69,7 +69,7 @@ impl CallRecord {
     }
 }
 
-/// The identity of a webhook event for de-duplication (VAPI.md §4).
+/// The identity of a webhook event for de-duplication (vapi.md §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventKey(String);
 

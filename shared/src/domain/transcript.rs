@@ -1,5 +1,5 @@
-//! Transcript text → `{speaker, text}` lines for the interaction log (SEED §2.9), minus the seed's
-//! stray `\r`.
+//! Transcript text → `{speaker, text}` lines for the interaction log, as the old backend
+//! split them, minus the stray `\r` it left at the end of Windows-style lines.
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! idempotency key, write the `pending` record and schedule the watchdog that notices a call
 //! whose webhooks never come.
 //!
-//! ## A key never places two calls (SPEC §8, "idempotency in doubt")
+//! ## A key never places two calls (api.md §8, "idempotency in doubt")
 //! The key is taken before Vapi is asked, by an [`Attempt`] whose id travels in the call's
 //! metadata (`ringbackAttemptId`). Then:
 //! - Vapi answers with the call: it is recorded, and the answer saved under the key;

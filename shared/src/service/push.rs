@@ -1,4 +1,4 @@
-//! Pushing a call's completion events to its `callbackUrl` (SPEC §8 "Push"), at least once, one
+//! Pushing a call's completion events to its `callbackUrl` (api.md §8 "Push"), at least once, one
 //! `webhook-id` per event. The rules are in [`crate::domain::push`]; this file does the I/O.
 //!
 //! ## Nothing lost, nothing made twice
@@ -10,7 +10,7 @@
 //!   retried through SQS, or the cleanup re-drives the record still owing the event.
 //! - **Delivering** ([`PushService::deliver`]) is a `push` job, `{callId, eventId, attempt}`, on
 //!   the push queue (`PushService::queue`): a queue and event source of their own, so that a
-//!   receiver that hangs holds only push batches, never a call's enrichment (SPEC §9). Job `n` is
+//!   receiver that hangs holds only push batches, never a call's enrichment (api.md §9). Job `n` is
 //!   the `n`th attempt; it POSTs the event and records the attempt with one conditional write
 //!   (the event must still have `n - 1` attempts and be pending), then queues job `n + 1` for the
 //!   retry, if one is due. A job whose attempt is already recorded only makes sure its follow-up

@@ -122,7 +122,7 @@ impl WebhookService {
         let msg = parse_webhook(body)?;
         let key = msg.event_key();
         let (kind, snap) = match msg {
-            // SPEC §2: answered 200 with nothing stored, whatever state the tables are in.
+            // api.md §2: answered 200 with nothing stored, whatever state the tables are in.
             WebhookMessage::Ignored { message_type } => {
                 return Ok(Ingested::Ignored { message_type })
             }

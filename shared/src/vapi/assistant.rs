@@ -1,4 +1,4 @@
-//! The `POST /call` body for a request (VAPI.md §1.2, SEED §2.11): who speaks (a saved assistant,
+//! The `POST /call` body for a request (vapi.md §1.2; the assistants are the old backend's): who speaks (a saved assistant,
 //! the custom prompt, or the provider-search / direct-task assistant), who is called, and where
 //! the webhooks go. Correlation ids travel in `assistantOverrides.metadata`: Vapi rejects unknown
 //! top-level fields.
@@ -37,7 +37,7 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// Vapi retries a webhook only when the call's server has a backoff plan (VAPI.md §4): without
+/// Vapi retries a webhook only when the call's server has a backoff plan (vapi.md §4): without
 /// one, a 503 from our webhook (storage or queue down) would lose the delivery. Exponential from
 /// 1 s, six retries: about a minute in all. Answers that a retry cannot change are not retried.
 pub fn webhook_backoff_plan() -> Value {

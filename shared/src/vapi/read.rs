@@ -158,28 +158,44 @@ mod tests {
     use serde_json::json;
 
     fn sample(name: &str) -> Value {
-        let path = format!(
-            "{}/../../shared/vapi-samples/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../fixtures/vapi/{name}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
     }
 
     #[test]
     fn complete_get_call_sample() {
         let s = snapshot_from_call(&sample("get-call-complete.json"));
-        assert_eq!(s.call_id, "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f");
+        assert_eq!(s.call_id, "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34");
         assert_eq!(s.call_status, Some(CallStatus::Ended));
         assert_eq!(s.ended_reason.as_deref(), Some("customer-ended-call"));
-        assert!(s.transcript.unwrap().starts_with("AI: Hi Dana"));
-        assert_eq!(s.cost, Some(0.1184));
-        assert_eq!(s.analysis.structured_data.unwrap()["smsOptIn"], json!(true));
+        assert!(s.transcript.unwrap().starts_with("AI: Hi, this is Riley"));
+        assert_eq!(s.cost, Some(0.1372));
+        assert_eq!(
+            s.analysis.structured_data.unwrap()["available"],
+            json!(true)
+        );
         assert_eq!(
             s.recording_url.as_deref(),
-            Some("https://storage.vapi.ai/0f9e8d7c-mono.wav")
+            Some("https://storage.vapi.ai/5e2b7c91-mono.wav")
         );
         assert_eq!(s.customer_number.as_deref(), Some("+14155550123"));
-        assert_eq!(s.messages.len(), 1);
+        assert_eq!(s.messages.len(), 7);
+        assert_eq!(
+            s.metadata.provider_id.as_deref(),
+            Some("prov_bayside_plumbing")
+        );
+    }
+
+    #[test]
+    fn running_get_call_sample_has_no_ending_yet() {
+        let s = snapshot_from_call(&sample("get-call-in-progress.json"));
+        assert_eq!(s.call_status, Some(CallStatus::InProgress));
+        assert!(s.started_at.is_some() && s.ended_at.is_none());
+        assert_eq!((s.ended_reason, s.transcript, s.cost), (None, None, None));
+        assert_eq!(
+            s.metadata.service_request_id.as_deref(),
+            Some("sr_20261118_0042")
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Vapi server messages (SPEC §2): only the envelope is strict; everything else is read leniently.
+//! Vapi server messages (api.md §2): only the envelope is strict; everything else is read leniently.
 
 use serde_json::Value;
 
@@ -136,10 +136,7 @@ mod tests {
     use serde_json::json;
 
     fn sample(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/../../shared/vapi-samples/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../fixtures/vapi/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).expect(&path)
     }
 
@@ -158,28 +155,79 @@ mod tests {
             panic!()
         };
         assert_eq!(kind, CallEventKind::EndOfCallReport);
-        assert_eq!(s.call_id, "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f");
+        assert_eq!(s.call_id, "5e2b7c91-4a3d-4f68-b0c2-9d1e8a7f6b34");
         assert_eq!(s.call_status, Some(CallStatus::Ended));
         assert_eq!(s.ended_reason.as_deref(), Some("customer-ended-call"));
-        assert_eq!(s.cost, Some(0.1184));
-        assert_eq!(s.messages.len(), 6);
+        assert_eq!(s.cost, Some(0.1372));
+        assert_eq!(s.messages.len(), 7);
         assert_eq!(s.messages[1].role, "bot");
-        assert!(s.analysis.summary.unwrap().starts_with("Agent confirmed"));
+        assert!(s
+            .analysis
+            .summary
+            .unwrap()
+            .starts_with("Bayside Plumbing can come"));
         assert!(s.started_at.is_some() && s.ended_at.is_some());
         assert_eq!(
             s.recording_url.as_deref(),
-            Some("https://storage.vapi.ai/0f9e8d7c-mono.wav")
+            Some("https://storage.vapi.ai/5e2b7c91-mono.wav")
         );
     }
 
     #[test]
-    fn status_update_sample() {
-        let msg = parse_webhook(&sample("status-update-ended.json")).unwrap();
-        assert_eq!(msg.event_key(), Some(EventKey::status_update("ended")));
-        let WebhookMessage::Call { snapshot, .. } = msg else {
+    fn legacy_report_sample_reads_the_top_level_fields() {
+        let WebhookMessage::Call { snapshot: s, .. } =
+            parse_webhook(&sample("end-of-call-report-legacy.json")).unwrap()
+        else {
             panic!()
         };
-        assert_eq!(snapshot.call_status, Some(CallStatus::Ended));
+        assert!(s.transcript.unwrap().starts_with("AI: Hi, this is Riley"));
+        assert!(s
+            .analysis
+            .summary
+            .unwrap()
+            .starts_with("Bayside Plumbing can come"));
+        assert_eq!(s.messages.len(), 7);
+        assert_eq!(s.cost, Some(0.1372));
+        assert_eq!(
+            s.recording_url.as_deref(),
+            Some("https://storage.vapi.ai/5e2b7c91-mono.wav")
+        );
+        assert!(s.started_at.is_some() && s.ended_at.is_some());
+    }
+
+    #[test]
+    fn status_update_samples_follow_the_lifecycle() {
+        for (file, status) in [
+            ("status-update-queued.json", CallStatus::Queued),
+            ("status-update-ringing.json", CallStatus::Ringing),
+            ("status-update-in-progress.json", CallStatus::InProgress),
+            ("status-update-ended.json", CallStatus::Ended),
+        ] {
+            let msg = parse_webhook(&sample(file)).unwrap();
+            assert_eq!(
+                msg.event_key(),
+                Some(EventKey::status_update(status.as_str())),
+                "{file}"
+            );
+            let WebhookMessage::Call { snapshot, .. } = msg else {
+                panic!("{file}")
+            };
+            assert_eq!(snapshot.call_status, Some(status), "{file}");
+            assert_eq!(
+                snapshot.metadata.provider_id.as_deref(),
+                Some("prov_bayside_plumbing")
+            );
+        }
+    }
+
+    #[test]
+    fn live_message_sample_is_ignored() {
+        assert_eq!(
+            parse_webhook(&sample("conversation-update.json")).unwrap(),
+            WebhookMessage::Ignored {
+                message_type: "conversation-update".into()
+            }
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - [`tables`]: the three ringback tables created through `ensure_tables`, with unique names;
 //!   [`call_index_table`]: the listing's table, likewise.
 //! - [`ManualClock`]: a [`Clock`] the test sets and moves by hand (record expiry, deadlines).
-//! - [`unique`]: a name no other test in this process uses.
+//! - [`unique`]: a name no other test in this process uses; [`fixture`]: a Vapi payload of `fixtures/vapi/`.
 //! - [`Hooked`]: the real calls table behind a test's stand-ins for some of its calls.
 //!
 //! ```ignore
@@ -130,6 +130,12 @@ pub async fn call_index_table(client: &Client) -> String {
         .await
         .expect("the call index table");
     table
+}
+
+/// A Vapi payload from `fixtures/vapi/` (the repository's own; see its README).
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{}/../fixtures/vapi/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
 }
 
 /// `{prefix}-{n}`, unique within the test process.

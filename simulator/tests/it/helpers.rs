@@ -123,7 +123,7 @@ pub async fn finished(sim: &SimulatorHandle, id: &str) {
     assert!(done, "call {id} is known");
 }
 
-/// A create-call body like shared/vapi-samples/create-call-request.json.
+/// A create-call body like fixtures/vapi/create-call-request.json.
 pub fn call_body(customer_name: &str, hook_url: &str) -> Value {
     json!({
         "assistantId": "5b0a6e2c-1f3d-4c55-9b7e-2a8f0d9c1e11",

@@ -1,4 +1,4 @@
-//! Fitting a finished call into DynamoDB's limits (SPEC §8, "durable tables take any call"): a map
+//! Fitting a finished call into DynamoDB's limits (api.md §8, "durable tables take any call"): a map
 //! key must not be empty, a value nests at most 32 levels (the attribute itself is level 1), an
 //! item holds at most 400 KB. What cannot be stored as it is, is stored in a form that can:
 //! structured data as its JSON text, a large text gzip-compressed in a binary `*_gz` attribute

@@ -1,5 +1,5 @@
 //! [`ProvidersAndLogs`]: a finished call written to the providers table and the interaction-log
-//! table (SPEC §5), idempotently and never letting an older save overwrite a newer one.
+//! table (api.md §5), idempotently and never letting an older save overwrite a newer one.
 //!
 //! Provider row (key `providerId`), one UpdateItem that creates the row if needed:
 //! `call_status` (outcome or `unknown`), `call_result` (structured data), `call_transcript`,

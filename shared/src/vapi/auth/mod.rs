@@ -1,4 +1,4 @@
-//! Webhook authentication on the raw body, before any parsing (SPEC §2, VAPI.md §3).
+//! Webhook authentication on the raw body, before any parsing (api.md §2, vapi.md §3).
 //! Any configured scheme suffices: `X-Vapi-Secret`, a Bearer token (in `Authorization` or a header
 //! the credential names), or an HMAC signature as Vapi's HMAC credential sends it, over
 //! `{timestamp}.{body}` when a timestamp header is present. Several secrets may be live during a rotation.

@@ -1,11 +1,11 @@
-//! The HMAC part of a Vapi credential (`HMACAuthenticationPlan`, VAPI.md §3): which hash, how the
+//! The HMAC part of a Vapi credential (`HMACAuthenticationPlan`, vapi.md §3): which hash, how the
 //! signature is written, and which headers carry it. Defaults are Vapi's own, so a deployment needs
 //! only the secret unless its credential changed them.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 
-/// Vapi's credential default first, then the header SPEC §2 named before credentials existed.
+/// Vapi's credential default first, then the header api.md §2 named before credentials existed.
 pub const DEFAULT_SIGNATURE_HEADERS: [&str; 2] = ["x-signature", "x-vapi-signature"];
 /// Where the signed timestamp may be; Vapi's credential default is `x-timestamp`.
 pub const TIMESTAMP_HEADERS: [&str; 2] = ["x-timestamp", "x-vapi-timestamp"];

@@ -186,7 +186,7 @@ fn vapi_credential_defaults_need_only_the_secret() {
         ),
         Ok(())
     );
-    // The header SPEC §2 named before credentials is still read by default.
+    // The header api.md §2 named before credentials is still read by default.
     assert_eq!(
         default.verify(
             &headers(&[("x-vapi-signature", SHA256_HEX), ("x-vapi-timestamp", &ts)]),
