@@ -449,6 +449,7 @@ main() {
     local fmt_color=()
     if $IN_CI; then fmt_color=(--color never); fi # rustfmt colours its diff even into a file otherwise
     run_step "the repository stands alone (tests/repo)" self_contained
+    run_step "openapi.json is valid OpenAPI 3.1 (openapi-spec-validator)" "$VENV/bin/openapi-spec-validator" openapi.json
     run_step "cargo fmt --check" cargo fmt --all -- --check "${fmt_color[@]}"
     run_step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
     run_step "tests (cargo nextest / cargo test)" rust_tests

@@ -18,6 +18,7 @@ use ringback::service::webhook::WebhookService;
 use tracing::Instrument;
 
 use crate::durability::GroupSync;
+use crate::reference;
 
 pub struct Routes {
     pub webhook: WebhookService,
@@ -55,6 +56,10 @@ async fn route(r: &Routes, req: Request) -> api::Response {
     let path = parts.uri.path().to_owned();
     match (&parts.method, path.as_str()) {
         (&Method::GET, "/health") => api::health(),
+        (&Method::GET, reference::OPENAPI_PATH) => reference::openapi(),
+        (&Method::GET, p) if p == reference::DOCS_PATH || p.starts_with("/docs/") => {
+            reference::docs(p)
+        }
         (&Method::GET, crate::receiver::PATH) => r.receiver.list(),
         (&Method::POST, crate::receiver::PATH) => match read_limited(body, 1 << 20).await {
             Ok(bytes) => r.receiver.receive(&parts.headers, &bytes),
@@ -116,11 +121,7 @@ async fn route(r: &Routes, req: Request) -> api::Response {
                 api::post_redeliver(r.redelivery.as_ref(), &r.api_auth, &parts.headers, &id).await;
             durable(r, resp).await
         }
-        (_, api::WEBHOOK_PATH | api::CALLS_PATH | "/health") => api::error(
-            Code::MethodNotAllowed,
-            format!("{} is not allowed here", parts.method),
-        ),
-        (_, p) if api::call_id_from_path(p).is_some() => api::error(
+        (_, p) if is_known_path(p) => api::error(
             Code::MethodNotAllowed,
             format!("{} is not allowed here", parts.method),
         ),
@@ -129,6 +130,21 @@ async fn route(r: &Routes, req: Request) -> api::Response {
             format!("no route for {} {path}", parts.method),
         ),
     }
+}
+
+/// A path some route serves, with another method: 405, not 404.
+fn is_known_path(p: &str) -> bool {
+    matches!(
+        p,
+        api::WEBHOOK_PATH
+            | api::CALLS_PATH
+            | "/health"
+            | reference::OPENAPI_PATH
+            | reference::DOCS_PATH
+            | crate::receiver::PATH
+    ) || api::call_id_from_path(p).is_some()
+        || api::call_action(p).is_some_and(|(_, a)| a == "events" || a == "replay")
+        || api::redeliver_target(p).is_some()
 }
 
 /// Answers only once what the request wrote is on disk; if it cannot be, the caller retries (503).

@@ -10,6 +10,7 @@ pub mod options;
 mod queue;
 mod queue_counts;
 pub mod receiver;
+mod reference;
 mod storage;
 mod system;
 mod workers;

@@ -300,6 +300,7 @@ pub trait ResultSink: Send + Sync {
 // ---- pushed events (callbacks) ----
 
 /// Where a pushed event stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PushState {
@@ -324,6 +325,7 @@ impl PushState {
 }
 
 /// One try at delivering an event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryAttempt {

@@ -151,7 +151,6 @@ impl World {
     }
 }
 
-
 fn secret_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("x-vapi-secret", HeaderValue::from_static(SECRET));

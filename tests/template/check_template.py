@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import re
@@ -49,7 +50,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
     "CallStatusFunction": {
         "bin": "call-status",
         "routes": {("GET", "/api/v1/vapi/calls/{callId}"), ("GET", "/api/v1/vapi/calls/{callId}/events"),
-                   ("GET", "/api/v1/vapi/calls"), ("GET", "/health")},
+                   ("GET", "/api/v1/vapi/calls"), ("GET", "/health"),
+                   ("GET", "/openapi.json")},
         "env": {"CALLS_TABLE", "API_TOKEN", "API_AUTH", "RUST_LOG", "EVENTS_TABLE", "CALL_INDEX_TABLE"},
         "tables": {"CallsTable", "EventsTable", "CallIndexTable"},
         "read_only": True,
@@ -351,6 +353,25 @@ def _routes(t: dict[str, Any]) -> str | None:
                     problems.append(f"{lid}: route {p.get('Path')} is not on a declared AWS::Serverless::HttpApi")
         if routes != spec["routes"]:
             problems.append(f"{lid}: routes {sorted(routes)}, expected {sorted(spec['routes'])}")
+    return "; ".join(problems) or None
+
+
+@check("routes: the deployed API is what openapi.json documents (every operation but ringback-local's own)")
+def _documented_routes(t: dict[str, Any]) -> str | None:
+    doc = json.loads((REPO / "openapi.json").read_text())
+    documented = {(m.upper(), path) for path, item in doc["paths"].items() for m, op in item.items()
+                  if "local" not in op.get("tags", [])}
+    deployed = set()
+    for res in t["Resources"].values():
+        for ev in ((res.get("Properties") or {}).get("Events") or {}).values():
+            if ev.get("Type") == "HttpApi":
+                p = ev.get("Properties") or {}
+                deployed.add((str(p.get("Method", "")).upper(), p.get("Path")))
+    problems = []
+    if documented - deployed:
+        problems.append(f"documented but not deployed: {sorted(documented - deployed)}")
+    if deployed - documented:
+        problems.append(f"deployed but not documented: {sorted(deployed - documented)}")
     return "; ".join(problems) or None
 
 
@@ -1066,6 +1087,12 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [("                - dynamodb:Query # on the five search indexes only\n",
        "                - dynamodb:Query # on the five search indexes only\n                - dynamodb:Scan\n")],
      "call index IAM"),
+    ("the API's description not deployed",
+     [("        OpenApi:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref HttpApi\n"
+       "            Path: /openapi.json\n            Method: GET\n", "")], "routes: the deployed API"),
+    ("a route the description does not know",
+     [("            Path: /api/v1/vapi/calls/{callId}/replay\n", "            Path: /api/v1/vapi/calls/{callId}/rebuild\n")],
+     "routes: the deployed API"),
     ("the listing route dropped",
      [("        ListCalls:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref HttpApi\n"
        "            Path: /api/v1/vapi/calls\n            Method: GET\n", "")], "routes:"),

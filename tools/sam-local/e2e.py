@@ -114,6 +114,11 @@ def run_checks(stack: Stack, egress: Egress | None = None) -> int:
     status, _, _ = api("GET", "/health")
     stack.timings["warm request"] = time.monotonic() - t0
     c.check("GET /health through start-api answers 200 warm", status == 200, status)
+    status, _, doc = api("GET", "/openapi.json")
+    committed = json.loads((ROOT / "openapi.json").read_text())
+    c.check("GET /openapi.json answers the committed document", status == 200 and doc == committed, status)
+    status, _, _ = api("GET", "/openapi.json", headers={"authorization": "Bearer wrong"})
+    c.check("GET /openapi.json without the token is 401", status == 401, status)
 
     key = str(uuid.uuid4())
     request = call_request("Bay Area Plumbing Co.", "+14155550123")

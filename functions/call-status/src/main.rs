@@ -1,7 +1,7 @@
 //! The call-status Lambda (read-only): `GET /api/v1/vapi/calls/{callId}`,
 //! `GET /api/v1/vapi/calls/{callId}/events` (the call's timeline: kept webhooks and pushed events,
 //! when `EVENTS_TABLE` is set), `GET /api/v1/vapi/calls` (the listing, with `CALL_INDEX_TABLE`)
-//! and `GET /health`.
+//! `GET /openapi.json` (the API's description) and `GET /health`.
 
 use lambda_http::{run, service_fn, Error, Request};
 use ringback::ports::{PushStore, WebhookArchive};
@@ -21,6 +21,9 @@ async fn main() -> Result<(), Error> {
             let path = req.uri().path();
             if path == "/health" {
                 return Ok::<_, Error>(lambda::response(api::health()));
+            }
+            if path == "/openapi.json" {
+                return Ok(lambda::response(api::openapi_json(auth, req.headers())));
             }
             if path.trim_end_matches('/') == api::CALLS_PATH {
                 let resp = api::list_calls(search, auth, req.headers(), req.uri().query()).await;

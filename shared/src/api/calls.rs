@@ -4,7 +4,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
 use tracing::warn;
 
-use super::{error, json, ok, Code, Response};
+use super::{error, json, ok_typed, Code, Response};
 use crate::config::ApiAuth;
 use crate::service::initiate::{InitiateError, InitiatorService};
 use crate::service::status::{StatusError, StatusService};
@@ -75,10 +75,7 @@ pub async fn get_call(
                 *r.status_mut() = StatusCode::NOT_MODIFIED;
                 r
             } else {
-                ok(
-                    StatusCode::OK,
-                    serde_json::to_value(&result).expect("CallResult serialises"),
-                )
+                ok_typed(StatusCode::OK, &result)
             };
             resp.headers_mut()
                 .insert(header::ETAG, HeaderValue::from_str(&tag).expect("ascii"));

@@ -3,11 +3,15 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
 use serde_json::{json as j, Value};
 
 pub type Response = http::Response<Bytes>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A stable machine word for what went wrong; its HTTP status follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Code {
     InvalidPayload,
     Unauthorized,
@@ -47,9 +51,9 @@ impl Code {
     }
 }
 
-pub fn json(status: StatusCode, body: &Value) -> Response {
+pub fn json(status: StatusCode, body: &(impl Serialize + ?Sized)) -> Response {
     let mut r = http::Response::new(Bytes::from(
-        serde_json::to_vec(body).expect("a Value always serialises"),
+        serde_json::to_vec(body).expect("the API's bodies serialise"),
     ));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -63,10 +67,49 @@ pub fn ok(status: StatusCode, data: Value) -> Response {
     json(status, &j!({"success": true, "data": data}))
 }
 
+/// `{"success": true, "data": …}` around one of the API's wire types ([`super::wire`]).
+pub fn ok_typed<T: Serialize>(status: StatusCode, data: &T) -> Response {
+    #[derive(Serialize)]
+    struct Success<'a, T> {
+        success: bool,
+        data: &'a T,
+    }
+    json(
+        status,
+        &Success {
+            success: true,
+            data,
+        },
+    )
+}
+
+/// `{"success": false, "error": {…}}`.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Failure {
+    /// Always `false`.
+    pub success: bool,
+    pub error: Problem,
+}
+
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Problem {
+    pub code: Code,
+    /// For a person: what was wrong and where (for a body, the JSON path).
+    pub message: String,
+}
+
 pub fn error(code: Code, message: impl Into<String>) -> Response {
     let mut r = json(
         code.status(),
-        &j!({"success": false, "error": {"code": code.as_str(), "message": message.into()}}),
+        &Failure {
+            success: false,
+            error: Problem {
+                code,
+                message: message.into(),
+            },
+        },
     );
     if code == Code::Unauthorized {
         r.headers_mut()

@@ -4,13 +4,13 @@
 //! `POST /api/v1/vapi/callbacks/{eventId}/redeliver` (send a pushed event again).
 
 use http::{HeaderMap, StatusCode};
-use serde_json::{json, Value};
 use tracing::warn;
 
-use super::{error, ok, require_operator_token, Code, Response, CALLS_PATH};
+use super::wire::{Moment, Push, ReplayAccepted, Timeline, WebhookCounts};
+use super::{error, ok_typed, require_operator_token, Code, Response, CALLS_PATH};
 use crate::config::ApiAuth;
 use crate::domain::CallId;
-use crate::ports::{CallStore, PushRecord, PushStore, WebhookArchive, WebhookLog};
+use crate::ports::{CallStore, PushStore, WebhookArchive, WebhookLog};
 use crate::service::redeliver::{RedeliverError, Redelivery};
 use crate::service::replay::{ReplayError, ReplayService};
 
@@ -28,19 +28,6 @@ pub fn redeliver_target(path: &str) -> Option<String> {
     let rest = path.strip_prefix(CALLBACKS_PATH)?.strip_prefix('/')?;
     let id = rest.trim_end_matches('/').strip_suffix("/redeliver")?;
     (!id.is_empty() && !id.contains('/')).then(|| super::percent_decode(id))
-}
-
-fn push_json(p: &PushRecord) -> Value {
-    json!({
-        "eventId": p.event.id,
-        "callId": p.event.data.call_id,
-        "type": p.event.kind.as_str(),
-        "createdAt": p.event.timestamp,
-        "url": p.url,
-        "state": p.state.as_str(),
-        "nextAttemptAt": p.next_attempt_at,
-        "attempts": p.attempts,
-    })
 }
 
 /// The timeline: the record's milestones (while it lives), then each event and attempt, by time.
@@ -88,53 +75,63 @@ pub async fn get_events(
             format!("no call {raw_id}, or its record and events have expired"),
         );
     }
-    let mut timeline: Vec<Value> = Vec::new();
+    let mut timeline: Vec<Moment> = Vec::new();
     if let Some(r) = &record {
-        let mut mark = |at: &Option<String>, what: &str, extra: Value| {
-            if let Some(at) = at {
-                let mut e = json!({"at": at, "what": what});
-                if let (Some(e), Value::Object(x)) = (e.as_object_mut(), extra) {
-                    e.extend(x);
-                }
-                timeline.push(e);
-            }
-        };
-        mark(&Some(r.created_at.clone()), "record.created", json!({}));
-        mark(&r.webhook_received_at, "record.first_webhook", json!({}));
-        mark(
-            &r.fetched_at,
-            "record.fetched",
-            json!({"fetchAttempts": r.fetch_attempts, "fetchError": r.fetch_error}),
-        );
-        mark(
-            &Some(r.updated_at.clone()),
-            "record.updated",
-            json!({"dataStatus": r.data_status.as_str()}),
-        );
+        timeline.push(Moment::RecordCreated {
+            at: r.created_at.clone(),
+        });
+        if let Some(at) = &r.webhook_received_at {
+            timeline.push(Moment::FirstWebhook { at: at.clone() });
+        }
+        if let Some(at) = &r.fetched_at {
+            timeline.push(Moment::Fetched {
+                at: at.clone(),
+                fetch_attempts: r.fetch_attempts,
+                fetch_error: r.fetch_error.clone(),
+            });
+        }
+        timeline.push(Moment::Updated {
+            at: r.updated_at.clone(),
+            data_status: r.data_status,
+        });
     }
     for w in kept {
-        timeline.push(json!({"at": w.received_at, "what": "webhook.received",
-            "messageType": w.message_type, "auth": w.auth, "outcome": w.outcome,
-            "bytes": w.bytes}));
+        timeline.push(Moment::WebhookReceived {
+            at: w.received_at.clone(),
+            message_type: w.message_type.clone(),
+            auth: w.auth.clone(),
+            outcome: w.outcome.clone(),
+            bytes: w.bytes,
+        });
     }
     for p in &pushes {
-        timeline.push(json!({"at": p.event.timestamp, "what": "push.made",
-            "eventId": p.event.id, "type": p.event.kind.as_str()}));
-        for a in &p.attempts {
-            timeline.push(json!({"at": a.at, "what": "push.attempt", "eventId": p.event.id,
-                "attempt": a.attempt, "status": a.status, "latencyMs": a.latency_ms, "error": a.error}));
-        }
+        timeline.push(Moment::PushMade {
+            at: p.event.timestamp.clone(),
+            event_id: p.event.id.clone(),
+            kind: p.event.kind,
+        });
+        timeline.extend(p.attempts.iter().map(|a| Moment::PushAttempt {
+            at: a.at.clone(),
+            event_id: p.event.id.clone(),
+            attempt: a.attempt,
+            status: a.status,
+            latency_ms: a.latency_ms,
+            error: a.error.clone(),
+        }));
     }
-    timeline.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
-    ok(
+    timeline.sort_by(|a, b| a.at().cmp(b.at()));
+    ok_typed(
         StatusCode::OK,
-        json!({
-            "callId": id.as_str(),
-            "dataStatus": record.as_ref().map(|r| r.data_status.as_str()),
-            "pushes": pushes.iter().map(push_json).collect::<Vec<_>>(),
-            "webhooks": {"kept": kept.len(), "notKept": log.not_kept},
-            "timeline": timeline,
-        }),
+        &Timeline {
+            call_id: id.as_str().to_owned(),
+            data_status: record.as_ref().map(|r| r.data_status),
+            pushes: pushes.iter().map(Push::from).collect(),
+            webhooks: WebhookCounts {
+                kept: kept.len(),
+                not_kept: log.not_kept,
+            },
+            timeline,
+        },
     )
 }
 
@@ -154,10 +151,14 @@ pub async fn post_replay(
         );
     };
     match replay.replay(call_id).await {
-        Ok(r) => ok(
+        Ok(r) => ok_typed(
             StatusCode::ACCEPTED,
-            json!({"callId": r.call_id, "replayedEvents": r.events,
-                "dataStatus": r.data_status.as_str(), "pollUrl": format!("{CALLS_PATH}/{}", r.call_id)}),
+            &ReplayAccepted {
+                poll_url: format!("{CALLS_PATH}/{}", r.call_id),
+                call_id: r.call_id,
+                replayed_events: r.events,
+                data_status: r.data_status,
+            },
         ),
         Err(e @ ReplayError::NotFound(_)) => error(Code::NotFound, e.to_string()),
         Err(e @ ReplayError::Busy(..)) => error(Code::Conflict, e.to_string()),
@@ -192,7 +193,7 @@ pub async fn post_redeliver(
         );
     }
     match push.redeliver(event_id).await {
-        Ok(p) => ok(StatusCode::ACCEPTED, push_json(&p)),
+        Ok(p) => ok_typed(StatusCode::ACCEPTED, &Push::from(&p)),
         Err(RedeliverError::NotFound(id)) => error(
             Code::NotFound,
             format!("no event {id}: unknown, or past EVENT_RETENTION_DAYS"),

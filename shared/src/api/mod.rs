@@ -5,11 +5,14 @@
 mod calls;
 mod envelope;
 mod events;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod search;
 mod webhook;
+pub mod wire;
 
 pub use calls::{get_call, post_call, require_api_token, require_operator_token};
-pub use envelope::{error, json, ok, Code, Response};
+pub use envelope::{error, json, ok, ok_typed, Code, Response};
 pub use events::{
     call_action, get_events, post_redeliver, post_replay, redeliver_target, CALLBACKS_PATH,
 };
@@ -19,8 +22,23 @@ pub use webhook::post_webhook;
 pub const WEBHOOK_PATH: &str = "/api/v1/vapi/webhook";
 pub const CALLS_PATH: &str = "/api/v1/vapi/calls";
 
+/// `GET /openapi.json` on a deployment: the committed document (the one `ringback-local` generates,
+/// kept equal by its test), behind the client API's authentication like the routes it describes.
+pub fn openapi_json(auth: &crate::config::ApiAuth, headers: &http::HeaderMap) -> Response {
+    if let Some(denied) = require_api_token(auth, headers) {
+        return denied;
+    }
+    const DOCUMENT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json"));
+    let mut r = http::Response::new(bytes::Bytes::from_static(DOCUMENT.as_bytes()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 pub fn health() -> Response {
-    ok(http::StatusCode::OK, serde_json::json!({"status": "ok"}))
+    ok_typed(http::StatusCode::OK, &wire::Health { status: "ok" })
 }
 
 /// The id in `/api/v1/vapi/calls/{id}`, percent-decoded (API Gateway hands it over decoded).

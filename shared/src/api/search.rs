@@ -1,10 +1,10 @@
 //! `GET /api/v1/vapi/calls`: pages of call summaries, newest first (`crate::search`).
 
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde_json::json;
 use tracing::warn;
 
-use super::{error, ok, percent_decode, require_operator_token, Code, Response};
+use super::wire::CallPage;
+use super::{error, ok_typed, percent_decode, require_operator_token, Code, Response};
 use crate::config::ApiAuth;
 use crate::search::{SearchError, SearchService};
 
@@ -31,12 +31,12 @@ pub async fn list_calls(
         .await
     {
         Ok((q, page)) => {
-            let mut resp = ok(
+            let mut resp = ok_typed(
                 StatusCode::OK,
-                json!({
-                    "calls": page.calls,
-                    "nextCursor": page.next.map(|c| c.encode(&q.filter)),
-                }),
+                &CallPage {
+                    calls: page.calls,
+                    next_cursor: page.next.map(|c| c.encode(&q.filter)),
+                },
             );
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

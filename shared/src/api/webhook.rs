@@ -1,25 +1,28 @@
 //! `POST /api/v1/vapi/webhook`.
 
 use http::{HeaderMap, StatusCode};
-use serde_json::json;
 use tracing::{info, warn};
 
-use super::{error, ok, Code, Response};
+use super::wire::{WebhookAccepted, WebhookIgnored};
+use super::{error, ok_typed, Code, Response};
 use crate::service::webhook::{IngestError, Ingested, WebhookService};
 
 pub async fn post_webhook(svc: &WebhookService, headers: &HeaderMap, body: &[u8]) -> Response {
     match svc.ingest(headers, body).await {
         Ok(Ingested::Ignored { message_type }) => {
             tracing::debug!(message_type, "webhook type not recorded");
-            ok(StatusCode::OK, json!({"ignored": true}))
+            ok_typed(StatusCode::OK, &WebhookIgnored { ignored: true })
         }
         Ok(Ingested::Accepted {
             call_id,
             data_status,
             ..
-        }) => ok(
+        }) => ok_typed(
             StatusCode::OK,
-            json!({"callId": call_id, "dataStatus": data_status.as_str()}),
+            &WebhookAccepted {
+                call_id,
+                data_status,
+            },
         ),
         Err(IngestError::TooLarge { size, limit }) => {
             info!(size, limit, "webhook rejected: too large");

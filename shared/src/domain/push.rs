@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::callback_host::CallbackHosts;
 use super::{CallResult, DataStatus};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
     #[serde(rename = "call.completed")]
@@ -47,6 +48,7 @@ impl EventType {
 }
 
 /// One event, as sent: `{type, id, timestamp, data}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallEvent {
     #[serde(rename = "type")]

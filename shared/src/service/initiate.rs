@@ -416,8 +416,11 @@ impl InitiatorService {
         let poll = format!("{}/{}", crate::api::CALLS_PATH, call_id);
         let started = SavedResponse {
             status: 202,
-            body: json!({"success": true, "data": {
-                "callId": call_id, "status": "queued", "dataStatus": "pending", "pollUrl": poll,
+            body: json!({"success": true, "data": crate::api::wire::CallAccepted {
+                call_id: call_id.clone(),
+                status: crate::domain::CallStatus::Queued,
+                data_status: crate::domain::DataStatus::Pending,
+                poll_url: poll.clone(),
             }}),
             headers: vec![("location".into(), poll)],
         };
