@@ -6,7 +6,8 @@
 #   ./scripts/test.sh --tools-only     install the tools, start moto, probe SQS on it, stop
 #   ./scripts/test.sh --template-only  install the tools, lint and check template.yaml
 #
-# Needs only what a fresh machine has: Rust stable (+ cargo-nextest, optional), Python >= 3.11, curl; and for the
+# Needs only what a fresh machine has: Rust stable (+ cargo-nextest, optional), Python >= 3.11, Node >= 20 with
+# npm (the TypeScript client's pinned packages go to clients/typescript/node_modules), curl, unshare; and for the
 # sam local step a Docker engine, or root to install Debian's docker.io and start a private one (tools/sam-local/engine.sh).
 # Everything else is installed into .venv/ from requirements-dev.txt (pinned), once per change of that file.
 # Caches stay inside the clone (.venv/, target/). Safe to run again: every step starts from what is there.
@@ -319,6 +320,15 @@ count_plain() { # log prefix: reads "<prefix>: N passed, M failed"
   TESTS_COUNTED=true
 }
 
+# Schemathesis against ringback-local from openapi.json, inside a loopback-only network namespace.
+contract_tests() {
+  run_logged "$LOG_DIR/contract.log" tests/contract/run.sh
+}
+
+readme_flows() {
+  "$VENV/bin/python" tests/readme/run_flows.py --self-test && "$VENV/bin/python" tests/readme/run_flows.py
+}
+
 # Nothing tracked may name a path outside the clone; the checker's own self-test proves it can fail.
 self_contained() {
   "$VENV/bin/python" tests/repo/check_self_contained.py --self-test &&
@@ -454,6 +464,9 @@ main() {
     run_step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
     run_step "tests (cargo nextest / cargo test)" rust_tests
     run_step "doc tests" doc_tests
+    run_step "contract tests: Schemathesis against ringback-local (tests/contract)" contract_tests
+    run_step "TypeScript client: types, compile, example against ringback-local" clients/typescript/test.sh
+    run_step "the README's flows, as written (tests/readme)" readme_flows
     stop_moto
   fi
 

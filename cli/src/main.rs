@@ -42,6 +42,8 @@ struct Cli {
     command: Command,
 }
 
+/// Wherever a call id is asked for, `last` names the call this machine started last; for
+/// `redeliver`, `last` names that call's newest pushed event.
 #[derive(Subcommand)]
 enum Command {
     /// Start a call and (unless --no-watch) follow it to the end.
@@ -144,28 +146,65 @@ struct CallArgs {
 async fn main() {
     let cli = Cli::parse();
     let api = Api::new(&cli.url, &cli.token);
-    let result = match cli.command {
-        Command::Call(args) => call(&api, args).await,
-        Command::Watch { call_id } => watch(&api, &call_id, Duration::from_secs(600)).await,
-        Command::Show { call_id } => api
-            .get(&call_id)
-            .await
-            .map(|(v, _)| println!("{}", pretty(&v))),
-        Command::List(args) => list(&api, args).await,
-        Command::Events { call_id } => operator::events(&api, &call_id).await,
-        Command::Deliveries { call_id } => operator::deliveries(&api, &call_id).await,
-        Command::Replay { call_id, no_watch } => match operator::replay(&api, &call_id).await {
-            Ok(()) if !no_watch => watch(&api, &call_id, Duration::from_secs(600)).await,
-            done => done,
-        },
-        Command::Redeliver { event_id, no_watch } => {
-            operator::redeliver(&api, &event_id, !no_watch).await
-        }
-        Command::Redrive { dlq_url, queue_url } => redrive(&dlq_url, &queue_url).await,
-    };
+    let result = run(&api, cli.command).await;
     if let Err(e) = result {
         eprintln!("ringback: {e}");
         std::process::exit(1);
+    }
+}
+
+/// `last` names the call this machine started last (a fresh shell need not copy its id).
+fn call_id(given: String) -> Result<String, String> {
+    if given != "last" {
+        return Ok(given);
+    }
+    history::recent(1)
+        .pop()
+        .ok_or_else(|| "no call was started from this machine yet, so `last` names none".into())
+}
+
+/// `last` names the newest event pushed for the call this machine started last.
+async fn event_id(api: &Api, given: String) -> Result<String, String> {
+    if given != "last" {
+        return Ok(given);
+    }
+    let call = call_id(given)?;
+    let t = api
+        .get_path(&format!("/api/v1/vapi/calls/{call}/events"))
+        .await?;
+    t["pushes"]
+        .as_array()
+        .and_then(|p| p.iter().rev().find_map(|e| e["eventId"].as_str()))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("call {call} has no pushed event yet"))
+}
+
+async fn run(api: &Api, command: Command) -> Result<(), String> {
+    match command {
+        Command::Call(args) => call(api, args).await,
+        Command::Watch { call_id: id } => watch(api, &call_id(id)?, Duration::from_secs(600)).await,
+        Command::Show { call_id: id } => api
+            .get(&call_id(id)?)
+            .await
+            .map(|(v, _)| println!("{}", pretty(&v))),
+        Command::List(args) => list(api, args).await,
+        Command::Events { call_id: id } => operator::events(api, &call_id(id)?).await,
+        Command::Deliveries { call_id: id } => operator::deliveries(api, &call_id(id)?).await,
+        Command::Replay {
+            call_id: id,
+            no_watch,
+        } => {
+            let id = call_id(id)?;
+            match operator::replay(api, &id).await {
+                Ok(()) if !no_watch => watch(api, &id, Duration::from_secs(600)).await,
+                done => done,
+            }
+        }
+        Command::Redeliver {
+            event_id: id,
+            no_watch,
+        } => operator::redeliver(api, &event_id(api, id).await?, !no_watch).await,
+        Command::Redrive { dlq_url, queue_url } => redrive(&dlq_url, &queue_url).await,
     }
 }
 
@@ -203,7 +242,11 @@ async fn call(api: &Api, a: CallArgs) -> Result<(), String> {
     if a.no_watch {
         return Ok(());
     }
-    watch(api, &id, Duration::from_secs(a.timeout)).await
+    watch(api, &id, Duration::from_secs(a.timeout)).await?;
+    if body.get("callbackUrl").is_some() {
+        operator::follow_push(api, &id).await?;
+    }
+    Ok(())
 }
 
 /// Polls with If-None-Match and prints each change of callStatus or dataStatus as it happens.

@@ -121,6 +121,31 @@ pub async fn replay(api: &Api, call_id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// After a call with a callback URL settles: waits for its settling event to be pushed and says how
+/// the first delivery went (the receiver has it once this returns `delivered`).
+pub async fn follow_push(api: &Api, call_id: &str) -> Result<(), String> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let t = api.get_path(&events_path(call_id)).await?;
+        let pushes = t["pushes"].as_array().cloned().unwrap_or_default();
+        if let Some(p) = pushes.iter().find(|p| p["state"] != "pending") {
+            let last = p["attempts"].as_array().and_then(|a| a.last()).cloned();
+            println!(
+                "event {} {} to {}: {} (status {})",
+                cell(&p["type"]),
+                cell(&p["eventId"]),
+                cell(&p["url"]),
+                cell(&p["state"]),
+                last.map_or_else(|| "-".into(), |a| cell(&a["status"]))
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("its event is still pending after a minute; `ringback deliveries {call_id}` shows the retries");
+    Ok(())
+}
+
 /// Asks for the redelivery, then (if `follow`) prints each attempt until the event settles.
 pub async fn redeliver(api: &Api, event_id: &str, follow: bool) -> Result<(), String> {
     let r = api

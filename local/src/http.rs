@@ -121,10 +121,16 @@ async fn route(r: &Routes, req: Request) -> api::Response {
                 api::post_redeliver(r.redelivery.as_ref(), &r.api_auth, &parts.headers, &id).await;
             durable(r, resp).await
         }
-        (_, p) if is_known_path(p) => api::error(
-            Code::MethodNotAllowed,
-            format!("{} is not allowed here", parts.method),
-        ),
+        (_, p) if allowed_methods(p).is_some() => {
+            let allow = allowed_methods(p).unwrap_or_default();
+            let mut r = api::error(
+                Code::MethodNotAllowed,
+                format!("{} is not allowed here: {allow}", parts.method),
+            );
+            r.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            r
+        }
         _ => api::error(
             Code::NotFound,
             format!("no route for {} {path}", parts.method),
@@ -132,19 +138,19 @@ async fn route(r: &Routes, req: Request) -> api::Response {
     }
 }
 
-/// A path some route serves, with another method: 405, not 404.
-fn is_known_path(p: &str) -> bool {
-    matches!(
-        p,
-        api::WEBHOOK_PATH
-            | api::CALLS_PATH
-            | "/health"
-            | reference::OPENAPI_PATH
-            | reference::DOCS_PATH
-            | crate::receiver::PATH
-    ) || api::call_id_from_path(p).is_some()
-        || api::call_action(p).is_some_and(|(_, a)| a == "events" || a == "replay")
-        || api::redeliver_target(p).is_some()
+/// The methods a path's routes take (a path served with another method is 405 and says these).
+fn allowed_methods(p: &str) -> Option<&'static str> {
+    let action = api::call_action(p);
+    Some(match p {
+        api::WEBHOOK_PATH => "POST",
+        api::CALLS_PATH | crate::receiver::PATH => "GET, POST",
+        "/health" | reference::OPENAPI_PATH | reference::DOCS_PATH => "GET",
+        _ if p.starts_with("/docs/") || api::call_id_from_path(p).is_some() => "GET",
+        _ if action.as_ref().is_some_and(|(_, a)| *a == "events") => "GET",
+        _ if action.as_ref().is_some_and(|(_, a)| *a == "replay") => "POST",
+        _ if api::redeliver_target(p).is_some() => "POST",
+        _ => return None,
+    })
 }
 
 /// Answers only once what the request wrote is on disk; if it cannot be, the caller retries (503).

@@ -27,6 +27,25 @@ use crate::search::CallSummary;
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     doc["webhooks"] = webhooks();
+    // What utoipa has no attribute for: "any type but these", and links between operations.
+    doc["components"]["schemas"]["OtherMessage"]["properties"]["type"]["not"] =
+        json!({"enum": ["status-update", "end-of-call-report"]});
+    let link = |op: &str, from: &str| json!({"operationId": op, "parameters": {"callId": from}});
+    let placed = "$response.body#/data/callId";
+    doc["paths"]["/api/v1/vapi/calls"]["post"]["responses"]["202"]["links"] = json!({
+        "GetCall": link("getCall", placed),
+        "GetCallEvents": link("getCallEvents", placed),
+        "ReplayCall": link("replayCall", placed),
+    });
+    let listed = "$response.body#/data/calls/0/callId";
+    doc["paths"]["/api/v1/vapi/calls"]["get"]["responses"]["200"]["links"] = json!({
+        "GetCall": link("getCall", listed),
+        "GetCallEvents": link("getCallEvents", listed),
+    });
+    doc["paths"]["/api/v1/vapi/calls/{callId}/events"]["get"]["responses"]["200"]["links"] = json!({
+        "RedeliverEvent": {"operationId": "redeliverEvent",
+            "parameters": {"eventId": "$response.body#/data/pushes/0/eventId"}},
+    });
     doc
 }
 
@@ -65,12 +84,31 @@ enum WebhookAnswer {
     Ignored(WebhookIgnored),
 }
 
+/// What `status` filters on: a dataStatus, or an outcome.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum StatusWord {
+    Pending,
+    Partial,
+    Fetching,
+    Complete,
+    FetchFailed,
+    Completed,
+    NoAnswer,
+    Voicemail,
+    Timeout,
+    Error,
+}
+
 /// Urgency of a call request.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Urgency {
     Immediate,
+    // serde's snake_case does not split digits off: named as the API reads them.
+    #[serde(rename = "within_24_hours")]
     Within24Hours,
+    #[serde(rename = "within_2_days")]
     Within2Days,
     Flexible,
 }
@@ -122,22 +160,53 @@ struct CallRequest {
     callback_url: Option<String>,
 }
 
-/// A Vapi server message: only the envelope is checked. `status-update` and `end-of-call-report`
-/// also need `message.call.id` (1-256 characters, no `#`), else 400; every other type is answered
-/// and not stored. Everything else is read leniently (see docs/vapi.md).
+/// A Vapi server message: only the envelope is checked, everything else is read leniently (see
+/// docs/vapi.md and fixtures/vapi/).
 #[derive(ToSchema)]
 struct VapiServerMessage {
     message: VapiMessage,
 }
 
-#[derive(ToSchema)]
-struct VapiMessage {
-    /// `status-update`, `end-of-call-report`, or any other (ignored).
-    #[schema(rename = "type", example = "end-of-call-report")]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum VapiMessage {
+    Recorded(RecordedMessage),
+    Other(OtherMessage),
+}
+
+/// A message ringback records: it must name its call.
+#[derive(Serialize, ToSchema)]
+struct RecordedMessage {
+    #[serde(rename = "type")]
+    kind: RecordedType,
+    call: VapiCall,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+enum RecordedType {
+    StatusUpdate,
+    EndOfCallReport,
+}
+
+#[derive(Serialize, ToSchema)]
+struct VapiCall {
+    /// Vapi's call id: 1-256 characters, no `#` and no control character.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^#\x00-\x1f\x7f-\x9f]+$"
+    )]
+    id: String,
+}
+
+/// Any other type (`conversation-update`, `hang`, …): answered 200 and not stored.
+#[derive(Serialize, ToSchema)]
+struct OtherMessage {
+    /// Not `status-update` nor `end-of-call-report` (see [`document`]).
+    #[serde(rename = "type")]
+    #[schema(example = "conversation-update")]
     kind: String,
-    /// Vapi's call; `id` names the call.
-    #[schema(value_type = Option<Object>)]
-    call: Option<Value>,
 }
 
 #[derive(OpenApi)]
@@ -160,7 +229,7 @@ struct VapiMessage {
         CallResult, Outcome, CallStatus, DataStatus, CallMethod, ConversationMessage, Analysis,
         Provider, RequestInfo, CallSummary, CallEvent, EventType, PushState, DeliveryAttempt,
         Failure, Problem, Code, Health, WebhookAccepted, WebhookIgnored, CallAccepted, CallPage,
-        ReplayAccepted, Push, WebhookCounts, Timeline, Moment
+        ReplayAccepted, Push, WebhookCounts, Timeline, Moment, StatusWord
     )),
     modifiers(&Security),
     tags(
@@ -235,7 +304,7 @@ fn post_webhook() {}
 /// `callbackUrl` to be pushed its events.
 #[utoipa::path(post, path = "/api/v1/vapi/calls", tag = "calls", operation_id = "placeCall",
     request_body(content = CallRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200,
         description = "A retry with the same key and body gets the first answer and places no second call")),
     security(("apiToken" = [])),
     responses(
@@ -255,13 +324,18 @@ fn post_call() {}
 /// Calls newest first, by one filter at most, a page at a time (index-backed, never a scan).
 #[utoipa::path(get, path = "/api/v1/vapi/calls", tag = "calls", operation_id = "listCalls",
     params(
-        ("serviceRequestId" = Option<String>, Query, description = "Calls of one service request"),
-        ("providerId" = Option<String>, Query, description = "Calls to one provider"),
-        ("status" = Option<String>, Query, description = "A dataStatus or an outcome word"),
-        ("since" = Option<String>, Query, description = "Created at or after (ISO-8601 or a date)"),
-        ("until" = Option<String>, Query, description = "Created before (ISO-8601 or a date)"),
+        ("serviceRequestId" = Option<String>, Query, min_length = 1, max_length = 256,
+            description = "Calls of one service request (one filter at a time)"),
+        ("providerId" = Option<String>, Query, min_length = 1, max_length = 256,
+            description = "Calls to one provider (one filter at a time)"),
+        ("status" = Option<StatusWord>, Query, description = "A dataStatus or an outcome (one filter at a time)"),
+        ("since" = Option<String>, Query, min_length = 1,
+            description = "Created at or after: RFC 3339 (2026-12-02T10:00:00Z) or a date (2026-12-02, its start)"),
+        ("until" = Option<String>, Query, min_length = 1,
+            description = "Created at or before: RFC 3339, or a date (its end); not before since"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 20 by default"),
-        ("cursor" = Option<String>, Query, description = "The previous page's nextCursor, with the same filter"),
+        ("cursor" = Option<String>, Query, min_length = 1,
+            description = "The previous page's nextCursor, with the same filter (opaque: one made up is refused)"),
     ),
     security(("apiToken" = [])),
     responses(
@@ -329,9 +403,9 @@ fn post_replay() {}
     ))]
 fn post_redeliver() {}
 
-/// This document.
+/// This document: behind the API token on a deployment, open in ringback-local (its /docs reads it).
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "openapi",
-    security(("apiToken" = [])),
+    security((), ("apiToken" = [])),
     responses(
         (status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object),
         (status = 401, description = "No valid API token (deployments; ringback-local serves it openly)", body = Failure),
