@@ -633,6 +633,7 @@ impl World {
             && self.watch.calls.values().all(|s| s.terminal.is_some())
             && queues_empty
             && self.committed.lock().unwrap().owing.is_empty()
+            && !self.committed.lock().unwrap().unsettled()
             && self.vapi.outbox.lock().unwrap().is_empty()
             && !self.events.values().any(|e| {
                 matches!(

@@ -248,6 +248,12 @@ impl World {
     }
 
     fn check_settled(&mut self, calls: &BTreeMap<String, Call>) {
+        // A record made again after the first expired (a late webhook) owes a settle of its own,
+        // though the watcher saw the call settle before.
+        let unsettled = self.committed.lock().unwrap().unsettled_calls();
+        for id in unsettled {
+            self.violation(format!("call {id}: its latest record never settled"));
+        }
         let bound = settle_bound(&self.services.enrichment.timing);
         for (id, seen) in self.watch.calls.clone() {
             let end = calls.get(&id).map_or(0, |c| c.plan.end);

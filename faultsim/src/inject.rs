@@ -123,6 +123,27 @@ impl Committed {
             .insert((id, lifetime), result.data_status.as_str().to_owned());
     }
 
+    /// Whether some call's record, in its latest lifetime, last committed an unsettled state: a
+    /// record a late webhook made again after the first one expired still owes its settle.
+    pub fn unsettled(&self) -> bool {
+        !self.unsettled_calls().is_empty()
+    }
+
+    pub fn unsettled_calls(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .lifetimes
+            .iter()
+            .filter(|(id, lifetime)| {
+                self.last
+                    .get(&((*id).clone(), **lifetime))
+                    .is_some_and(|s| !matches!(s.as_str(), "complete" | "fetch_failed"))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Whether an event's `data` carries what the record committed last (an event cut to fit
     /// carries less: it cannot tell, and counts).
     pub fn is_newest(&self, data: &serde_json::Value) -> bool {
