@@ -17,8 +17,43 @@ fn shown(opts: &LocalOptions, dev: &str, name: &'static str) -> String {
     }
 }
 
+const USAGE: &str = "\
+ringback-local: the whole of ringback on this machine (API, webhook, enrichment, cleanup, a simulated Vapi)
+
+usage: ringback-local [--help | --version]
+
+It takes no arguments: it is configured by environment variables (docs/api.md §6 and §7), each with a
+development default. The common ones:
+  PORT=3000                 where it listens (127.0.0.1)
+  RINGBACK_DATA_DIR=.ringback  where it keeps its data; RINGBACK_IN_MEMORY=1 keeps nothing
+  VAPI_BASE_URL             a real Vapi (or compatible server) instead of the built-in simulator
+  AWS_ENDPOINT_URL[_DYNAMODB|_SQS]  DynamoDB/SQS servers instead of the embedded ones
+  API_TOKEN, VAPI_WEBHOOK_SECRET, CALLBACK_SIGNING_SECRET  secrets (development values by default)
+";
+
+/// The runner takes no arguments; one given by mistake must not start a server the user did not ask for.
+fn check_args() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("-h" | "--help") => {
+            print!("{USAGE}");
+            std::process::exit(0);
+        }
+        Some("-V" | "--version") => {
+            println!("ringback-local {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0);
+        }
+        Some(other) => {
+            eprintln!("ringback-local: unexpected argument '{other}' (it is configured by environment variables; try --help)");
+            std::process::exit(2);
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    check_args();
     ringback::telemetry::init_text();
     let opts = match LocalOptions::from_env(Env::from_process()) {
         Ok(o) => o,

@@ -74,8 +74,10 @@ def run() -> int:
         env.pop(name, None)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     log = open(target / "test-logs" / "readme-runner.log", "wb")
-    runner = subprocess.Popen([str(target / "debug" / "ringback-local")], cwd=ROOT,
-                              env={**env, "RINGBACK_IN_MEMORY": "1", "RUST_LOG": "warn"}, stdout=log, stderr=log)
+    # What `cargo run --release -p ringback-local` runs, started directly so that stopping it stops the runner.
+    runner = subprocess.Popen([str(target / "release" / "ringback-local")], cwd=ROOT,
+                              env={**env, "RINGBACK_DATA_DIR": os.path.join(home, "data"), "RUST_LOG": "warn"},
+                              stdout=log, stderr=log)
     failures = 0
     try:
         wait_healthy("http://127.0.0.1:3000/health", runner)
@@ -120,7 +122,8 @@ def main() -> int:
         return self_test()
     if os.environ.get("RINGBACK_IN_NETNS"):
         return run()
-    subprocess.run(["cargo", "build", "-q", "-p", "ringback-local", "-p", "ringback-cli"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "-q", "--release", "-p", "ringback-local"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "-q", "-p", "ringback-cli"], cwd=ROOT, check=True)
     (Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "test-logs").mkdir(parents=True, exist_ok=True)
     ns = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
     return subprocess.run([*ns, "env", "RINGBACK_IN_NETNS=1", sys.executable, __file__]).returncode
