@@ -6,8 +6,15 @@
 //! [`GroupSync::durable`]: one `fdatasync` of the WAL that *started after* the request's writes were
 //! answered. Requests that arrive together share one sync, so durability costs one sync per batch
 //! instead of one per write under the store's single lock (which capped new webhooks at ~900/s).
+//!
+//! The store's client counts the writes it has had answered ([`GroupSync::note_write`]); a request
+//! finds nothing owed, and waits for no sync, when no write was answered since the last good sync
+//! began (a duplicate webhook among other duplicates, say). Counting after the write is answered
+//! and reading the count before a sync starts keeps that exact: every write counted is in the WAL
+//! before the sync that covers it begins.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -20,6 +27,8 @@ struct Inner {
     wal: PathBuf,
     state: Mutex<State>,
     done: watch::Sender<Done>,
+    /// Writes the store has answered so far.
+    writes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -35,6 +44,8 @@ struct Done {
     synced: u64,
     /// The last sync that failed, and why.
     failed: Option<(u64, String)>,
+    /// The writes counted before the latest good sync began: all of them are on disk.
+    covered: u64,
 }
 
 impl GroupSync {
@@ -44,6 +55,7 @@ impl GroupSync {
             wal,
             state: Mutex::default(),
             done: watch::channel(Done::default()).0,
+            writes: AtomicU64::new(0),
         })))
     }
 
@@ -52,12 +64,32 @@ impl GroupSync {
         Self(None)
     }
 
+    /// Called by the store's client once a write has been answered (whatever its outcome).
+    pub fn note_write(&self) {
+        if let Some(inner) = &self.0 {
+            inner.writes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The writes counted so far (tests).
+    #[cfg(test)]
+    pub fn writes_noted(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |i| i.writes.load(Ordering::SeqCst))
+    }
+
     /// Returns once everything this task's writes put in the store is on disk.
     pub async fn durable(&self) -> Result<(), String> {
         let Some(inner) = &self.0 else {
             return Ok(());
         };
         let mut done = inner.done.subscribe();
+        // Nothing answered since the last good sync began: everything this request read or wrote
+        // is already on disk.
+        if done.borrow().covered >= inner.writes.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         // A sync already running may have started before our writes were answered: we need the next.
         let need = inner.state.lock().expect("sync state").started + 1;
         loop {
@@ -94,13 +126,18 @@ impl Inner {
             s.started
         };
         tokio::spawn(async move {
+            // Read before the sync starts: every write counted by now is in the WAL it syncs.
+            let counted = self.writes.load(Ordering::SeqCst);
             let wal = self.wal.clone();
             let result = tokio::task::spawn_blocking(move || sync_file(&wal))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
             self.state.lock().expect("sync state").running = false;
             self.done.send_modify(|d| match result {
-                Ok(()) => d.synced = d.synced.max(number),
+                Ok(()) => {
+                    d.synced = d.synced.max(number);
+                    d.covered = d.covered.max(counted);
+                }
                 Err(why) => d.failed = Some((number, why)),
             });
         });
@@ -128,6 +165,7 @@ mod tests {
         let wal = dir.path().join("x.db-wal");
         std::fs::write(&wal, b"frames").unwrap();
         let sync = GroupSync::new(wal);
+        sync.note_write();
         let waits: Vec<_> = (0..64)
             .map(|_| {
                 let s = sync.clone();
@@ -141,9 +179,33 @@ mod tests {
         let started = inner.state.lock().unwrap().started;
         assert!(started >= 1, "at least one sync ran");
         assert!(started < 64, "64 requests shared syncs, yet {started} ran");
-        // A later request is not answered by the syncs that finished before it came.
+        // A later request that wrote is not answered by the syncs that finished before it came.
+        sync.note_write();
         sync.durable().await.unwrap();
         assert!(inner.state.lock().unwrap().started > started);
+    }
+
+    #[tokio::test]
+    async fn a_request_after_no_new_write_waits_for_no_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("x.db-wal");
+        std::fs::write(&wal, b"frames").unwrap();
+        let sync = GroupSync::new(wal);
+        let inner = sync.0.as_ref().unwrap();
+        let started = || inner.state.lock().unwrap().started;
+        sync.durable().await.unwrap();
+        assert_eq!(started(), 0, "nothing was written: nothing to sync");
+        sync.note_write();
+        sync.durable().await.unwrap();
+        assert_eq!(started(), 1, "a write is synced before it is acknowledged");
+        // Duplicates that read what is already on disk answer at once.
+        for _ in 0..3 {
+            sync.durable().await.unwrap();
+        }
+        assert_eq!(started(), 1);
+        sync.note_write();
+        sync.durable().await.unwrap();
+        assert_eq!(started(), 2, "the next write needs a sync of its own");
     }
 
     #[tokio::test]
@@ -151,6 +213,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A directory cannot be opened for writing: the sync fails, and so does the request.
         let sync = GroupSync::new(dir.path().to_path_buf());
+        sync.note_write();
+        let err = sync.durable().await.unwrap_err();
+        assert!(err.contains("cannot open"), "{err}");
+        // Still owed: the next request waits for a sync of its own, and is told it failed.
         let err = sync.durable().await.unwrap_err();
         assert!(err.contains("cannot open"), "{err}");
     }
@@ -158,10 +224,9 @@ mod tests {
     #[tokio::test]
     async fn no_wal_yet_means_nothing_to_sync() {
         let dir = tempfile::tempdir().unwrap();
-        GroupSync::new(dir.path().join("absent.db-wal"))
-            .durable()
-            .await
-            .unwrap();
+        let sync = GroupSync::new(dir.path().join("absent.db-wal"));
+        sync.note_write();
+        sync.durable().await.unwrap();
         GroupSync::none().durable().await.unwrap();
     }
 }

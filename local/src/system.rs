@@ -18,7 +18,7 @@ use crate::durability::GroupSync;
 use crate::http::{router, Routes};
 use crate::options::LocalOptions;
 use crate::queue::{LocalQueue, QueueRole};
-use crate::storage::{sdk_config, EmbeddedDynamo};
+use crate::storage::{embedded_sdk_config, sdk_config, EmbeddedDynamo};
 use crate::workers;
 
 /// A running system. Dropping it without [`System::stop`] loses the in-process queue's state.
@@ -65,8 +65,8 @@ impl System {
             ),
             None => {
                 let dir = (!opts.in_memory).then_some(opts.data_dir.as_path());
-                let db = EmbeddedDynamo::start(dir).await?;
-                let cfg = sdk_config(Some(&db.endpoint)).await;
+                let db = EmbeddedDynamo::open(dir)?;
+                let cfg = embedded_sdk_config(&db.client).await;
                 let where_ = match dir {
                     Some(d) => format!("{}/ringback.db (embedded dynoxide)", d.display()),
                     None => "memory (embedded dynoxide)".to_owned(),
@@ -243,7 +243,7 @@ impl System {
         self.queue.stop().await;
         self.push_queue.stop().await;
         if let Some(db) = self.embedded {
-            db.stop().await;
+            db.stop();
         }
     }
 }

@@ -1,26 +1,27 @@
-//! Where the local runner keeps its data: the embedded dynoxide store (a SQLite file served over
-//! DynamoDB's own protocol on a loopback port, so the real DynamoDB adapter runs unchanged), or
-//! the DynamoDB/SQS endpoints named by `AWS_ENDPOINT_URL*`.
+//! Where the local runner keeps its data: the embedded dynoxide store (a SQLite file the real
+//! DynamoDB adapter reaches through the SDK, answered in process: `in_process`), or the
+//! DynamoDB/SQS endpoints named by `AWS_ENDPOINT_URL*`.
+
+mod in_process;
 
 use std::path::Path;
 
-use aws_sdk_dynamodb::config::{Credentials, Region};
-use tokio::sync::oneshot;
+use aws_sdk_dynamodb::config::{Credentials, Region, SharedHttpClient};
 
 use crate::durability::GroupSync;
+pub use in_process::InProcess;
 
-/// The embedded store, served until dropped or stopped.
+/// The embedded store, open until stopped.
 pub struct EmbeddedDynamo {
-    pub endpoint: String,
+    /// The SDK's HTTP client that answers from the store.
+    pub client: InProcess,
     /// What a request that acknowledges data waits for (a no-op in memory).
     pub durability: GroupSync,
-    stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<()>,
 }
 
 impl EmbeddedDynamo {
     /// Opens (or creates) `dir/ringback.db`; `dir = None` keeps everything in memory (tests).
-    pub async fn start(dir: Option<&Path>) -> Result<Self, String> {
+    pub fn open(dir: Option<&Path>) -> Result<Self, String> {
         let (db, durability) = match dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
@@ -40,44 +41,32 @@ impl EmbeddedDynamo {
                 GroupSync::none(),
             ),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let endpoint = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            if let Err(e) = dynoxide::server::serve_with_shutdown(listener, db, shutdown).await {
-                tracing::error!(error = %e, "embedded DynamoDB store stopped");
-            }
-        });
         Ok(Self {
-            endpoint,
+            client: InProcess::new(db, durability.clone()),
             durability,
-            stop: Some(stop),
-            served,
         })
     }
 
-    /// Lets running requests finish, then closes the SQLite file.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.served).await;
+    /// Called once nothing uses the store any more: closes the SQLite file.
+    pub fn stop(self) {
+        self.client.close();
     }
 }
 
 /// SDK configuration for an emulator endpoint: a fixed region and throwaway credentials unless
 /// the environment provides its own.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(ringback::adapters::https_client());
+    config_with(endpoint, ringback::adapters::https_client()).await
+}
+
+/// The same for the embedded store, its requests answered in process (the endpoint is only named).
+pub async fn embedded_sdk_config(store: &InProcess) -> aws_config::SdkConfig {
+    let http = SharedHttpClient::new(store.clone());
+    config_with(Some("http://embedded.ringback.invalid"), http).await
+}
+
+async fn config_with(endpoint: Option<&str>, http: SharedHttpClient) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
     {
         loader = loader.region(Region::new("us-east-1"));
