@@ -18,7 +18,7 @@ use crate::durability::GroupSync;
 use crate::http::{router, Routes};
 use crate::options::LocalOptions;
 use crate::queue::{LocalQueue, QueueRole};
-use crate::storage::{embedded_sdk_config, sdk_config, EmbeddedDynamo};
+use crate::storage::{embedded_client, sdk_config, EmbeddedDynamo};
 use crate::workers;
 
 /// A running system. Dropping it without [`System::stop`] loses the in-process queue's state.
@@ -56,26 +56,25 @@ impl System {
         // EMF lines on stdout only when asked for (`RINGBACK_METRICS=emf`): locally they are noise.
         let metrics = Metrics::from_env(env);
 
-        let (embedded, dynamo_cfg, storage, durability) = match &opts.dynamodb_endpoint {
+        let (embedded, dynamo, storage, durability) = match &opts.dynamodb_endpoint {
             Some(url) => (
                 None,
-                sdk_config(Some(url)).await,
+                aws_sdk_dynamodb::Client::new(&sdk_config(Some(url)).await),
                 format!("DynamoDB at {url}"),
                 GroupSync::none(),
             ),
             None => {
                 let dir = (!opts.in_memory).then_some(opts.data_dir.as_path());
                 let db = EmbeddedDynamo::open(dir)?;
-                let cfg = embedded_sdk_config(&db.client).await;
+                let client = embedded_client(&db.client);
                 let where_ = match dir {
                     Some(d) => format!("{}/ringback.db (embedded dynoxide)", d.display()),
                     None => "memory (embedded dynoxide)".to_owned(),
                 };
                 let durability = db.durability.clone();
-                (Some(db), cfg, where_, durability)
+                (Some(db), client, where_, durability)
             }
         };
-        let dynamo = aws_sdk_dynamodb::Client::new(&dynamo_cfg);
         let providers = env.get("PROVIDERS_TABLE").unwrap_or_default();
         let logs = env.get("INTERACTION_LOGS_TABLE").unwrap_or_default();
         ensure_tables(&dynamo, &calls_cfg.calls_table, providers, logs)
