@@ -10,6 +10,7 @@ pass under strace, the system calls per request.
     python3 tools/bench/http_bench.py                       # every scenario, 10 s, median of 3 runs
     python3 tools/bench/http_bench.py --runs 1 --duration 5 --scenario webhook-new-10
     python3 tools/bench/http_bench.py --json out.json      # also write the figures as JSON
+    ./scripts/bench.sh --profile                           # and a flame graph of each (tools/bench/profiles/)
 
 Scenarios: webhook-new-{10,50} (an end-of-call-report for a call never seen, each request: the whole chain),
 webhook-same-10 (one call again and again: the duplicate path), get-{10,50} (GET /api/v1/vapi/calls/{id}
@@ -185,6 +186,46 @@ def strace_counts(server: Server, script: str, env: dict[str, str], connections:
     return {k: round(v / n, 2) for k, v in sorted(counts.items())}
 
 
+def tool(name: str) -> str:
+    """A profiling tool: from PATH, else where scripts/bench.sh installs it (target/tools/bin)."""
+    found = shutil.which(name) or shutil.which(name, path=str(ROOT / "target" / "tools" / "bin"))
+    if found is None:
+        sys.exit(f"{name} is missing: run ./scripts/bench.sh --profile, which installs it")
+    return found
+
+
+def profile(server: Server, name: str, script: str, env: dict[str, str], connections: int, args) -> None:
+    """One more run under `perf record` (call graphs from DWARF), written as a flame graph and a table.
+
+    Recorded from the first request until the server is idle again, like the CPU figure: a new call's
+    enrichment, rows and log are in it. The binary needs symbols and line tables (bench.sh --profile
+    builds one); the .perf.data is removed, the SVG (inferno) and the top functions are kept.
+    """
+    out = args.profile
+    out.mkdir(parents=True, exist_ok=True)
+    data = server.dir / "perf.data"
+    recorder = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,8192", "-p",
+                                 str(server.proc.pid), "-o", str(data)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf, like strace, has no signal for "attached"
+    result = wrk(server, script, env, connections, args.duration, args.threads)
+    server.wait_idle()
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(timeout=120)
+    stacks = subprocess.run(["perf", "script", "-i", str(data)], capture_output=True, check=True).stdout
+    folded = subprocess.run([tool("inferno-collapse-perf")], input=stacks, capture_output=True, check=True).stdout
+    title = f"ringback-local, {name}: {result['requests']} requests in {args.duration:g} s, until idle"
+    svg = subprocess.run([tool("inferno-flamegraph"), "--title", title, "--minwidth", "0.2"],
+                         input=folded, capture_output=True, check=True).stdout
+    (out / f"{name}.svg").write_bytes(svg)
+    table = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,sym", "-g", "none",
+                            "--stdio", "-q", "--percent-limit", "0.4"], capture_output=True, text=True).stdout
+    (out / f"{name}.txt").write_text(f"# {title}\n# share of the server's CPU samples by function (self time), "
+                                     f"from perf report --no-children\n" + table)
+    data.unlink()
+    print(f"  profile: {out / (name + '.svg')}, {out / (name + '.txt')}", flush=True)
+
+
 def check_applied(server: Server, mode: str | None, requests: int) -> None:
     """A run counts only if the server did what the scenario says: new calls applied, repeats found duplicate."""
     if mode is None:
@@ -239,6 +280,12 @@ def run_scenario(name: str, args) -> dict:
             median["syscalls_per_request"] = strace_counts(server, script, run_env, connections, args.threads)
         finally:
             server.stop()
+    if args.profile:
+        server, run_env = prepared_server(script, env, args)
+        try:
+            profile(server, name, script, run_env, connections, args)
+        finally:
+            server.stop()
     return median
 
 
@@ -252,10 +299,12 @@ def main() -> None:
     p.add_argument("--in-memory", action="store_true", help="RINGBACK_IN_MEMORY=1 (no durability)")
     p.add_argument("--no-syscalls", dest="syscalls", action="store_false", help="skip the strace pass")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="also profile each scenario with perf: DIR/<scenario>.svg (flame graph) and .txt")
     args = p.parse_args()
-    for tool in ["wrk"] + (["strace"] if args.syscalls else []):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed: apt-get install {tool} (Debian), or run ./scripts/bench-http.sh")
+    for needed in ["wrk"] + (["strace"] if args.syscalls else []) + (["perf"] if args.profile else []):
+        if shutil.which(needed) is None:
+            sys.exit(f"{needed} is not installed: run ./scripts/bench.sh, which installs it (Debian)")
     if not args.binary.exists():
         sys.exit(f"{args.binary} is missing: cargo build --release -p ringback-local")
     results = {}
