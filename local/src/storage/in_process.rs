@@ -1,9 +1,9 @@
 //! The SDK's DynamoDB requests answered by the embedded store in this process.
 //!
-//! The DynamoDB adapter runs unchanged (the SDK still builds, signs and parses every request and
-//! response, retries and all), but its HTTP client hands the request to dynoxide's own operations
-//! instead of a socket: no loopback connection, no hyper on either side, no wake-ups of a server
-//! task. The load benchmark's profile had that hop at ~20 % of a request's CPU.
+//! The DynamoDB adapter runs unchanged (the SDK still builds and parses every request and response,
+//! retries and all; unsigned, see `embedded_client`), but its HTTP client hands the request to
+//! dynoxide's own operations instead of a socket: no loopback connection, no hyper on either side,
+//! no wake-ups of a server task. The load benchmark's profile had that hop at ~20 % of a request's CPU.
 //!
 //! What dynoxide's HTTP server does around an operation is done here in the same way: the
 //! `X-Amz-Target` names the operation, the body is its JSON request, the answer its JSON response,
@@ -23,9 +23,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use dynoxide::{Database, DynoxideError};
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::durability::GroupSync;
-use serde::{de::DeserializeOwned, Serialize};
 
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
