@@ -313,7 +313,10 @@ async fn cost_per_call_by_scenario() {
             "{s}: write units {:?}",
             c.dynamo.units
         );
-        assert!(c.queue.total() <= 24, "{s}: queue {:?}", c.queue);
+        // 9 for an answered call. out-of-order's status updates land after the report, each while the
+        // settle may or may not have happened, so how many jobs they set off depends on timing: 24-30
+        // requests were seen on a loaded 2-core machine. 32 still fails a change that doubles them.
+        assert!(c.queue.total() <= 32, "{s}: queue {:?}", c.queue);
         assert!(c.vapi.total() <= 10, "{s}: Vapi {:?}", c.vapi.requests);
         // One call placed with Vapi, ever.
         assert_eq!(c.vapi.count("POST /call"), 1, "{s}: {:?}", c.vapi.requests);
