@@ -159,12 +159,17 @@ fn sync_file(path: &std::path::Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn concurrent_requests_share_syncs_and_each_waits_for_one_that_started_after_it() {
+    /// A GroupSync over a WAL file that exists (kept while the directory guard lives).
+    fn with_wal() -> (tempfile::TempDir, GroupSync) {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join("x.db-wal");
         std::fs::write(&wal, b"frames").unwrap();
-        let sync = GroupSync::new(wal);
+        (dir, GroupSync::new(wal))
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_syncs_and_each_waits_for_one_that_started_after_it() {
+        let (_dir, sync) = with_wal();
         sync.note_write();
         let waits: Vec<_> = (0..64)
             .map(|_| {
@@ -187,10 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_after_no_new_write_waits_for_no_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("x.db-wal");
-        std::fs::write(&wal, b"frames").unwrap();
-        let sync = GroupSync::new(wal);
+        let (_dir, sync) = with_wal();
         let inner = sync.0.as_ref().unwrap();
         let started = || inner.state.lock().unwrap().started;
         sync.durable().await.unwrap();
