@@ -85,9 +85,10 @@ def self_test() -> None:
     tracked = {"Cargo.toml": "", "shared/Cargo.toml": ""}
     cases = {
         # (path, line): leaves the clone?
-        ("shared/tests/a.rs", 'concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vapi-samples/x.json")'): True,
+        ("shared/tests/a.rs", 'concat!(env!("CARGO_MANIFEST_DIR"), "/../../sibling/x.json")'): True,
         ("shared/tests/a.rs", 'concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/vapi/x.json")'): False,
-        ("README.md", "--data @../shared/x.json"): True,
+        ("README.md", "--data @../sibling/x.json"): True,
+        ("docs/a.md", "the payloads in vapi-samples/"): True,
         ("README.md", "--data @fixtures/vapi/x.json"): False,
         ("docs/a.md", "see [the fixtures](../fixtures/vapi/README.md)"): False,
         ("docs/a.md", "see ../../elsewhere/notes.md"): True,
