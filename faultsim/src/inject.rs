@@ -125,23 +125,28 @@ impl Committed {
 
     /// Whether some call's record, in its latest lifetime, last committed an unsettled state: a
     /// record a late webhook made again after the first one expired still owes its settle.
+    /// Asked at each step of a run's quiet check: stops at the first, builds no list.
     pub fn unsettled(&self) -> bool {
-        !self.unsettled_calls().is_empty()
+        self.lifetimes
+            .iter()
+            .any(|(id, lifetime)| self.unsettled_in(id, *lifetime))
     }
 
     pub fn unsettled_calls(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .lifetimes
             .iter()
-            .filter(|(id, lifetime)| {
-                self.last
-                    .get(&((*id).clone(), **lifetime))
-                    .is_some_and(|s| !matches!(s.as_str(), "complete" | "fetch_failed"))
-            })
+            .filter(|(id, lifetime)| self.unsettled_in(id, **lifetime))
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort();
         ids
+    }
+
+    fn unsettled_in(&self, id: &str, lifetime: u32) -> bool {
+        self.last
+            .get(&(id.to_owned(), lifetime))
+            .is_some_and(|s| !matches!(s.as_str(), "complete" | "fetch_failed"))
     }
 
     /// Whether an event's `data` carries what the record committed last (an event cut to fit

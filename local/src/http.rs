@@ -121,20 +121,21 @@ async fn route(r: &Routes, req: Request) -> api::Response {
                 api::post_redeliver(r.redelivery.as_ref(), &r.api_auth, &parts.headers, &id).await;
             durable(r, resp).await
         }
-        (_, p) if allowed_methods(p).is_some() => {
-            let allow = allowed_methods(p).unwrap_or_default();
-            let mut r = api::error(
-                Code::MethodNotAllowed,
-                format!("{} is not allowed here: {allow}", parts.method),
-            );
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-            r
-        }
-        _ => api::error(
-            Code::NotFound,
-            format!("no route for {} {path}", parts.method),
-        ),
+        _ => match allowed_methods(&path) {
+            Some(allow) => {
+                let mut r = api::error(
+                    Code::MethodNotAllowed,
+                    format!("{} is not allowed here: {allow}", parts.method),
+                );
+                r.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                r
+            }
+            None => api::error(
+                Code::NotFound,
+                format!("no route for {} {path}", parts.method),
+            ),
+        },
     }
 }
 
