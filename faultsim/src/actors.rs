@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use ringback::api;
 use ringback::config::ApiAuth;
-use ringback::ports::JobKind;
 use serde_json::{json, Value};
 
 use crate::clients::{Client, GIVE_UP_AFTER};
@@ -198,12 +197,8 @@ impl World {
                     sqs.redrive(now);
                     bodies
                 };
-                for body in &dead {
-                    if let Ok(job) = ringback::service::enrichment::parse_job(body) {
-                        if matches!(job.kind, JobKind::Enrich | JobKind::Watchdog) {
-                            self.recovery_redrives.push((job.call_id, now));
-                        }
-                    }
+                for call_id in dead.iter().filter_map(|body| crate::sqs::chain_call(body)) {
+                    self.recovery_redrives.push((call_id, now));
                 }
                 self.trace.note(format!(
                     "operator: recovered; redrove {} enrichment dead letters at once",

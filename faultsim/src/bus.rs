@@ -34,7 +34,8 @@ impl BusModel {
 impl EventBus for BusModel {
     async fn publish(&self, event: &CallEvent) -> Result<(), String> {
         let detail = detail(event);
-        let fault = self.gates.gate(Op::BusPublish).await;
+        let passage = self.gates.gate(Op::BusPublish).await;
+        let fault = passage.fault;
         if detail.len() > ENTRY_LIMIT {
             return Err("EventBridge refused the entry: too large".into());
         }

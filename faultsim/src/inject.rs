@@ -30,7 +30,7 @@ async fn through<T>(
     op: Op,
     call: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    match gates.gate(op).await {
+    match gates.gate(op).await.fault {
         None | Some(Fault::Slow) => call.await,
         Some(Fault::Crash) => gates.die().await,
         Some(Fault::FailBefore | Fault::RateLimited | Fault::Unreachable) => Err(outage(op)),
@@ -371,7 +371,7 @@ pub struct FaultySink {
 impl ResultSink for FaultySink {
     async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError> {
         let failed = || SinkError::transient("injected: UpdateItem failed");
-        match self.gates.gate(Op::SinkSave).await {
+        match self.gates.gate(Op::SinkSave).await.fault {
             None | Some(Fault::Slow) => self.inner.save(result).await,
             Some(Fault::Crash) => self.gates.die().await,
             Some(Fault::FailBefore | Fault::RateLimited | Fault::Unreachable) => Err(failed()),

@@ -55,7 +55,7 @@ fn answer(status: Option<u16>, error: Option<&str>) -> CallbackAnswer {
 #[async_trait]
 impl CallbackSender for ReceiverModel {
     async fn post(&self, _url: &str, headers: &[(&str, String)], body: &[u8]) -> CallbackAnswer {
-        match self.gates.gate(Op::CallbackPost).await {
+        match self.gates.gate(Op::CallbackPost).await.fault {
             None | Some(Fault::Slow) => {
                 self.keep(headers, body, true);
                 answer(Some(200), None)

@@ -4,12 +4,16 @@
 //! next and what fails, the same seed replays the same interleaving and the same faults.
 //! Code outside a task (the checker reading the tables at the end) passes every gate at once.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
 pub type TaskId = u64;
 
 tokio::task_local! {
     pub static TASK: TaskId;
+    /// The task's turn at the gates: see [`Passage`].
+    pub static TURN: Arc<Mutex<()>>;
 }
 
 /// A port call, as the gate sees it.
@@ -112,12 +116,32 @@ pub struct Gates {
     pub(crate) tx: mpsc::UnboundedSender<Msg>,
 }
 
+/// A port call let through its gate: the fault it meets, and the task's turn, held until the
+/// call is done (drop it then). A task that runs calls at once (`tokio::join!`) takes them one
+/// turn at a time, so it is parked at one gate at most and the world always knows whether it
+/// runs; which of its calls goes first is its own poll order, the same every replay.
+pub struct Passage {
+    pub fault: Option<Fault>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
 impl Gates {
     /// Parks the current task until the world lets it go on; the fault its call meets, if any.
-    pub async fn gate(&self, op: Op) -> Option<Fault> {
-        let Ok(task) = TASK.try_with(|t| *t) else {
-            return None;
+    pub async fn gate(&self, op: Op) -> Passage {
+        let (Ok(task), Ok(turn)) = (TASK.try_with(|t| *t), TURN.try_with(Arc::clone)) else {
+            return Passage {
+                fault: None,
+                _turn: None,
+            };
         };
+        let turn = turn.lock_owned().await;
+        Passage {
+            fault: self.park(task, op).await,
+            _turn: Some(turn),
+        }
+    }
+
+    async fn park(&self, task: TaskId, op: Op) -> Option<Fault> {
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Msg::Parked { task, op, reply }).is_err() {
             return None;
@@ -126,8 +150,11 @@ impl Gates {
     }
 
     /// After a call that landed, the process dies: the task parks for the world to drop it.
+    /// (It holds its turn already: it parks without taking it again.)
     pub async fn die(&self) -> ! {
-        self.gate(Op::Dying).await;
+        if let Ok(task) = TASK.try_with(|t| *t) {
+            self.park(task, Op::Dying).await;
+        }
         std::future::pending().await
     }
 }

@@ -13,6 +13,16 @@ use crate::clock::{Ms, SimClock, SECOND};
 use crate::sched::{Fault, Gates, Op};
 use crate::trace::Trace;
 
+/// The call whose enrichment chain a message carries (an enrich or watchdog job); `None` for any
+/// other message (persist, push) or a body that is no job.
+pub fn chain_call(body: &str) -> Option<String> {
+    use ringback::ports::JobKind;
+    ringback::service::enrichment::parse_job(body)
+        .ok()
+        .filter(|j| matches!(j.kind, JobKind::Enrich | JobKind::Watchdog))
+        .map(|j| j.call_id)
+}
+
 #[derive(Debug, Clone)]
 pub struct Message {
     pub id: String,
@@ -25,6 +35,8 @@ pub struct Message {
 pub struct Sqs {
     pub queue: Vec<Message>,
     pub dead: Vec<Message>,
+    /// Every move to the dead-letter queue: the body, and when.
+    pub dead_lettered: Vec<(String, Ms)>,
     /// The deployed queue's settings (template.yaml).
     pub visibility: Ms,
     pub max_receive: u32,
@@ -45,6 +57,7 @@ impl Sqs {
             prefix,
             queue: Vec::new(),
             dead: Vec::new(),
+            dead_lettered: Vec::new(),
             visibility: 180 * SECOND,
             max_receive: 5,
             next_id: 1,
@@ -98,6 +111,7 @@ impl Sqs {
         to_dead.sort_unstable_by(|a, b| b.cmp(a));
         for i in to_dead {
             let m = self.queue.remove(i);
+            self.dead_lettered.push((m.body.clone(), now));
             self.dead.push(m);
         }
         out
@@ -153,7 +167,7 @@ impl QueuePort {
 #[async_trait]
 impl EnrichmentQueue for QueuePort {
     async fn schedule(&self, job: &EnrichmentJob, delay: Duration) -> Result<(), QueueError> {
-        match self.gates.gate(Op::QueueSend).await {
+        match self.gates.gate(Op::QueueSend).await.fault {
             None | Some(Fault::Slow) => {
                 self.send(job, delay);
                 Ok(())

@@ -560,7 +560,8 @@ impl VapiModel {
 #[async_trait]
 impl VapiApi for VapiModel {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError> {
-        let fault = self.gates.gate(Op::VapiGet).await;
+        let passage = self.gates.gate(Op::VapiGet).await;
+        let fault = passage.fault;
         match fault {
             Some(Fault::Crash | Fault::LandCrash) => self.gates.die().await,
             Some(Fault::Slow) | None => {}
@@ -579,7 +580,8 @@ impl VapiApi for VapiModel {
     }
 
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError> {
-        let fault = self.gates.gate(Op::VapiPost).await;
+        let passage = self.gates.gate(Op::VapiPost).await;
+        let fault = passage.fault;
         if body["customer"]["name"]
             .as_str()
             .is_some_and(|n| n.contains("[refused]"))
@@ -612,7 +614,7 @@ impl VapiApi for VapiModel {
     }
 
     async fn list_calls(&self, f: &CallFilter) -> Result<Vec<Value>, VapiError> {
-        match self.gates.gate(Op::VapiList).await {
+        match self.gates.gate(Op::VapiList).await.fault {
             None | Some(Fault::Slow) => {}
             Some(Fault::Crash | Fault::LandCrash) => self.gates.die().await,
             Some(fault) => return Err(self.failed(fault)),

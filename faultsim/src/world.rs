@@ -32,7 +32,7 @@ use crate::clock::{Ms, SimClock, MINUTE, SECOND};
 use crate::inject::{FaultyEvents, FaultySink, FaultyStore};
 use crate::receiver::ReceiverModel;
 use crate::rng::Rng;
-use crate::sched::{Fault, Gates, Msg, Op, TaskId, TASK};
+use crate::sched::{Fault, Gates, Msg, Op, TaskId, TASK, TURN};
 use crate::sqs::{QueuePort, Sqs};
 use crate::trace::Trace;
 use crate::vapi::{Hook, VapiModel, Weather};
@@ -653,11 +653,14 @@ impl World {
             let tx = self.vapi.gates.tx.clone();
             handles.insert(
                 id,
-                tokio::spawn(TASK.scope(id, async move {
-                    let out = fut.await;
-                    let _ = tx.send(Msg::Done);
-                    out
-                })),
+                tokio::spawn(TASK.scope(
+                    id,
+                    TURN.scope(Arc::new(tokio::sync::Mutex::new(())), async move {
+                        let out = fut.await;
+                        let _ = tx.send(Msg::Done);
+                        out
+                    }),
+                )),
             );
             kinds.insert(id, kind);
         }
