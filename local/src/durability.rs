@@ -7,9 +7,10 @@
 //! answered. Requests that arrive together share one sync, so durability costs one sync per batch
 //! instead of one per write under the store's single lock (which capped new webhooks at ~900/s).
 //!
-//! The store's client counts the writes it has had answered ([`GroupSync::note_write`]); a request
-//! finds nothing owed, and waits for no sync, when no write was answered since the last good sync
-//! began (a duplicate webhook among other duplicates, say). Counting after the write is answered
+//! The store's client counts the writes the store took ([`GroupSync::note_write`]; a refused
+//! condition commits nothing and is not counted); a request finds nothing owed, and waits for no
+//! sync, when no write was taken since the last good sync began (a duplicate webhook among other
+//! duplicates, say). Counting after the write is answered
 //! and reading the count before a sync starts keeps that exact: every write counted is in the WAL
 //! before the sync that covers it begins.
 
@@ -64,7 +65,7 @@ impl GroupSync {
         Self(None)
     }
 
-    /// Called by the store's client once a write has been answered (whatever its outcome).
+    /// Called by the store's client once the store has taken a write.
     pub fn note_write(&self) {
         if let Some(inner) = &self.0 {
             inner.writes.fetch_add(1, Ordering::SeqCst);

@@ -17,5 +17,5 @@ mod workers;
 
 pub use options::LocalOptions;
 pub use queue::{LocalQueue, QueueRole};
-pub use storage::sdk_config;
+pub use storage::{sdk_config, InProcess};
 pub use system::System;

@@ -89,8 +89,29 @@ async fn main() {
         queue = system.queue.describe(),
         push_queue = system.push_queue.describe(),
     );
+    if let Some(store) = system.embedded_store() {
+        tokio::spawn(report_store_requests(store));
+    }
     let _ = tokio::signal::ctrl_c().await;
     println!("stopping: finishing requests in flight and saving the queue...");
     system.stop().await;
     println!("stopped.");
+}
+
+/// On `SIGUSR1`, logs the embedded store's requests so far by operation (the load benchmark reads
+/// them before and after a run: its store requests per HTTP request).
+async fn report_store_requests(store: ringback_local::InProcess) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        let served = store.served();
+        let total: u64 = served.iter().map(|(_, n)| n).sum();
+        let by_operation: Vec<String> = served.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        tracing::info!(
+            "store requests served: total {total} ({})",
+            by_operation.join(", ")
+        );
+    }
 }

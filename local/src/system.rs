@@ -229,6 +229,11 @@ impl System {
         })
     }
 
+    /// The embedded store's client (its request counts), when the store is embedded.
+    pub fn embedded_store(&self) -> Option<crate::storage::InProcess> {
+        self.embedded.as_ref().map(|db| db.client.clone())
+    }
+
     /// Stops taking requests, lets the ones in flight finish, saves the queue, closes the store.
     pub async fn stop(self) {
         let _ = self.stop.send(true);

@@ -12,6 +12,7 @@
 //! makes it durable before anything that depends on it is acknowledged.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -30,12 +31,34 @@ use crate::durability::GroupSync;
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
+/// The operations [`dispatch`] answers, in the order [`InProcess::served`] counts them.
+const OPERATIONS: [&str; 16] = [
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "Scan",
+    "BatchGetItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+    "TransactGetItems",
+    "CreateTable",
+    "DescribeTable",
+    "DeleteTable",
+    "ListTables",
+    "UpdateTimeToLive",
+    "DescribeTimeToLive",
+];
+
 /// The SDK's HTTP client for the embedded store; every clone answers from the same database
 /// until [`InProcess::close`].
 #[derive(Clone)]
 pub struct InProcess {
     db: Arc<RwLock<Option<Database>>>,
     durability: GroupSync,
+    /// Requests answered, by operation (see [`OPERATIONS`]): what the runner reports on `SIGUSR1`.
+    served: Arc<[AtomicU64; OPERATIONS.len()]>,
 }
 
 impl fmt::Debug for InProcess {
@@ -49,7 +72,18 @@ impl InProcess {
         Self {
             db: Arc::new(RwLock::new(Some(db))),
             durability,
+            served: Arc::default(),
         }
+    }
+
+    /// The requests answered so far, by operation (those answered at least once).
+    pub fn served(&self) -> Vec<(&'static str, u64)> {
+        OPERATIONS
+            .iter()
+            .zip(self.served.iter())
+            .map(|(op, n)| (*op, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Closes the database (its SQLite file) once the requests running now have been answered;
@@ -78,8 +112,13 @@ impl InProcess {
             // The SDK's DynamoDB requests are always in memory; a streamed body would be a new SDK.
             return bare(400, "SerializationException");
         };
+        if let Some(i) = OPERATIONS.iter().position(|o| *o == operation) {
+            self.served[i].fetch_add(1, Ordering::Relaxed);
+        }
         let answered = dispatch(db, operation, body);
-        if writes(operation) {
+        // A refused write (a failed condition, a cancelled transaction) committed nothing: dynoxide
+        // rolls it back, so it has nothing to make durable.
+        if writes(operation) && matches!(answered, Some(Ok(_))) {
             self.durability.note_write();
         }
         match answered {
@@ -126,7 +165,7 @@ fn without_token(
     request
 }
 
-/// Operations that may commit something (counted whatever their outcome: a refused one only costs a sync).
+/// Operations that may commit something (counted when the store took them).
 fn writes(operation: &str) -> bool {
     matches!(
         operation,

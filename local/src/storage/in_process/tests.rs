@@ -126,17 +126,24 @@ async fn a_cancelled_transaction_carries_its_reasons() {
     assert!(get(&db, "b").await.is_none());
 }
 
-#[tokio::test]
-async fn an_operation_error_keeps_its_type_and_message() {
-    let (db, _, _) = client().await;
-    let err = db
-        .get_item()
-        .table_name("missing")
+/// The error the SDK reports for a GetItem of key "a" in `table`, which must fail.
+async fn refused_get(
+    db: &Client,
+    table: &str,
+) -> aws_sdk_dynamodb::operation::get_item::GetItemError {
+    db.get_item()
+        .table_name(table)
         .key("pk", s("a"))
         .send()
         .await
-        .unwrap_err();
-    let err = err.into_service_error();
+        .unwrap_err()
+        .into_service_error()
+}
+
+#[tokio::test]
+async fn an_operation_error_keeps_its_type_and_message() {
+    let (db, _, _) = client().await;
+    let err = refused_get(&db, "missing").await;
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     assert_eq!(
         err.message(),
@@ -149,14 +156,7 @@ async fn an_operation_error_keeps_its_type_and_message() {
 async fn a_request_refused_as_it_is_read_is_a_validation_error() {
     let (db, _, _) = client().await;
     // DynamoDB's table names have at least 3 characters: dynoxide refuses it as it reads it.
-    let err = db
-        .get_item()
-        .table_name("t")
-        .key("pk", s("a"))
-        .send()
-        .await
-        .unwrap_err();
-    let err = err.into_service_error();
+    let err = refused_get(&db, "t").await;
     assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
     let message = err.message().unwrap_or_default();
     assert!(
@@ -166,7 +166,7 @@ async fn a_request_refused_as_it_is_read_is_a_validation_error() {
 }
 
 #[tokio::test]
-async fn writes_are_counted_for_the_group_commit_and_reads_are_not() {
+async fn writes_taken_are_counted_for_the_group_commit_and_reads_and_refusals_are_not() {
     let (db, _, sync) = client().await;
     let before = sync.writes_noted();
     get(&db, "a").await;
@@ -186,6 +186,20 @@ async fn writes_are_counted_for_the_group_commit_and_reads_are_not() {
         .await
         .unwrap();
     assert_eq!(sync.writes_noted(), before + 2);
+    // A refused condition committed nothing: a duplicate owes no sync.
+    let refused = db
+        .put_item()
+        .table_name("calls")
+        .item("pk", s("a"))
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await;
+    assert!(refused.is_err(), "the condition fails: no item a");
+    assert_eq!(
+        sync.writes_noted(),
+        before + 2,
+        "a refused write owes no sync"
+    );
 }
 
 /// Records whether each request the SDK sends carries a signature.
@@ -235,5 +249,27 @@ async fn a_closed_store_is_an_error_the_caller_sees_not_a_hang() {
     assert!(
         err.message().unwrap_or_default().contains("closed"),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn each_request_answered_is_counted_by_its_operation() {
+    let (db, store, _) = client().await;
+    assert_eq!(store.served(), vec![("CreateTable", 1)]);
+    put(&db, "a", None).await;
+    get(&db, "a").await;
+    get(&db, "b").await;
+    let refused = db
+        .put_item()
+        .table_name("calls")
+        .item("pk", s("a"))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        store.served(),
+        vec![("GetItem", 2), ("PutItem", 2), ("CreateTable", 1)],
+        "a refused write is a request answered too"
     );
 }
