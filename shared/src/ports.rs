@@ -416,10 +416,17 @@ pub struct StoredWebhook {
     pub message_type: String,
     /// The scheme that authenticated it (`x-vapi-secret`, `bearer`, `signature`, `none`).
     pub auth: String,
-    /// `applied` or `duplicate`.
+    /// [`StoredWebhook::APPLIED`] or [`StoredWebhook::DUPLICATE`].
     pub outcome: String,
     /// The body exactly as received.
     pub body: Vec<u8>,
+}
+
+impl StoredWebhook {
+    /// The delivery changed the record.
+    pub const APPLIED: &'static str = "applied";
+    /// The delivery changed nothing: most likely a re-send of a body kept already.
+    pub const DUPLICATE: &'static str = "duplicate";
 }
 
 /// What [`WebhookArchive::keep`] did with a delivery.

@@ -40,6 +40,14 @@ fn events(client: aws_sdk_dynamodb::Client, table: String) -> Arc<EventsTable> {
     ))
 }
 
+/// The events table on a fresh embedded store, and the guard that keeps the store up.
+async fn fresh_archive() -> (Arc<EventsTable>, support::DynamoGuard) {
+    let (client, db) = support::dynamo().await;
+    let table = support::unique("events");
+    ensure_events_table(&client, &table).await.unwrap();
+    (events(client, table), db)
+}
+
 async fn service(archive: Arc<dyn WebhookArchive>) -> (WebhookService, support::DynamoGuard) {
     let (client, db) = support::dynamo().await;
     let t = support::tables(&client).await;
@@ -93,10 +101,7 @@ async fn an_ignored_message_type_answers_200_with_the_events_table_down() {
 
 #[tokio::test]
 async fn the_same_body_sent_again_is_kept_once() {
-    let (client, db) = support::dynamo().await;
-    let table = support::unique("events");
-    ensure_events_table(&client, &table).await.unwrap();
-    let archive = events(client, table);
+    let (archive, db) = fresh_archive().await;
     let (svc, _calls) = service(archive.clone()).await;
     let ringing = status_update("ringing");
     for _ in 0..3 {
@@ -121,10 +126,7 @@ async fn the_same_body_sent_again_is_kept_once() {
 
 #[tokio::test]
 async fn a_call_keeps_at_most_its_bound_and_counts_the_rest() {
-    let (client, _db) = support::dynamo().await;
-    let table = support::unique("events");
-    ensure_events_table(&client, &table).await.unwrap();
-    let archive = events(client, table);
+    let (archive, _db) = fresh_archive().await;
     let extra = 3;
     let mut outcomes = Vec::new();
     for i in 0..MAX_KEPT_WEBHOOKS + extra {
@@ -150,4 +152,89 @@ async fn a_call_keeps_at_most_its_bound_and_counts_the_rest() {
         archive.webhooks(CALL).await.unwrap().len() as u64,
         MAX_KEPT_WEBHOOKS
     );
+}
+
+fn delivery(id: &str, body: Vec<u8>) -> StoredWebhook {
+    StoredWebhook {
+        call_id: CALL.into(),
+        id: id.into(),
+        received_at: format!("2026-12-05T09:00:00.000Z{id}"),
+        message_type: "status-update".into(),
+        auth: "x-vapi-secret".into(),
+        outcome: "applied".into(),
+        body,
+    }
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_keep_one_copy_per_body_and_never_pass_the_bound() {
+    let (archive, _db) = fresh_archive().await;
+    for i in 0..MAX_KEPT_WEBHOOKS - 1 {
+        let w = delivery(&format!("a{i:03}"), format!("{{\"n\":{i}}}").into_bytes());
+        assert_eq!(archive.keep(&w).await.unwrap(), Keeping::Kept);
+    }
+    // One place left: the same body sent four times at once, and four other bodies.
+    let same = delivery("same", b"{\"same\":true}".to_vec());
+    let others: Vec<_> = (0..4)
+        .map(|i| delivery(&format!("other{i}"), format!("{{\"o\":{i}}}").into_bytes()))
+        .collect();
+    let mut racing = tokio::task::JoinSet::new();
+    for w in std::iter::repeat_n(same, 4).chain(others) {
+        let archive = archive.clone();
+        racing.spawn(async move { archive.keep(&w).await.unwrap() });
+    }
+    let outcomes = racing.join_all().await;
+    let kept = outcomes.iter().filter(|k| **k == Keeping::Kept).count();
+    assert_eq!(kept, 1, "one place, one body kept: {outcomes:?}");
+    let log = archive.log(CALL).await.unwrap();
+    assert_eq!(log.kept.len() as u64, MAX_KEPT_WEBHOOKS);
+    assert_eq!(
+        archive.webhooks(CALL).await.unwrap().len() as u64,
+        MAX_KEPT_WEBHOOKS,
+        "every claim has its body"
+    );
+    // Each of the others that lost is counted past the bound; copies of the body kept are not.
+    let same_kept = log.kept.iter().any(|k| k.id == "same");
+    let over = outcomes
+        .iter()
+        .filter(|k| **k == Keeping::OverBound)
+        .count() as u64;
+    assert_eq!(log.not_kept, over);
+    assert_eq!(over, if same_kept { 4 } else { 3 + 4 });
+}
+
+#[tokio::test]
+async fn a_body_too_big_for_one_item_is_kept_in_parts_and_read_back_whole() {
+    let (archive, _db) = fresh_archive().await;
+    // Incompressible, so its gzip needs more than one 350 KiB item.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let body: Vec<u8> = (0..800 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let w = delivery("big", body.clone());
+    assert_eq!(archive.keep(&w).await.unwrap(), Keeping::Kept);
+    assert_eq!(archive.keep(&w).await.unwrap(), Keeping::AlreadyKept);
+    let kept = archive.webhooks(CALL).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].body, body, "every part read back, in order");
+}
+
+#[tokio::test]
+async fn a_delivery_that_changed_nothing_is_still_kept_when_its_body_is_new() {
+    let (archive, _db) = fresh_archive().await;
+    let mut first = delivery("first", b"{\"n\":1}".to_vec());
+    first.outcome = StoredWebhook::DUPLICATE.into();
+    assert_eq!(archive.keep(&first).await.unwrap(), Keeping::Kept);
+    assert_eq!(archive.keep(&first).await.unwrap(), Keeping::AlreadyKept);
+    let mut second = delivery("second", b"{\"n\":2}".to_vec());
+    second.outcome = StoredWebhook::DUPLICATE.into();
+    assert_eq!(archive.keep(&second).await.unwrap(), Keeping::Kept);
+    let log = archive.log(CALL).await.unwrap();
+    assert_eq!(log.kept.len(), 2);
+    assert!(log.kept.iter().all(|k| k.outcome == "duplicate"));
 }

@@ -91,7 +91,8 @@ SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIO
               "CALLBACK_SIGNING_SECRET"}
 # Kept webhooks and pushed events (api.md §8): exactly what each function may do on the events table,
 # per resource, and no more (shared/src/adapters/dynamodb/{events,archive}.rs). The webhook keeps each
-# delivery (PutItem) and its replay reads them back (Query); the enrichment makes events and records attempts (PushStore::create/get/
+# delivery (a TransactWriteItems of the tally's UpdateItem and the body's PutItem; the tally read
+# with GetItem for a re-send) and its replay reads them back (Query); the enrichment makes events and records attempts (PushStore::create/get/
 # record_attempt); the cleanup makes the call.failed event of a call it settles (create/get);
 # call-status lists a call's history (consistent Query on the table); the call-initiator's
 # redelivery finds the event's call through the by-event-id index, reads the event and reopens it
@@ -101,7 +102,8 @@ EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
     "CallStatusFunction": {"EventsTable": {"dynamodb:Query"}},
     "CallInitiatorFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
                               "EventsTable/index/by-event-id": {"dynamodb:Query"}},
-    "WebhookFunction": {"EventsTable": {"dynamodb:PutItem", "dynamodb:Query"}},
+    "WebhookFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                        "dynamodb:Query"}},
     "CleanupFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem"}},
 }
 # The functions that sign or accept callbacks: they alone hold CALLBACK_SIGNING_SECRET (PushConfig).

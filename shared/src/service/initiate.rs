@@ -374,24 +374,26 @@ impl InitiatorService {
         // From here on the phone is ringing. Either a record (its deadline keeps it in the
         // cleanup's sight) or the watchdog (its consumer builds the record from Vapi) is enough
         // for the call to be finished.
-        let recorded = match self.write_pending(&call_id, request, call).await {
-            Ok(()) => true,
-            Err(e) => {
-                warn!(call_id, error = %e, "call record not written; the watchdog or the webhooks will create it");
-                false
-            }
-        };
         let job = EnrichmentJob {
             call_id: call_id.clone(),
             attempt: 1,
             kind: JobKind::Watchdog,
             event_id: None,
         };
-        let watched = match self
-            .queue
-            .schedule(&job, self.timing.watchdog_delay.min(MAX_QUEUE_DELAY))
-            .await
-        {
+        let watchdog_delay = self.timing.watchdog_delay.min(MAX_QUEUE_DELAY);
+        // Independent of each other: one round trip for both.
+        let (recorded, watched) = tokio::join!(
+            self.write_pending(&call_id, request, call),
+            self.queue.schedule(&job, watchdog_delay)
+        );
+        let recorded = match recorded {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(call_id, error = %e, "call record not written; the watchdog or the webhooks will create it");
+                false
+            }
+        };
+        let watched = match watched {
             Ok(()) => true,
             Err(e) => {
                 warn!(call_id, error = %e, "watchdog not scheduled; the cleanup will check this call");
@@ -441,9 +443,14 @@ impl InitiatorService {
         r: &CallRequest,
         created: &Value,
     ) -> Result<(), InitiateError> {
-        for _ in 0..WRITE_RETRIES {
+        for tried in 0..WRITE_RETRIES {
             let now = self.clock.now();
-            let current = self.store.get(call_id).await?;
+            // A call Vapi has just placed has no record unless a webhook beat us to it: write
+            // first (only if none is there) and read only when one was.
+            let current = match tried {
+                0 => None,
+                _ => self.store.get(call_id).await?,
+            };
             let expected = current.as_ref().map(|v| v.version);
             let mut rec = current
                 .map(|v| v.record)

@@ -151,15 +151,22 @@ impl WebhookService {
                 info!(call_id = %snap.call_id, event = key.as_str(), "duplicate webhook: nothing to change");
             }
             // A failed send answers 503: Vapi's retry finds the event applied, and sends what is
-            // still owed (`apply_webhook` asks again until the consumer shows it ran).
-            self.send_jobs(&snap.call_id, &out).await?;
+            // still owed (`apply_webhook` asks again until the consumer shows it ran). The send
+            // and the keep are independent: one round trip for both.
             let kept = Kept {
                 call_id: &snap.call_id,
                 message_type: kind.as_str(),
                 scheme,
-                outcome: if out.write { "applied" } else { "duplicate" },
+                outcome: match out.write {
+                    true => StoredWebhook::APPLIED,
+                    false => StoredWebhook::DUPLICATE,
+                },
             };
-            self.keep(kept, body, now).await?;
+            let (sent, kept) = tokio::join!(
+                self.send_jobs(&snap.call_id, &out),
+                self.keep(kept, body, now)
+            );
+            sent.and(kept)?;
             return Ok(Ingested::Accepted {
                 call_id: snap.call_id,
                 data_status,

@@ -10,17 +10,22 @@
 //!
 //! Each call has one tally item, `sk` = `webhooks#tally` (`kind`="tally"): `kept` N, `keptBytes` N,
 //! `ids` SS (the digests kept) and `notKept` N. Keeping a delivery first claims its
-//! place with one conditional update of the tally (its id new, the call within
-//! [`MAX_KEPT_WEBHOOKS`] and [`MAX_KEPT_WEBHOOK_BYTES`]), then writes the body: two requests, and
-//! exact under concurrent deliveries. A refused claim (DynamoDB returns the tally with it) writes
-//! nothing for a body kept already (the `WebhooksResent` metric counts it), and counts `notKept`
-//! when the bound is reached. A body that cannot be written gives its claim
-//! back, so the sender's retry (the webhook answers 503) is kept.
+//! place with a conditional update of the tally (its id new, the call within
+//! [`MAX_KEPT_WEBHOOKS`] and [`MAX_KEPT_WEBHOOK_BYTES`]) in one `TransactWriteItems` with the
+//! body: one request, exact under concurrent deliveries, and never a claim without its body (a
+//! failed keep leaves nothing, so the sender's retry, after the webhook's 503, is kept). A
+//! refused claim (DynamoDB returns the tally with it) writes nothing for a body kept already (the
+//! `WebhooksResent` metric counts it), and counts `notKept` when the bound is reached. A delivery
+//! that changed nothing in the record (outcome `duplicate`, most likely a re-send) reads the tally
+//! first: a body kept already then costs one small read, not a transaction carrying its gzip.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::error::BuildError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::attrs::{get_b, get_n, get_s, n, s, Item, EXPIRES_AT, ID};
 use super::codec::{chunks, part_key};
@@ -34,6 +39,8 @@ use crate::ports::{
 
 const PREFIX: &str = "webhook#";
 const TALLY: &str = "webhooks#tally";
+/// Tries of a keep that lost a clash with another transaction on the tally.
+const CLASH_RETRIES: u32 = 3;
 
 fn gunzip_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
     use std::io::Read;
@@ -84,6 +91,14 @@ impl EventsTable {
 
 struct StoredError(String);
 
+/// Whether the tally names body `id` as kept.
+fn holds(tally: Option<&Item>, id: &str) -> bool {
+    tally
+        .and_then(|t| t.get("ids"))
+        .and_then(|v| v.as_ss().ok())
+        .is_some_and(|ids| ids.iter().any(|kept| kept == id))
+}
+
 impl EventsTable {
     fn tally_key(call_id: &str) -> Item {
         Item::from([(ID.to_owned(), s(call_id)), (SORT_KEY.to_owned(), s(TALLY))])
@@ -120,68 +135,18 @@ impl EventsTable {
             .map_err(|e| unavailable("UpdateItem (webhook tally)", &e))
     }
 
-    /// Claims room for `w` in the tally: its id added, `kept` and `keptBytes` counted, only if
-    /// the id is new and the call is within its bound (a conditional write, so concurrent
-    /// deliveries cannot pass the bound or keep one body twice). `Err(tally)`: refused, with the
-    /// tally as it stood when DynamoDB returns it.
-    async fn claim(&self, w: &StoredWebhook) -> Result<Result<(), Option<Item>>, StoreError> {
+    /// Keeps `w` with one `TransactWriteItems`, all or nothing: the tally's claim (the id new,
+    /// the call within its bound: a conditional update, so concurrent deliveries cannot pass the
+    /// bound or keep one body twice) and the body's main item. A big body's parts go first.
+    /// `Err(tally)`: the claim was refused, with the tally when DynamoDB returns it.
+    async fn claim_and_write(
+        &self,
+        w: &StoredWebhook,
+    ) -> Result<Result<(), Option<Item>>, StoreError> {
         let bytes = w.body.len() as u64;
         let Some(room) = MAX_KEPT_WEBHOOK_BYTES.checked_sub(bytes) else {
             return Ok(Err(None));
         };
-        let expires = self.clock.now().timestamp() + self.retention.as_secs() as i64;
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::tally_key(&w.call_id)))
-            .update_expression(format!(
-                "SET #kind = :k, {EXPIRES_AT} = :e ADD kept :one, keptBytes :bytes, ids :ids"
-            ))
-            .condition_expression(
-                "(attribute_not_exists(ids) OR NOT contains(ids, :id)) AND \
-                 (attribute_not_exists(kept) OR (kept < :max AND keptBytes <= :room))",
-            )
-            .expression_attribute_names("#kind", "kind")
-            .expression_attribute_values(":k", s("tally"))
-            .expression_attribute_values(":e", n(expires))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":bytes", n(bytes))
-            .expression_attribute_values(":ids", AttributeValue::Ss(vec![w.id.clone()]))
-            .expression_attribute_values(":id", s(&w.id))
-            .expression_attribute_values(":max", n(MAX_KEPT_WEBHOOKS))
-            .expression_attribute_values(":room", n(room))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(Ok(())),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(held)) => {
-                    Ok(Err(held.item().cloned()))
-                }
-                _ => Err(unavailable("UpdateItem (webhook tally)", &e)),
-            },
-        }
-    }
-
-    /// Gives back a claim whose body could not be written, so the sender's retry is kept.
-    async fn unclaim(&self, w: &StoredWebhook) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::tally_key(&w.call_id)))
-            .update_expression("ADD kept :minus, keptBytes :less DELETE ids :ids")
-            .expression_attribute_values(":minus", n(-1))
-            .expression_attribute_values(":less", n(-(w.body.len() as i64)))
-            .expression_attribute_values(":ids", AttributeValue::Ss(vec![w.id.clone()]))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| unavailable("UpdateItem (webhook tally)", &e))
-    }
-
-    async fn write_body(&self, w: &StoredWebhook) -> Result<(), StoreError> {
         let expires = self.clock.now().timestamp() + self.retention.as_secs() as i64;
         let sk = format!("{PREFIX}{}#{}", w.received_at, w.id);
         let gz = gzip(&w.body);
@@ -217,39 +182,98 @@ impl EventsTable {
         if pieces.len() > 1 {
             main.insert("parts".to_owned(), n(pieces.len() - 1));
         }
-        self.put(main).await
+        let request =
+            |e: BuildError| StoreError::Unavailable(format!("TransactWriteItems request: {e}"));
+        let claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::tally_key(&w.call_id)))
+            .update_expression(format!(
+                "SET #kind = :k, {EXPIRES_AT} = :e ADD kept :one, keptBytes :bytes, ids :ids"
+            ))
+            .condition_expression(
+                "(attribute_not_exists(ids) OR NOT contains(ids, :id)) AND \
+                 (attribute_not_exists(kept) OR (kept < :max AND keptBytes <= :room))",
+            )
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_values(":k", s("tally"))
+            .expression_attribute_values(":e", n(expires))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":bytes", n(bytes))
+            .expression_attribute_values(":ids", AttributeValue::Ss(vec![w.id.clone()]))
+            .expression_attribute_values(":id", s(&w.id))
+            .expression_attribute_values(":max", n(MAX_KEPT_WEBHOOKS))
+            .expression_attribute_values(":room", n(room))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(request)?;
+        let body = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(main))
+            .build()
+            .map_err(request)?;
+        let ops = vec![
+            TransactWriteItem::builder().update(claim).build(),
+            TransactWriteItem::builder().put(body).build(),
+        ];
+        // Two deliveries of one call at once may clash on the tally: the loser tries again, after
+        // a short backoff (the other transaction is still in flight).
+        for attempt in 0..CLASH_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+            }
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(ops.clone()))
+                .send()
+                .await;
+            let Err(e) = sent else { return Ok(Ok(())) };
+            let reasons = match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons()
+                }
+                _ => return Err(unavailable("TransactWriteItems (webhook)", &e)),
+            };
+            match reasons.first() {
+                Some(r) if r.code() == Some("ConditionalCheckFailed") => {
+                    return Ok(Err(r.item().cloned()))
+                }
+                _ if reasons
+                    .iter()
+                    .any(|r| r.code() == Some("TransactionConflict")) => {}
+                _ => return Err(unavailable("TransactWriteItems (webhook)", &e)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the call's webhook tally kept clashing with concurrent deliveries".into(),
+        ))
     }
 }
 
 #[async_trait]
 impl WebhookArchive for EventsTable {
     async fn keep(&self, w: &StoredWebhook) -> Result<Keeping, StoreError> {
-        if let Err(held) = self.claim(w).await? {
-            // DynamoDB returns the tally with the refusal; an emulator may not, so read it then.
-            let tally = match held {
-                Some(t) => Some(t),
-                None => self.tally(&w.call_id).await?,
-            };
-            let already = tally
-                .as_ref()
-                .and_then(|t| t.get("ids"))
-                .and_then(|v| v.as_ss().ok())
-                .is_some_and(|ids| ids.contains(&w.id));
-            if already {
-                // A re-send costs one request, as keeping it did before (the metric counts it).
-                return Ok(Keeping::AlreadyKept);
-            }
-            self.count(&w.call_id, "notKept").await?;
-            return Ok(Keeping::OverBound);
+        // A delivery that changed nothing is most likely a re-send: a look at the tally (ids are
+        // only ever added, with their body) spares compressing and sending a body kept already.
+        if w.outcome == StoredWebhook::DUPLICATE
+            && holds(self.tally(&w.call_id).await?.as_ref(), &w.id)
+        {
+            return Ok(Keeping::AlreadyKept);
         }
-        if let Err(e) = self.write_body(w).await {
-            if let Err(why) = self.unclaim(w).await {
-                // Both failed: the sender's retry will count as re-sent, and this body is lost.
-                tracing::error!(call_id = %w.call_id, error = %why, "webhook tally not given back; a retry of this delivery will not be kept");
-            }
-            return Err(e);
+        let Err(held) = self.claim_and_write(w).await? else {
+            return Ok(Keeping::Kept);
+        };
+        // DynamoDB returns the tally with the refusal; an emulator may not, so read it then.
+        let tally = match held {
+            Some(t) => Some(t),
+            None => self.tally(&w.call_id).await?,
+        };
+        if holds(tally.as_ref(), &w.id) {
+            // A re-send costs one request, as keeping it did before (the metric counts it).
+            return Ok(Keeping::AlreadyKept);
         }
-        Ok(Keeping::Kept)
+        self.count(&w.call_id, "notKept").await?;
+        Ok(Keeping::OverBound)
     }
 
     async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError> {

@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::Client;
 use tracing::error;
 
 use super::attrs::{get_b, get_n, get_s, n, s, Item, EXPIRES_AT, ID};
-use super::fit::{gunzip, gzip};
+use super::fit::{gunzip, gzip_smallest};
 use super::unavailable;
 use crate::domain::fit::fitted;
 use crate::domain::push::CallEvent;
@@ -76,7 +76,7 @@ fn parse_state(word: &str) -> Option<PushState> {
 /// The event's gzip, made to fit an item ([`crate::domain::fit`]): a call too large is kept cut,
 /// marked `truncated`, and logged; its record keeps everything.
 fn packed(event: &CallEvent) -> Vec<u8> {
-    let gz_of = |e: &CallEvent| gzip(&serde_json::to_vec(e).expect("events serialise"));
+    let gz_of = |e: &CallEvent| gzip_smallest(&serde_json::to_vec(e).expect("events serialise"));
     let whole = gz_of(event);
     if whole.len() <= MAX_EVENT_BYTES {
         return whole;

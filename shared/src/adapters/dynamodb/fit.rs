@@ -85,7 +85,10 @@ pub(crate) fn text_fields(
         }
         Some(t) => [
             (name, AttributeValue::S(preview(t))),
-            (gz_name, AttributeValue::B(Blob::new(gzip(t.as_bytes())))),
+            (
+                gz_name,
+                AttributeValue::B(Blob::new(gzip_smallest(t.as_bytes()))),
+            ),
         ],
     }
 }
@@ -141,13 +144,26 @@ fn preview(t: &str) -> String {
 /// tables to that.
 pub fn row_can_hold(texts: &[&str]) -> bool {
     const ROW_OVERHEAD: usize = 32 * 1024;
-    let compressed: usize = texts.iter().map(|t| gzip(t.as_bytes()).len()).sum();
+    let compressed: usize = texts
+        .iter()
+        .map(|t| gzip_smallest(t.as_bytes()).len())
+        .sum();
     compressed + ROW_OVERHEAD <= ITEM_BUDGET
 }
 
+/// For a kept webhook, on its request path: level 6 gives Vapi's payloads within 0.2 % of
+/// level 9's size (the report fixture: 1,836 against 1,833 bytes) in about 70 % of its time.
 pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
-    // Best compression: a save is off the request path, and every byte counts against 400 KB.
-    let mut gz = GzEncoder::new(Vec::with_capacity(bytes.len() / 3), Compression::best());
+    gzip_at(bytes, Compression::default())
+}
+
+/// For what must fit under 400 KB (long texts, pushed events): there every byte counts.
+pub(crate) fn gzip_smallest(bytes: &[u8]) -> Vec<u8> {
+    gzip_at(bytes, Compression::best())
+}
+
+fn gzip_at(bytes: &[u8], level: Compression) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::with_capacity(bytes.len() / 3), level);
     gz.write_all(bytes)
         .and_then(|()| gz.finish())
         .expect("gzip into memory cannot fail")

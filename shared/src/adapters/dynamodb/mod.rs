@@ -52,6 +52,8 @@ pub use idempotency::IDEMPOTENCY_TTL;
 pub use persistence::{log_status, ProvidersAndLogs};
 pub use tables::{ensure_events_table, ensure_tables, UNFINISHED_INDEX};
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 
 use crate::ports::StoreError;
@@ -74,43 +76,50 @@ async fn batch_get(
     consistent: bool,
     what: &str,
 ) -> Result<Vec<attrs::Item>, StoreError> {
+    let mut found = batch_get_tables(client, vec![(table, keys)], consistent, what).await?;
+    Ok(found.remove(table).unwrap_or_default())
+}
+
+/// [`batch_get`] across tables in one request: the items found, by table.
+async fn batch_get_tables(
+    client: &aws_sdk_dynamodb::Client,
+    wanted: Vec<(&str, Vec<attrs::Item>)>,
+    consistent: bool,
+    what: &str,
+) -> Result<HashMap<String, Vec<attrs::Item>>, StoreError> {
     use aws_sdk_dynamodb::types::KeysAndAttributes;
-    let mut found = Vec::new();
-    if keys.is_empty() {
-        return Ok(found);
-    }
-    let mut pending = Some(
-        KeysAndAttributes::builder()
+    let mut found: HashMap<String, Vec<attrs::Item>> = HashMap::new();
+    let mut pending = HashMap::new();
+    for (table, keys) in wanted.into_iter().filter(|(_, k)| !k.is_empty()) {
+        let request = KeysAndAttributes::builder()
             .set_keys(Some(keys))
             .consistent_read(consistent)
             .build()
-            .map_err(|e| StoreError::Unavailable(format!("{what}: BatchGetItem request: {e}")))?,
-    );
+            .map_err(|e| StoreError::Unavailable(format!("{what}: BatchGetItem request: {e}")))?;
+        pending.insert(table.to_owned(), request);
+    }
     for attempt in 0..8u32 {
-        let Some(request) = pending.take() else { break };
+        if pending.is_empty() {
+            break;
+        }
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
         }
         let out = client
             .batch_get_item()
-            .request_items(table, request)
+            .set_request_items(Some(std::mem::take(&mut pending)))
             .send()
             .await
             .map_err(|e| unavailable(what, &e))?;
-        found.extend(
-            out.responses
-                .unwrap_or_default()
-                .remove(table)
-                .unwrap_or_default(),
-        );
-        pending = out
-            .unprocessed_keys
-            .and_then(|mut u| u.remove(table))
-            .filter(|k| !k.keys.is_empty());
+        for (table, items) in out.responses.unwrap_or_default() {
+            found.entry(table).or_default().extend(items);
+        }
+        pending = out.unprocessed_keys.unwrap_or_default();
+        pending.retain(|_, k| !k.keys.is_empty());
     }
-    match pending {
-        None => Ok(found),
-        Some(_) => Err(StoreError::Unavailable(format!(
+    match pending.is_empty() {
+        true => Ok(found),
+        false => Err(StoreError::Unavailable(format!(
             "{what}: keys stayed unprocessed; retry"
         ))),
     }

@@ -294,7 +294,10 @@ impl ProvidersAndLogs {
             let json = serde_json::to_vec(&lines).expect("lines serialise");
             [
                 ("transcript", AttributeValue::Null(true)),
-                ("transcript_gz", AttributeValue::B(fit::gzip(&json).into())),
+                (
+                    "transcript_gz",
+                    AttributeValue::B(fit::gzip_smallest(&json).into()),
+                ),
             ]
         };
         fields.extend(transcript);
@@ -379,16 +382,23 @@ impl ResultSink for ProvidersAndLogs {
             &self.prior(call_id, provider_id, request_id).await?,
         );
         let result = &merged;
-        let provider_row = match provider_id {
-            Some(id) => {
-                Self::save_fitted(|form| self.save_provider(result, id, &now, form)).await?
+        // Independent rows: written at once, one round trip for both.
+        let provider_row = async {
+            match provider_id {
+                Some(id) => {
+                    Self::save_fitted(|form| self.save_provider(result, id, &now, form)).await
+                }
+                None => Ok(false),
             }
-            None => false,
         };
-        let interaction_log = match request_id {
-            Some(id) => Self::save_fitted(|form| self.save_log(result, id, &now, form)).await?,
-            None => false,
+        let interaction_log = async {
+            match request_id {
+                Some(id) => Self::save_fitted(|form| self.save_log(result, id, &now, form)).await,
+                None => Ok(false),
+            }
         };
+        let (provider_row, interaction_log) = tokio::join!(provider_row, interaction_log);
+        let (provider_row, interaction_log) = (provider_row?, interaction_log?);
         Ok(Persisted {
             provider_row,
             interaction_log,
