@@ -4,8 +4,9 @@
 Each scenario starts a fresh `ringback-local` as the README starts it (embedded durable store in a new
 data directory, the built-in Vapi simulator, the in-process queue and enrichment, logs to a file), puts
 load on it with wrk, and prints req/s, latency percentiles, the server's CPU per request (everything the
-requests set off included: the run is measured until the server is idle again) and, in a separate short
-pass under strace, the system calls per request.
+requests set off included: the run is measured until the server is idle again), the embedded store's
+requests per request on the same terms (the server reports its count on SIGUSR1, before and after) and, in
+a separate short pass under strace, the system calls per request.
 
     python3 tools/bench/http_bench.py                       # every scenario, 10 s, median of 3 runs
     python3 tools/bench/http_bench.py --runs 1 --duration 5 --scenario webhook-new-10
@@ -47,6 +48,8 @@ SCENARIOS = {
     "get-10": ("get.lua", {}, 10),
     "get-50": ("get.lua", {}, 50),
 }
+# The line ringback-local logs on SIGUSR1 (local/src/main.rs): its embedded store's requests so far.
+STORE_LINE = "store requests served:"
 # What strace counts, by what it says of the system: the store's file writes and syncs, and socket sends.
 SYSCALL_GROUPS = {
     "pwrite64": "store writes",
@@ -121,6 +124,20 @@ class Server:
             if cpu_seconds(self.proc.pid) - before < 0.02 * quiet:
                 return
         print(f"  (server still busy after {limit:.0f} s)", file=sys.stderr)
+
+    def store_requests(self, limit: float = 10.0) -> int:
+        """The embedded store's requests so far: asks with SIGUSR1 and reads the line it logs."""
+        self.log.flush()
+        log = self.dir / "server.log"
+        before = log.read_text(errors="replace").count(STORE_LINE)
+        self.proc.send_signal(signal.SIGUSR1)
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if STORE_LINE in ln]
+            if len(lines) > before:
+                return int(re.search(STORE_LINE + r" total (\d+)", lines[-1]).group(1))
+            time.sleep(0.02)  # the line is written by the server; a file offers nothing to await
+        sys.exit("ringback-local did not report its store requests on SIGUSR1")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -261,10 +278,13 @@ def run_scenario(name: str, args) -> dict:
     for _ in range(args.runs):
         server, run_env = prepared_server(script, env, args)
         try:
+            store0 = server.store_requests()
             cpu0 = cpu_seconds(server.proc.pid)
             result = wrk(server, script, run_env, connections, args.duration, args.threads)
             server.wait_idle()
             result["cpu_ms_per_request"] = (cpu_seconds(server.proc.pid) - cpu0) * 1000 / max(result["requests"], 1)
+            # Everything the requests set off (a new call's enrichment, rows and log) included.
+            result["store_requests_per_request"] = (server.store_requests() - store0) / max(result["requests"], 1)
             result["rss_mib"] = rss_mib(server.proc.pid)
             check_applied(server, env.get("BENCH_MODE"), result["requests"])
             runs.append(result)
@@ -309,13 +329,14 @@ def main() -> None:
         sys.exit(f"{args.binary} is missing: cargo build --release -p ringback-local")
     results = {}
     print(f"{'scenario':<17} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'CPU ms/req':>10} {'RSS MiB':>8} {'non-2xx':>7}  syscalls/request")
+          f"{'CPU ms/req':>10} {'store/req':>9} {'RSS MiB':>8} {'non-2xx':>7}  syscalls/request")
     for name in args.scenario or list(SCENARIOS):
         r = run_scenario(name, args)
         results[name] = r
         sys_text = ", ".join(f"{k} {v}" for k, v in r.get("syscalls_per_request", {}).items())
         print(f"{name:<17} {r['rps']:>8.0f} {r['p50_us'] / 1000:>7.2f} {r['p90_us'] / 1000:>7.2f} "
               f"{r['p99_us'] / 1000:>7.2f} {r['max_us'] / 1000:>7.1f} {r['cpu_ms_per_request']:>10.3f} "
+              f"{r['store_requests_per_request']:>9.2f} "
               f"{r['rss_mib']:>8.1f} {r['non2xx'] + r['socket_errors']:>7}  {sys_text}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
