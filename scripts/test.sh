@@ -8,7 +8,8 @@
 #
 # Needs only what a fresh machine has: Rust stable (+ cargo-nextest, optional), Python >= 3.11, Node >= 20 with
 # npm (the TypeScript client's pinned packages go to clients/typescript/node_modules), curl, unshare; and for the
-# sam local step a Docker engine, or root to install Debian's docker.io and start a private one (tools/sam-local/engine.sh).
+# sam local step a Docker engine, or root to install Debian's docker.io and start a private one (tools/sam-local/engine.sh);
+# for the console's browser tests Debian's chromium, or root to install it (tests/console/run.sh).
 # Everything else is installed into .venv/ from requirements-dev.txt (pinned), once per change of that file.
 # Caches stay inside the clone (.venv/, target/). Safe to run again: every step starts from what is there.
 #
@@ -325,6 +326,20 @@ contract_tests() {
   run_logged "$LOG_DIR/contract.log" tests/contract/run.sh
 }
 
+# The operator console in Debian's Chromium (Playwright, axe-core), in a loopback-only namespace.
+console_tests() {
+  local rc=0 log=$LOG_DIR/console.log line n
+  run_logged "$log" tests/console/run.sh || rc=$?
+  # pytest -q's last line: "12 passed, 1 failed, 2 errors in 40.1s" (any of them may be missing)
+  line=$(grep -E '^[0-9]+ (passed|failed|errors?)\b' "$log" | tail -n1 || true)
+  if [[ -n "$line" ]]; then
+    for n in $(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '^[0-9]+' || true); do TESTS_PASSED=$((TESTS_PASSED + n)); done
+    for n in $(grep -oE '[0-9]+ (failed|errors?)' <<<"$line" | grep -oE '^[0-9]+' || true); do TESTS_FAILED=$((TESTS_FAILED + n)); done
+    TESTS_COUNTED=true
+  fi
+  return "$rc"
+}
+
 readme_flows() {
   "$VENV/bin/python" tests/readme/run_flows.py --self-test && "$VENV/bin/python" tests/readme/run_flows.py
 }
@@ -467,6 +482,7 @@ main() {
     run_step "contract tests: Schemathesis against ringback-local (tests/contract)" contract_tests
     run_step "TypeScript client: types, compile, example against ringback-local" clients/typescript/test.sh
     run_step "the README's flows, as written (tests/readme)" readme_flows
+    run_step "console in a browser: Playwright, Chromium, axe-core (tests/console)" console_tests
     stop_moto
   fi
 

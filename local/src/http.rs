@@ -37,6 +37,8 @@ pub struct Routes {
     pub replay: Option<ReplayService>,
     /// `/dev/callbacks`: a receiver for pushed events, to see the loop offline.
     pub receiver: crate::receiver::DevReceiver,
+    /// `/console`: what the operator console is told about this runner.
+    pub console: crate::console::ConsoleConfig,
 }
 
 pub fn router(routes: Arc<Routes>) -> axum::Router {
@@ -60,6 +62,7 @@ async fn route(r: &Routes, req: Request) -> api::Response {
         (&Method::GET, p) if p == reference::DOCS_PATH || p.starts_with("/docs/") => {
             reference::docs(p)
         }
+        (&Method::GET, p) if is_console(p) => crate::console::serve(p, &parts.headers, &r.console),
         (&Method::GET, crate::receiver::PATH) => r.receiver.list(),
         (&Method::POST, crate::receiver::PATH) => match read_limited(body, 1 << 20).await {
             Ok(bytes) => r.receiver.receive(&parts.headers, &bytes),
@@ -146,12 +149,18 @@ fn allowed_methods(p: &str) -> Option<&'static str> {
         api::WEBHOOK_PATH => "POST",
         api::CALLS_PATH | crate::receiver::PATH => "GET, POST",
         "/health" | reference::OPENAPI_PATH | reference::DOCS_PATH => "GET",
-        _ if p.starts_with("/docs/") || api::call_id_from_path(p).is_some() => "GET",
+        _ if p.starts_with("/docs/") || api::call_id_from_path(p).is_some() || is_console(p) => {
+            "GET"
+        }
         _ if action.as_ref().is_some_and(|(_, a)| *a == "events") => "GET",
         _ if action.as_ref().is_some_and(|(_, a)| *a == "replay") => "POST",
         _ if api::redeliver_target(p).is_some() => "POST",
         _ => return None,
     })
+}
+
+fn is_console(p: &str) -> bool {
+    p == crate::console::PATH || p.starts_with("/console/")
 }
 
 /// Answers only once what the request wrote is on disk; if it cannot be, the caller retries (503).

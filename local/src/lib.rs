@@ -3,6 +3,7 @@
 //! embedded DynamoDB-compatible store, the in-process delay queue and the Vapi simulator stand in
 //! for the cloud unless `AWS_ENDPOINT_URL*` / `VAPI_BASE_URL` point elsewhere.
 
+mod console;
 mod durability;
 pub mod esm;
 mod http;

@@ -78,7 +78,7 @@ async fn main() {
         ),
     };
     println!(
-        "\nringback-local is up\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  deployment   {deployment} (DEPLOYMENT_ID: its cleanup adopts only calls carrying it)\n  queue        {queue}\n  push queue   {push_queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
+        "\nringback-local is up\n  console      {base}/console/ (calls live, a call's timeline, replay; place simulated calls)\n  API          {base}\n  webhook      {base}{webhook}\n  webhook auth X-Vapi-Secret: {secret}\n  API token    Authorization: Bearer {token}\n  callbacks    signed with {callback} (Standard Webhooks)\n               try \"callbackUrl\": \"{base}/dev/callbacks\", then GET it to see what arrived\n  data         {storage}\n  deployment   {deployment} (DEPLOYMENT_ID: its cleanup adopts only calls carrying it)\n  queue        {queue}\n  push queue   {push_queue}\n  Vapi         {vapi}\n\nCtrl-C stops it cleanly.\n",
         base = system.base_url,
         webhook = ringback::api::WEBHOOK_PATH,
         secret = shown(&opts, DEV_WEBHOOK_SECRET, "VAPI_WEBHOOK_SECRET"),

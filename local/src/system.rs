@@ -167,6 +167,13 @@ impl System {
             receiver: crate::receiver::DevReceiver::new(
                 push.as_ref().and_then(|p| p.secret.clone()),
             ),
+            console: crate::console::ConsoleConfig {
+                dev_token: env
+                    .get("API_TOKEN")
+                    .filter(|t| *t == crate::options::DEV_API_TOKEN)
+                    .map(str::to_owned),
+                simulator: simulator.is_some(),
+            },
         });
         let (stop, mut stopped) = watch::channel(false);
         let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push.clone()));

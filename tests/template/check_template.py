@@ -819,6 +819,31 @@ def _alarms(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
+@check("CORS: the client API lets ConsoleOrigins' pages send the console's headers, without credentials; "
+       "the webhook API allows no browser")
+def _cors(t: dict[str, Any]) -> str | None:
+    res = t["Resources"]
+    if "CorsConfiguration" in (res.get("WebhookApi", {}).get("Properties") or {}):
+        return "WebhookApi has a CorsConfiguration: only Vapi calls it"
+    cors = (res.get("HttpApi", {}).get("Properties") or {}).get("CorsConfiguration")
+    branches = cors.get("Fn::If") if isinstance(cors, dict) else None
+    if not (isinstance(branches, list) and len(branches) == 3 and branches[0] == "ConsoleCors"
+            and branches[2] == {"Ref": "AWS::NoValue"}):
+        return "HttpApi CorsConfiguration must be !If [ConsoleCors, {...}, !Ref AWS::NoValue]"
+    conf = branches[1]
+    if conf.get("AllowOrigins") != {"Ref": "ConsoleOrigins"}:
+        return "AllowOrigins must be the ConsoleOrigins parameter"
+    if conf.get("AllowCredentials"):
+        return "AllowCredentials: the console sends a bearer token, never cookies"
+    headers = {h.lower() for h in conf.get("AllowHeaders") or []}
+    needed = {"authorization", "content-type", "idempotency-key", "if-none-match"}
+    if not needed <= headers:
+        return f"AllowHeaders lacks {sorted(needed - headers)} (the console sends them)"
+    if "etag" not in {h.lower() for h in conf.get("ExposeHeaders") or []}:
+        return "ExposeHeaders must include etag (the console polls with If-None-Match)"
+    return None
+
+
 @check("outputs: ApiUrl, WebhookUrl, table names, queue URLs")
 def _outputs(t: dict[str, Any]) -> str | None:
     want = {"ApiUrl", "WebhookUrl", "CallsTableName", "CallIndexTableName", "ProvidersTableName",
@@ -1098,6 +1123,11 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
     ("the listing route dropped",
      [("        ListCalls:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref HttpApi\n"
        "            Path: /api/v1/vapi/calls\n            Method: GET\n", "")], "routes:"),
+    ("the console's origins allowed to send cookies",
+     [("          MaxAge: 600\n", "          MaxAge: 600\n          AllowCredentials: true\n")], "CORS:"),
+    ("the console's Idempotency-Key refused by the preflight",
+     [("AllowHeaders: [authorization, content-type, idempotency-key, if-none-match]",
+       "AllowHeaders: [authorization, content-type, if-none-match]")], "CORS:"),
     # The classic SAM trap: the webhook route on the same API whose URL the call-initiator reads.
     ("one API for the webhook and the call-initiator (circular dependency)",
      [("ApiId: !Ref WebhookApi", "ApiId: !Ref HttpApi"), ("https://${WebhookApi}.", "https://${HttpApi}.")],

@@ -223,7 +223,7 @@ struct OtherMessage {
     servers((url = "http://127.0.0.1:3000", description = "ringback-local, as the README starts it")),
     paths(
         health, post_webhook, post_call, list_calls, get_call, get_events, post_replay,
-        post_redeliver, get_openapi, get_docs, get_dev_callbacks, post_dev_callbacks
+        post_redeliver, get_openapi, get_docs, get_console, get_dev_callbacks, post_dev_callbacks
     ),
     components(schemas(
         CallResult, Outcome, CallStatus, DataStatus, CallMethod, ConversationMessage, Analysis,
@@ -416,6 +416,12 @@ fn get_openapi() {}
 #[utoipa::path(get, path = "/docs", tag = "local", operation_id = "docs",
     responses((status = 200, description = "Swagger UI", content_type = "text/html", body = String)))]
 fn get_docs() {}
+
+/// The operator console (ringback-local only): calls live, a call's timeline and actions, health;
+/// it speaks only this API, so its files also serve a deployment (CORS: `ConsoleOrigins`).
+#[utoipa::path(get, path = "/console/", tag = "local", operation_id = "console",
+    responses((status = 200, description = "The console's page", content_type = "text/html", body = String)))]
+fn get_console() {}
 
 /// The last 100 events the runner's own receiver got, each with its signature check.
 #[utoipa::path(get, path = "/dev/callbacks", tag = "local", operation_id = "listDevCallbacks",
