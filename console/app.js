@@ -32,7 +32,9 @@ function parse() {
   return { parts: path.split("/").filter(Boolean).map(decode), query: new URLSearchParams(query) };
 }
 
-function show() {
+/** Shows the page the hash names. `moved`: the operator went there from another page, so focus
+ * moves to the new content (as a screen reader expects); a first load leaves focus at the top. */
+function show(moved = false) {
   stop();
   stop = () => {};
   // A confirmation left open belongs to the page being left: cancel it.
@@ -46,7 +48,7 @@ function show() {
   else if (parts[0] === "health") stop = healthPage(ctx);
   else if (parts[0] === "local" && api.local) stop = localPage(ctx);
   else stop = callsPage(ctx);
-  main.focus({ preventScroll: true });
+  if (moved) main.focus({ preventScroll: true });
 }
 
 /** A 401 anywhere sends the operator back to sign-in, saying why. */
@@ -85,7 +87,7 @@ function renderNav(current) {
 function signOut() {
   Api.forget();
   api = null;
-  show();
+  show(true);
 }
 
 /** The sign-in form. ringback-local answers its development token at /console/config.json when it
@@ -126,7 +128,7 @@ function signIn(message, base = "") {
     candidate.save();
     api = candidate;
     if (!location.hash || location.hash === "#/signin") location.hash = "#/calls"; // hashchange shows it
-    else show();
+    else show(true);
   };
   fill(
     main,
@@ -162,6 +164,6 @@ fetch("config.json")
   .catch(() => ({}))
   .then((info) => {
     runner = info;
-    window.addEventListener("hashchange", show);
+    window.addEventListener("hashchange", () => show(true));
     show();
   });

@@ -24,7 +24,8 @@ export function localPage({ api, main, failed, runner }) {
   const result = h("div", { "aria-live": "polite" });
   const inbox = h("div", {});
   const receiver = `${location.origin}/dev/callbacks`;
-  const field = (id, label, input, hint) => h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null);
+  const field = (id, label, input, hint, wide = false) =>
+    h("div", { class: wide ? "field wide" : "field" }, h("label", { for: id }, label), input, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null);
 
   const form = h(
     "form",
@@ -37,7 +38,7 @@ export function localPage({ api, main, failed, runner }) {
     field("p-location", "Location", h("input", { id: "p-location", name: "location", required: true, value: "Oakland, CA" })),
     field("p-urgency", "Urgency", h("select", { id: "p-urgency", name: "urgency" }, URGENCIES.map((u) => h("option", { value: u, selected: u === "within_24_hours" }, u)))),
     field("p-request", "Service request ID (optional)", h("input", { id: "p-request", name: "serviceRequestId", "aria-describedby": "p-request-hint" }), "Lets you filter the list to this request's calls."),
-    field("p-callback", "Callback URL (optional)", h("input", { id: "p-callback", name: "callbackUrl", type: "url", value: receiver, "aria-describedby": "p-callback-hint" }), "This runner's receiver shows what arrives in the inbox below."),
+    field("p-callback", "Callback URL (optional)", h("input", { id: "p-callback", name: "callbackUrl", type: "url", value: receiver, "aria-describedby": "p-callback-hint" }), "This runner's receiver shows what arrives in the inbox below.", true),
     h("button", { type: "submit", class: "primary" }, "Place call"),
   );
 

@@ -14,17 +14,28 @@ use serde_json::json;
 
 pub const PATH: &str = "/console";
 
+/// A file of `console/` (the repository's root), built in, with its type.
+macro_rules! console_file {
+    ($name:literal, $content_type:expr) => {
+        (
+            $name,
+            $content_type,
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../console/", $name)),
+        )
+    };
+}
+
 /// Every file of `console/`: a test checks that none is missing from this list.
 const FILES: &[(&str, &str, &[u8])] = &[
-    ("index.html", "text/html; charset=utf-8", include_bytes!("../../console/index.html")),
-    ("console.css", "text/css; charset=utf-8", include_bytes!("../../console/console.css")),
-    ("app.js", JS, include_bytes!("../../console/app.js")),
-    ("api.js", JS, include_bytes!("../../console/api.js")),
-    ("dom.js", JS, include_bytes!("../../console/dom.js")),
-    ("views/calls.js", JS, include_bytes!("../../console/views/calls.js")),
-    ("views/call.js", JS, include_bytes!("../../console/views/call.js")),
-    ("views/health.js", JS, include_bytes!("../../console/views/health.js")),
-    ("views/local.js", JS, include_bytes!("../../console/views/local.js")),
+    console_file!("index.html", "text/html; charset=utf-8"),
+    console_file!("console.css", "text/css; charset=utf-8"),
+    console_file!("app.js", JS),
+    console_file!("api.js", JS),
+    console_file!("dom.js", JS),
+    console_file!("views/calls.js", JS),
+    console_file!("views/call.js", JS),
+    console_file!("views/health.js", JS),
+    console_file!("views/local.js", JS),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -107,9 +118,18 @@ fn file(body: Bytes, content_type: &str, gzip: bool) -> Response {
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     // The files change with the runner: always revalidate (they are small, and local).
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
@@ -153,7 +173,12 @@ mod tests {
                 if path.is_dir() {
                     dirs.push(path);
                 } else if path.file_name().is_some_and(|n| n != "README.md") {
-                    on_disk.push(path.strip_prefix(&root).unwrap().to_string_lossy().into_owned());
+                    on_disk.push(
+                        path.strip_prefix(&root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
                 }
             }
         }
@@ -184,15 +209,30 @@ mod tests {
     #[test]
     fn the_page_is_under_a_strict_policy_and_unknown_paths_are_404() {
         let index = get("/console/", None);
-        assert!(index.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
-        let csp = index.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(index.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let csp = index.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
         assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
-        assert_eq!(get("/console", None).headers()[header::LOCATION], "/console/");
-        for path in ["/console/nope.js", "/console/../Cargo.toml", "/console/views/"] {
+        assert_eq!(
+            get("/console", None).headers()[header::LOCATION],
+            "/console/"
+        );
+        for path in [
+            "/console/nope.js",
+            "/console/../Cargo.toml",
+            "/console/views/",
+        ] {
             assert_eq!(get(path, None).status(), StatusCode::NOT_FOUND, "{path}");
         }
         let config: serde_json::Value =
             serde_json::from_slice(get("/console/config.json", None).body()).unwrap();
-        assert_eq!(config, json!({"devToken": "dev-api-token", "simulator": true}));
+        assert_eq!(
+            config,
+            json!({"devToken": "dev-api-token", "simulator": true})
+        );
     }
 }

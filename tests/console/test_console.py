@@ -187,7 +187,8 @@ def test_sign_in_and_navigation_work_from_the_keyboard(browser, runner):
     expect(page.get_by_label("API token")).to_have_value(DEV_TOKEN)
     page.keyboard.press("Enter")  # focus starts on Connect when the token is filled in
     expect(page.get_by_role("heading", name="Calls", exact=True)).to_be_visible()
-    page.evaluate("document.activeElement.blur()")  # from the top of the page, as after a load
+    page.reload()  # signed in for the tab's session: from the top of the page, as after a load
+    expect(page.get_by_role("heading", name="Calls", exact=True)).to_be_visible()
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Tab")
@@ -244,4 +245,39 @@ def test_axe_finds_no_serious_or_critical_violations(placed, browser, runner, vi
     results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     bad = [v for v in results["violations"] if v["impact"] in ("serious", "critical")]
     assert not bad, json.dumps([{k: v[k] for k in ("id", "impact", "help")} | {"nodes": [n["target"] for n in v["nodes"]]} for v in bad], indent=1)
+    ctx.close()
+
+
+def test_the_same_page_signs_in_to_a_deployment_by_its_url(placed, browser, runner):
+    """A deployment is another origin: the page calls it with CORS, as API Gateway answers under the
+    template's CorsConfiguration (here a stand-in origin whose answers come from this runner)."""
+    _, call_id, _, _ = placed
+    deployment = "https://api.deployment.test"
+    cors = {"access-control-allow-origin": runner, "access-control-expose-headers": "etag",
+            "access-control-allow-headers": "authorization,content-type,idempotency-key,if-none-match",
+            "access-control-allow-methods": "GET,POST,OPTIONS", "vary": "origin"}
+    seen = []
+
+    def as_api_gateway(route):
+        req = route.request
+        seen.append((req.method, req.headers.get("origin")))
+        if req.method == "OPTIONS":
+            route.fulfill(status=204, headers=cors)
+            return
+        answer = route.fetch(url=runner + req.url.removeprefix(deployment))
+        route.fulfill(response=answer, headers={**answer.headers, **cors})
+
+    ctx = browser.new_context()
+    ctx.route(f"{deployment}/**", as_api_gateway)
+    page = ctx.new_page()
+    page.goto(runner + "/console/")
+    page.get_by_label("API URL").fill(deployment)
+    page.get_by_label("API token").fill(DEV_TOKEN)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator("table.calls tbody tr").first).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main")).to_contain_text(deployment)
+    expect(page.get_by_role("link", name="Local")).to_have_count(0)  # the runner's own pages only
+    page.goto(f"{runner}/console/#/calls/{call_id}")
+    expect(page.locator("h1 .badge")).to_have_text("complete")
+    assert seen and all(origin == runner for _, origin in seen), seen
     ctx.close()

@@ -9,8 +9,8 @@ Chromium through Playwright (signed in, cold cache each time) and prints, as the
 - first contentful paint (the shell), and the first page of calls in the table;
 - the counts by status (five bounded listing requests) on screen.
 
-    python3 tools/bench/console_bench.py                   # 10,000 calls, 5 loads
-    python3 tools/bench/console_bench.py --calls 2000 --loads 3
+    .venv/bin/python tools/bench/console_bench.py          # 10,000 calls, 5 loads
+    .venv/bin/python tools/bench/console_bench.py --calls 2000 --loads 3
 
 Needs .venv (./scripts/test.sh --tools-only) and Debian's chromium (tests/console/run.sh installs it).
 Everything stays on 127.0.0.1.
