@@ -114,12 +114,15 @@ pub(crate) enum Msg {
 #[derive(Clone)]
 pub struct Gates {
     pub(crate) tx: mpsc::UnboundedSender<Msg>,
+    /// Picks, per port call, whether it lets the task's other joined calls go first (seeded).
+    pub(crate) order: Arc<std::sync::Mutex<crate::rng::Rng>>,
 }
 
 /// A port call let through its gate: the fault it meets, and the task's turn, held until the
 /// call is done (drop it then). A task that runs calls at once (`tokio::join!`) takes them one
 /// turn at a time, so it is parked at one gate at most and the world always knows whether it
-/// runs; which of its calls goes first is its own poll order, the same every replay.
+/// runs. Which of its calls goes first is the seed's choice: a call may step aside once before
+/// taking the turn, so every order of a handler's concurrent requests is explored.
 pub struct Passage {
     pub fault: Option<Fault>,
     _turn: Option<OwnedMutexGuard<()>>,
@@ -134,6 +137,11 @@ impl Gates {
                 _turn: None,
             };
         };
+        let step_aside = self.order.lock().expect("not poisoned").chance(0.5);
+        if step_aside {
+            // The task's other joined calls are polled meanwhile: one of them may take the turn.
+            tokio::task::yield_now().await;
+        }
         let turn = turn.lock_owned().await;
         Passage {
             fault: self.park(task, op).await,
@@ -156,5 +164,57 @@ impl Gates {
             self.park(task, Op::Dying).await;
         }
         std::future::pending().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order in which one task's two joined calls reach the world, for one seed.
+    async fn order(seed: u64) -> Vec<Op> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let gates = Gates {
+            tx,
+            order: Arc::new(std::sync::Mutex::new(crate::rng::Rng::new(seed))),
+        };
+        let task = tokio::spawn(TASK.scope(
+            1,
+            TURN.scope(Arc::new(Mutex::new(())), async move {
+                let call = |op| {
+                    let gates = gates.clone();
+                    async move { drop(gates.gate(op).await) }
+                };
+                tokio::join!(call(Op::QueueSend), call(Op::EventPut));
+            }),
+        ));
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match rx.recv().await {
+                Some(Msg::Parked { op, reply, .. }) => {
+                    seen.push(op);
+                    let _ = reply.send(None);
+                }
+                Some(Msg::Done) | None => break,
+            }
+        }
+        task.await.unwrap();
+        seen
+    }
+
+    #[tokio::test]
+    async fn the_seed_chooses_which_joined_call_goes_first_and_replays_its_choice() {
+        let mut orders = std::collections::BTreeSet::new();
+        for seed in 0..32 {
+            let first = order(seed).await;
+            assert_eq!(
+                first.len(),
+                2,
+                "seed {seed}: both calls pass, one at a time"
+            );
+            assert_eq!(order(seed).await, first, "seed {seed} replays its order");
+            orders.insert(first);
+        }
+        assert_eq!(orders.len(), 2, "both orders are explored: {orders:?}");
     }
 }

@@ -318,7 +318,10 @@ impl World {
         let list_page = *rng.pick(&[100, 1000]);
 
         let (tx, rx) = mpsc::unbounded_channel();
-        let gates = Gates { tx };
+        let gates = Gates {
+            tx,
+            order: Arc::new(std::sync::Mutex::new(Rng::new(rng.next_u64()))),
+        };
         let ttl = Duration::from_secs(1800);
         let table = Arc::new(
             CallsTable::new(dynamo.clone(), calls.into(), ttl, clock.clone())
