@@ -134,6 +134,16 @@ async fn run_async(seed: u64) -> Report {
 
 /// Seeds `from..from + count`, over `threads` threads; each run is independent.
 pub fn run_many(from: u64, count: u64, threads: usize) -> Vec<Report> {
+    run_many_with(from, count, threads, |_, _| {})
+}
+
+/// [`run_many`], telling `progress` of each finished run (its report, and how many are done).
+pub fn run_many_with(
+    from: u64,
+    count: u64,
+    threads: usize,
+    progress: impl Fn(&Report, u64) + Sync,
+) -> Vec<Report> {
     let next = std::sync::atomic::AtomicU64::new(from);
     let reports = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -144,7 +154,9 @@ pub fn run_many(from: u64, count: u64, threads: usize) -> Vec<Report> {
                     break;
                 }
                 let r = run(seed);
-                reports.lock().unwrap().push(r);
+                let mut all = reports.lock().unwrap();
+                progress(&r, all.len() as u64 + 1);
+                all.push(r);
             });
         }
     });

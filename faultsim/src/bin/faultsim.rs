@@ -4,7 +4,8 @@
 //!   faultsim --seeds N [--from S]     N runs from seed S (default 0), a summary
 //!   faultsim --soak N                 the same, over every core, with runs/s
 //!
-//! Exit status 1 when any run broke a promise; each such run is listed with its seed.
+//! Exit status 1 when any run broke a promise; each such run is listed with its seed. Runs of many
+//! seeds say on stderr how far they are, about every 10 s, and name a broken seed as it happens.
 
 use std::time::Instant;
 
@@ -45,7 +46,25 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = arg("--threads").map_or(if soak { cores } else { 1 }, |t| t as usize);
     let started = Instant::now();
-    let reports = ringback_faultsim::run_many(from, count, threads);
+    // A long run says how far it is (stderr, about every 10 s), and names a broken seed at once.
+    let last = std::sync::Mutex::new(Instant::now());
+    let broken = std::sync::atomic::AtomicU64::new(0);
+    let reports = ringback_faultsim::run_many_with(from, count, threads, |r, done| {
+        if !r.violations.is_empty() {
+            broken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("seed {} broke a promise: {}", r.seed, r.violations[0]);
+        }
+        let mut last = last.lock().unwrap();
+        if last.elapsed().as_secs() >= 10 || done == count {
+            *last = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            let left = secs / done as f64 * (count - done) as f64;
+            eprintln!(
+                "  {done}/{count} runs, {} broke a promise, {secs:.0} s, about {left:.0} s left",
+                broken.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    });
     summary(&reports, started.elapsed().as_secs_f64());
 }
 
