@@ -101,10 +101,13 @@ impl InProcess {
                 "the embedded store is closed".into(),
             ));
         };
-        let Some(operation) = request
+        // One lookup names the operation and its counter; one not listed is unknown here.
+        let Some((index, operation)) = request
             .headers()
             .get("x-amz-target")
             .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+            .and_then(|op| OPERATIONS.iter().position(|o| *o == op))
+            .map(|i| (i, OPERATIONS[i]))
         else {
             return bare(400, "UnknownOperationException");
         };
@@ -112,9 +115,7 @@ impl InProcess {
             // The SDK's DynamoDB requests are always in memory; a streamed body would be a new SDK.
             return bare(400, "SerializationException");
         };
-        if let Some(i) = OPERATIONS.iter().position(|o| *o == operation) {
-            self.served[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.served[index].fetch_add(1, Ordering::Relaxed);
         let answered = dispatch(db, operation, body);
         // A refused write (a failed condition, a cancelled transaction) committed nothing: dynoxide
         // rolls it back, so it has nothing to make durable.
