@@ -37,6 +37,11 @@ def open_page(context, runner: str, route: str) -> Page:
     return page
 
 
+def route_of(view: str, call_id: str) -> str:
+    """The hash route of a page the parametrized tests name: "call" is the placed call's page."""
+    return f"calls/{call_id}" if view == "call" else view
+
+
 @pytest.fixture(scope="module")
 def context(browser):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -212,10 +217,7 @@ def test_the_health_page_lists_failed_calls_and_events(placed, context, runner, 
 def test_pages_fit_a_phone(placed, browser, runner, shots, view):
     _, call_id, _, _ = placed
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    page = ctx.new_page()
-    sign_in(page, runner)
-    expect(page.get_by_role("heading", name="Calls", exact=True)).to_be_visible()
-    page.goto(runner + "/console/#/" + {"calls": "calls", "call": f"calls/{call_id}", "local": "local"}[view])
+    page = open_page(ctx, runner, route_of(view, call_id))
     expect(page.locator("main h1")).to_be_visible()
     page.wait_for_load_state("networkidle")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -229,14 +231,12 @@ def test_axe_finds_no_serious_or_critical_violations(placed, browser, runner, vi
     _, call_id, _, _ = placed
     # axe-core is injected into the page: the console's own policy allows only its own scripts.
     ctx = browser.new_context(bypass_csp=True)
-    page = ctx.new_page()
     if view == "signin":
+        page = ctx.new_page()
         page.goto(runner + "/console/")
         expect(page.get_by_role("heading", name="Connect to ringback")).to_be_visible()
     else:
-        sign_in(page, runner)
-        expect(page.get_by_role("heading", name="Calls", exact=True)).to_be_visible()
-        page.goto(runner + "/console/#/" + {"calls": "calls", "call": f"calls/{call_id}", "health": "health", "local": "local"}[view])
+        page = open_page(ctx, runner, route_of(view, call_id))
         expect(page.locator("main h1")).to_be_visible()
         page.wait_for_load_state("networkidle")
     if view == "call":
