@@ -98,6 +98,17 @@ export class Api {
     return this.request("POST", `/api/v1/vapi/calls/${encodeURIComponent(id)}/replay`);
   }
 
+  /** Erases the call everywhere ringback wrote it; a repeat answers the same erasedAt. */
+  erase(id) {
+    return this.request("DELETE", `/api/v1/vapi/calls/${encodeURIComponent(id)}`);
+  }
+
+  /** Exact counts of the calls created in a window (whole hours, at most 31 days), by data status and
+   * outcome; calls overdue; queue depths. 404 on a deployment without the route or a call index. */
+  stats(query) {
+    return this.request("GET", "/api/v1/vapi/stats", { query });
+  }
+
   redeliver(eventId) {
     return this.request("POST", `/api/v1/vapi/callbacks/${encodeURIComponent(eventId)}/redeliver`);
   }

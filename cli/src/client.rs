@@ -136,6 +136,37 @@ impl Api {
     }
 }
 
+impl Api {
+    /// `DELETE {path}`: the envelope's `data`.
+    pub async fn delete_path(&self, path: &str) -> Result<Value, String> {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        data(resp).await
+    }
+
+    /// `GET /api/v1/vapi/stats`: `None` on a 404 (a deployment older than the route, or one
+    /// without a call index).
+    pub async fn stats(&self, params: &[(&str, String)]) -> Result<Option<Value>, String> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/vapi/stats", self.base))
+            .bearer_auth(&self.token)
+            .query(params)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        data(resp).await.map(Some)
+    }
+}
+
 /// The envelope's `data`, or its error as text.
 async fn data(resp: reqwest::Response) -> Result<Value, String> {
     let status = resp.status();

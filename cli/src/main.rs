@@ -4,6 +4,7 @@
 mod client;
 mod history;
 mod operator;
+mod stats;
 mod text;
 
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use text::{aligned, cell, clip};
 #[command(
     name = "ringback",
     version,
-    about = "Operate ringback: start and watch calls, inspect them, redrive failures"
+    about = "Operate ringback: start and watch calls, inspect, count and erase them, redrive failures"
 )]
 struct Cli {
     /// Base URL of the API (a deployment's ApiUrl output, or ringback-local).
@@ -72,6 +73,25 @@ enum Command {
         event_id: String,
         #[arg(long)]
         no_watch: bool,
+    },
+    /// Erase a call everywhere ringback wrote it: its record (a tombstone remains), kept webhooks,
+    /// pushed events, listing entry, and the texts of its provider row and interaction log.
+    /// Idempotent: run it again after a failure to finish.
+    Erase {
+        call_id: String,
+        /// Also delete Vapi's copy of the call (reported apart).
+        #[arg(long)]
+        vapi: bool,
+    },
+    /// Calls created in a window by data status and outcome (exact counts), calls overdue, and
+    /// the enrichment queues' depths.
+    Stats {
+        /// ISO-8601 time or date; 24 hours before --until by default (widened to the hour).
+        #[arg(long)]
+        since: Option<String>,
+        /// ISO-8601 time or date; now by default (widened to the hour; 31 days at most).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Move every message of the dead-letter queue back to the enrichment queue.
     Redrive {
@@ -204,6 +224,8 @@ async fn run(api: &Api, command: Command) -> Result<(), String> {
             event_id: id,
             no_watch,
         } => operator::redeliver(api, &event_id(api, id).await?, !no_watch).await,
+        Command::Erase { call_id: id, vapi } => operator::erase(api, &call_id(id)?, vapi).await,
+        Command::Stats { since, until } => stats::stats(api, since, until).await,
         Command::Redrive { dlq_url, queue_url } => redrive(&dlq_url, &queue_url).await,
     }
 }

@@ -1,4 +1,5 @@
-//! What an operator asks of one call: its timeline, its deliveries, a replay, a redelivery.
+//! What an operator asks of one call: its timeline, its deliveries, a replay, a redelivery, an
+//! erase.
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,59 @@ pub async fn replay(api: &Api, call_id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Erases the call everywhere ringback wrote it (and, with `at_vapi`, Vapi's copy), then says what
+/// went. A repeat prints the first erase's time and deletes nothing more.
+pub async fn erase(api: &Api, call_id: &str, at_vapi: bool) -> Result<(), String> {
+    let query = if at_vapi { "?vapi=true" } else { "" };
+    let r = api
+        .delete_path(&format!("/api/v1/vapi/calls/{call_id}{query}"))
+        .await?;
+    print!("{}", erased_text(&r));
+    Ok(())
+}
+
+fn erased_text(r: &Value) -> String {
+    let done = |v: &Value, none: &str| {
+        if v.as_bool() == Some(true) {
+            "cleared".to_owned()
+        } else {
+            none.to_owned()
+        }
+    };
+    let mut rows = vec![
+        ("history items deleted", cell(&r["historyItemsDeleted"])),
+        (
+            "provider row",
+            done(&r["providerRow"], "none (no row or provider id)"),
+        ),
+        (
+            "interaction log",
+            done(&r["interactionLog"], "none (no service request id)"),
+        ),
+    ];
+    if !r["vapi"].is_null() {
+        let vapi = match r["vapi"]["result"].as_str().unwrap_or("") {
+            "deleted" => "deleted".to_owned(),
+            "not_found" => "not found (deleted before)".to_owned(),
+            "failed" => format!(
+                "FAILED: {} (ringback's erase stands; run again with --vapi)",
+                cell(&r["vapi"]["message"])
+            ),
+            other => other.to_owned(),
+        };
+        rows.push(("vapi's copy", vapi));
+    }
+    let mut out = format!(
+        "call {} erased at {}\n",
+        cell(&r["callId"]),
+        cell(&r["erasedAt"])
+    );
+    for (k, v) in rows {
+        out += &format!("  {k:<22} {v}\n");
+    }
+    out
+}
+
 /// After a call with a callback URL settles: waits for its settling event to be pushed and says how
 /// the first delivery went (the receiver has it once this returns `delivered`).
 pub async fn follow_push(api: &Api, call_id: &str) -> Result<(), String> {
@@ -187,4 +241,30 @@ pub async fn redeliver(api: &Api, event_id: &str, follow: bool) -> Result<(), St
     }
     println!("still pending after 2 minutes; `ringback deliveries {call_id}` shows its retries");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_erase_says_what_went_and_what_vapi_answered() {
+        let r = serde_json::json!({
+            "callId": "c1", "erased": true, "erasedAt": "2026-12-05T09:00:00.000Z",
+            "historyItemsDeleted": 4, "providerRow": true, "interactionLog": false,
+            "vapi": {"result": "failed", "message": "503"},
+        });
+        let out = erased_text(&r);
+        assert!(
+            out.starts_with("call c1 erased at 2026-12-05T09:00:00.000Z\n"),
+            "{out}"
+        );
+        assert!(out.contains("history items deleted  4"), "{out}");
+        assert!(out.contains("provider row           cleared"), "{out}");
+        assert!(out.contains("interaction log        none"), "{out}");
+        assert!(out.contains("vapi's copy            FAILED: 503"), "{out}");
+        let mut r = r;
+        r.as_object_mut().unwrap().remove("vapi");
+        assert!(!erased_text(&r).contains("vapi"));
+    }
 }

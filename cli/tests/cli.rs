@@ -240,3 +240,90 @@ async fn events_replay_deliveries_and_redeliver_of_a_call() {
     );
     sys.stop().await;
 }
+
+/// Counts before and after an erase, the erase and its repeat, and the record gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_a_call_and_erase_takes_it_away() {
+    let sys = system().await;
+    let home = std::env::temp_dir().join(format!("ringback-cli-{}", uuid::Uuid::new_v4()));
+    let call = ringback(
+        &sys.base_url,
+        &home,
+        &[
+            "call",
+            "--provider-name",
+            "Acme Plumbing",
+            "--phone",
+            "+14155550123",
+            "--timeout",
+            "30",
+        ],
+    )
+    .await;
+    let out = text(&call);
+    assert!(call.status.success(), "{out}");
+    let id = out.split_whitespace().nth(1).expect("call id").to_owned();
+
+    let stats = ringback(&sys.base_url, &home, &["stats"]).await;
+    let out = text(&stats);
+    assert!(stats.status.success(), "{out}");
+    assert!(out.starts_with("1 call(s) created from "), "{out}");
+    let count = |out: &str, state: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(state))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    assert_eq!(count(&out, "complete").as_deref(), Some("1"), "{out}");
+    assert_eq!(count(&out, "pending").as_deref(), Some("0"), "{out}");
+    assert!(out.contains("OUTCOME") && out.contains("overdue"), "{out}");
+    assert!(
+        out.contains("QUEUE") && out.contains("dead-letter"),
+        "{out}"
+    );
+
+    let erase = ringback(&sys.base_url, &home, &["erase", "last"]).await;
+    let out = text(&erase);
+    assert!(erase.status.success(), "{out}");
+    let first = out.lines().next().unwrap_or_default().to_owned();
+    assert!(first.starts_with(&format!("call {id} erased at ")), "{out}");
+    assert!(out.contains("history items deleted"), "{out}");
+    assert!(!out.contains("vapi"), "Vapi's copy only when asked: {out}");
+
+    let show = ringback(&sys.base_url, &home, &["show", &id]).await;
+    assert!(!show.status.success());
+    assert!(
+        text(&show).contains("410") && text(&show).contains("gone"),
+        "{}",
+        text(&show)
+    );
+
+    // A repeat answers the first erase's time and deletes nothing more; --vapi asks Vapi too.
+    let again = ringback(&sys.base_url, &home, &["erase", &id, "--vapi"]).await;
+    let out = text(&again);
+    assert!(again.status.success(), "{out}");
+    assert_eq!(out.lines().next(), Some(first.as_str()), "{out}");
+    assert!(out.contains("history items deleted  0"), "{out}");
+    assert!(out.contains("vapi's copy"), "{out}");
+
+    let stats = ringback(&sys.base_url, &home, &["stats"]).await;
+    let out = text(&stats);
+    assert!(
+        out.starts_with("0 call(s) created from "),
+        "the erase is counted: {out}"
+    );
+    assert_eq!(count(&out, "complete").as_deref(), Some("0"), "{out}");
+
+    let unknown = ringback(&sys.base_url, &home, &["erase", "no-such-call"]).await;
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("not_found"), "{}", text(&unknown));
+    let bad = ringback(&sys.base_url, &home, &["stats", "--since", "yesterday"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("invalid_payload") && text(&bad).contains("since"),
+        "{}",
+        text(&bad)
+    );
+    sys.stop().await;
+    let _ = std::fs::remove_dir_all(home);
+}

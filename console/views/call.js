@@ -1,9 +1,10 @@
 // One call: the record as a client sees it, its timeline (webhooks kept, enrichment milestones,
-// pushed events and their attempts), and the actions the API allows, each confirmed first.
-// Live: the record is polled with If-None-Match (a 304 costs nothing) and the timeline with it.
+// pushed events and their attempts), and the actions the API allows (replay, redeliver, erase),
+// each confirmed first. Live: the record is polled with If-None-Match (a 304 costs nothing) and
+// the timeline with it, until the call is erased (its record then answers 410).
 
 import { explain } from "../api.js";
-import { badge, confirmAction, every, facts, fill, h, money, notice, redraw, seconds, time } from "../dom.js";
+import { badge, confirmAction, every, facts, fill, h, money, notice, redraw, seconds, time, when } from "../dom.js";
 
 const SETTLED = new Set(["complete", "fetch_failed"]);
 
@@ -12,6 +13,7 @@ export function callPage({ api, main, failed }, callId) {
   let etag = null;
   let timeline = null;
   let drawn = null;
+  let erased = null; // the 410's message once the call is erased: nothing more to poll
   const messages = h("div", { class: "messages", "aria-live": "polite" }); // what an action did
   const pollError = h("div", {}); // why the page is not updating
   const body = h("div", {}, notice("Loading…"));
@@ -49,8 +51,25 @@ export function callPage({ api, main, failed }, callId) {
     act("Redeliver", () => api.redeliver(push.eventId), () => `Event ${push.eventId} queued for delivery again.`);
   };
 
+  const erase = async () => {
+    const ok = await confirmAction(
+      "Erase this call?",
+      "Its record, transcript, kept webhooks, pushed events and listing entry are deleted everywhere ringback wrote them, and its provider row and interaction log lose their texts. This cannot be undone.",
+      "Erase",
+    );
+    if (!ok) return;
+    act("Erase", () => api.erase(callId), (d) => {
+      const parts = [`${d.historyItemsDeleted} history item${d.historyItemsDeleted === 1 ? "" : "s"} deleted`];
+      if (d.providerRow) parts.push("provider row cleared");
+      if (d.interactionLog) parts.push("interaction log cleared");
+      return `Erased: ${parts.join(", ")}.`;
+    });
+  };
+  const actions = { replay, redeliver, erase };
+
   let asked = 0; // a poll overtaken by an action's refresh must not roll the page back
   const refresh = async (force = false) => {
+    if (erased) return;
     const mine = ++asked;
     let got = null;
     let history;
@@ -58,6 +77,14 @@ export function callPage({ api, main, failed }, callId) {
       try {
         got = await api.getCall(callId, force ? null : etag);
       } catch (err) {
+        if (err.status === 410) {
+          if (mine !== asked) return;
+          erased = err.message;
+          drawn = null;
+          pollError.replaceChildren();
+          redraw(body, erasedView(callId, erased));
+          return;
+        }
         if (err.status !== 404) throw err; // 404: the record expired; its history may remain
       }
       history = (await api.timeline(callId)).data;
@@ -85,7 +112,7 @@ export function callPage({ api, main, failed }, callId) {
     if (now === drawn) return; // nothing new: leave focus and open sections as they are
     drawn = now;
     const rawOpen = body.querySelector("details.raw")?.open;
-    redraw(body, view(record, timeline, { replay, redeliver }));
+    redraw(body, view(record, timeline, actions));
     if (rawOpen) body.querySelector("details.raw").open = true;
   };
 
@@ -93,10 +120,29 @@ export function callPage({ api, main, failed }, callId) {
   return every(2000, () => refresh());
 }
 
+/** The 410's message says when: "call … was erased at 2026-12-05T09:00:00.000Z". */
+function erasedView(callId, message) {
+  const at = /erased at (\S+)$/.exec(message ?? "")?.[1];
+  return [
+    h("h1", {}, "Call ", h("span", { class: "mono" }, callId)),
+    notice(at ? `This call was erased at ${when(at)}.` : `This call was erased (${message}).`),
+    h("p", { class: "hint" }, "Its record, transcript, history and listing entry are gone; webhooks that still arrive for it are ignored."),
+  ];
+}
+
+function eraseButton(actions) {
+  return h("button", { type: "button", class: "danger", "data-key": "erase", onclick: actions.erase }, "Erase…");
+}
+
 function view(r, t, actions) {
   if (!r) {
     // The record expired; its history outlives it.
-    return [h("h1", {}, "Call ", h("span", { class: "mono" }, t.callId)), notice("The record has expired; its history is below."), timelineView(t, actions)];
+    return [
+      h("h1", {}, "Call ", h("span", { class: "mono" }, t.callId)),
+      notice("The record has expired; its history is below."),
+      h("div", { class: "actions" }, eraseButton(actions)),
+      timelineView(t, actions),
+    ];
   }
   const settled = SETTLED.has(r.dataStatus);
   return [
@@ -106,6 +152,7 @@ function view(r, t, actions) {
       "div",
       { class: "actions" },
       h("button", { type: "button", class: "primary", "data-key": "replay", onclick: actions.replay, disabled: !settled, title: settled ? null : "A call still being worked on cannot be replayed" }, "Replay…"),
+      eraseButton(actions),
     ),
     h(
       "section",

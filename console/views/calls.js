@@ -1,5 +1,7 @@
 // Calls: newest first, live, filtered by one of status / provider / service request (the API takes
-// one at a time) within a time window, a page at a time with the API's cursor, and counts by status.
+// one at a time) within a time window, a page at a time with the API's cursor, and counts by status:
+// exact, from the stats route (the window widened to whole hours, the last 24 hours by default), or
+// bounded ("100+") from listing pages where that route is missing or refuses the window.
 
 import { explain } from "../api.js";
 import { badge, every, fill, h, notice, redraw, when } from "../dom.js";
@@ -13,7 +15,8 @@ const FIELDS = [
   ["serviceRequestId", "Service request ID"],
 ];
 const PAGE = 20;
-// Counting asks one page of this size per status: bounded, whatever the number of calls.
+// Counting without the stats route asks one page of this size per status: bounded, whatever the
+// number of calls.
 const COUNT_CAP = 100;
 
 export function callsPage({ api, main, query, failed }) {
@@ -29,6 +32,9 @@ export function callsPage({ api, main, query, failed }) {
   let shown = null; // the page last drawn: a refresh that changes nothing keeps focus where it is
   // The API filters by one thing at a time: counts are of every call in the time range.
   const counts = h("ul", { class: "counts", "aria-label": "Calls by status in the time range" });
+  const outcomes = h("ul", { class: "counts outcomes", "aria-label": "Calls by outcome in the time range", hidden: true });
+  const countsNote = h("p", { class: "hint counts-note" });
+  let statsRoute = true; // false once the API answered 404: this deployment has no stats
   const table = h("div", { class: "table-wrap" });
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
 
@@ -72,8 +78,37 @@ export function callsPage({ api, main, query, failed }) {
     refresh();
   };
 
+  const countLink = (word, n) =>
+    h("li", {}, h("a", { href: link({ ...filter, field: "status", value: word }), "data-key": `count-${word}` }, badge(word), " ", h("span", { class: "count" }, String(n))));
+
+  /** Exact counts from the stats route; false when it cannot answer for this window. */
+  const exactCounts = async (range) => {
+    let stats;
+    try {
+      stats = (await api.stats(range)).data;
+    } catch (err) {
+      if (err.status === 404) statsRoute = false;
+      if (failed(err) || err.status === 404 || err.status === 400) return false; // 400: a window it refuses (over 31 days)
+      throw err;
+    }
+    const c = stats.calls;
+    if (!c || c.unavailable !== undefined) return false;
+    redraw(counts, DATA_STATUSES.map((word) => countLink(word, c.byDataStatus?.[word] ?? 0)));
+    redraw(outcomes, OUTCOMES.map((word) => countLink(word, c.byOutcome?.[word] ?? 0)));
+    outcomes.hidden = false;
+    const calls = `${c.total} call${c.total === 1 ? "" : "s"}`;
+    const span = `${when(c.since)} – ${when(c.until)}`;
+    fill(countsNote, filter.since || filter.until ? `${calls} created ${span} (widened to whole hours).` : `${calls} created in the last 24 hours (${span}).`);
+    return true;
+  };
+
   const refreshCounts = async () => {
     const range = { since: toIso(filter.since), until: toIso(filter.until) };
+    try {
+      if (statsRoute && (await exactCounts(range))) return;
+    } catch (err) {
+      console.error(err); // counted from the listing below instead
+    }
     const counted = await Promise.all(
       DATA_STATUSES.map(async (word) => {
         try {
@@ -85,12 +120,9 @@ export function callsPage({ api, main, query, failed }) {
         }
       }),
     );
-    redraw(
-      counts,
-      counted.map(([word, n]) =>
-        h("li", {}, h("a", { href: link({ ...filter, field: "status", value: word }), "data-key": `count-${word}` }, badge(word), " ", h("span", { class: "count" }, n))),
-      ),
-    );
+    redraw(counts, counted.map(([word, n]) => countLink(word, n)));
+    outcomes.hidden = true;
+    fill(countsNote, `Counted from the listing, ${COUNT_CAP} at most each.`);
   };
 
   fill(
@@ -98,6 +130,8 @@ export function callsPage({ api, main, query, failed }) {
     h("h1", {}, "Calls"),
     filterForm(filter),
     counts,
+    outcomes,
+    countsNote,
     status,
     table,
     pager,

@@ -18,6 +18,8 @@ use crate::vapi::Hook;
 use crate::world::{Event, Outage, TaskFuture, TaskOut, World, CLEANUP_EVERY, SECRET, TOKEN};
 
 const POLL_EVERY: Ms = 60 * SECOND;
+/// The share of calls an operator erases.
+const ERASE_CHANCE: f64 = 0.15;
 
 /// What polling saw of a call ringback must know.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +35,8 @@ pub struct Seen {
     pub settled_at: Option<String>,
     /// It answered 404 after it had been readable.
     pub expired: bool,
+    /// It was erased (a poll answered 410, or the erase 200).
+    pub erased: bool,
     /// Only perhaps known: a webhook about it was answered with an error, yet its write may have
     /// landed. Watched until a poll tells (readable: known; absent: never was).
     pub maybe: bool,
@@ -60,6 +64,7 @@ pub enum Kind {
     Bad(u32),
     Replay(String),
     Redeliver,
+    Erase(String, u32),
 }
 
 pub(crate) fn bearer() -> HeaderMap {
@@ -250,6 +255,20 @@ impl World {
                 });
                 vec![(Kind::Replay(id), fut)]
             }
+            Event::Erase(id, tries) => {
+                let at_vapi = self.rng.chance(0.5);
+                self.trace.note(format!(
+                    "operator: erase {id}{}",
+                    if at_vapi { " (and at Vapi)" } else { "" }
+                ));
+                let call = id.clone();
+                let fut: TaskFuture = Box::pin(async move {
+                    let auth = ApiAuth::Token(TOKEN.into());
+                    let query = at_vapi.then_some("vapi=true");
+                    answer(api::delete_call(&svc.erase, &auth, &bearer(), &call, query).await)
+                });
+                vec![(Kind::Erase(id, tries), fut)]
+            }
             Event::Redeliver(id) => {
                 self.trace
                     .note(format!("operator: redeliver {id}'s events"));
@@ -375,6 +394,12 @@ impl World {
                     self.at(now + POLL_EVERY, Event::Poll(id));
                 }
             }
+            (Kind::Poll(id), TaskOut::Http(status, _, _)) if status == StatusCode::GONE => {
+                let seen = self.watch.calls.entry(id.clone()).or_default();
+                seen.erased = true;
+                seen.maybe = false;
+                seen.terminal.get_or_insert(now);
+            }
             (Kind::Poll(id), TaskOut::Http(status, _, _))
                 if status == StatusCode::NOT_FOUND
                     && self
@@ -439,6 +464,32 @@ impl World {
                 self.at(now + POLL_EVERY, Event::Poll(id));
             }
             (Kind::Redeliver, _) => {}
+            (Kind::Erase(id, _), TaskOut::Http(status, _, body)) if status == StatusCode::OK => {
+                self.trace.note(format!("operator: {id} erased"));
+                if body["data"]["callId"].as_str() != Some(id.as_str()) {
+                    self.violation(format!("erase of {id} answered for another call: {body}"));
+                }
+                self.erased.entry(id.clone()).or_insert(now);
+                let seen = self.watch.calls.entry(id).or_default();
+                seen.erased = true;
+                seen.maybe = false;
+                seen.terminal.get_or_insert(now);
+            }
+            // Nothing recorded yet (no webhook, the initiator's write still to come): a few more
+            // tries, then the call is left as it is.
+            (Kind::Erase(id, tries), TaskOut::Http(status, _, _))
+                if status == StatusCode::NOT_FOUND =>
+            {
+                if tries < 5 {
+                    self.at(now + 2 * MINUTE, Event::Erase(id, tries + 1));
+                }
+            }
+            // Being placed (409), storage down (503), or the process died: tried again, as the
+            // answer says; the erase finishes what a failed one left.
+            (Kind::Erase(id, tries), _) => {
+                let at = now + self.rng.secs(5, 90);
+                self.at(at, Event::Erase(id, tries));
+            }
         }
     }
 
@@ -582,6 +633,13 @@ impl World {
             },
         );
         self.at(now + POLL_EVERY, Event::Poll(call_id.to_owned()));
+        // Now and then an operator erases a call, at any point of its life: before its first
+        // webhook, while it is enriched, between its settle and its push, during a replay, after
+        // the reconciliation listed it.
+        if self.rng.chance(ERASE_CHANCE) {
+            let at = now + self.rng.secs(0, 900);
+            self.at(at, Event::Erase(call_id.to_owned(), 0));
+        }
     }
 
     /// Webhooks Vapi has queued, and calls placed for clients (ringback must know them).
@@ -638,6 +696,7 @@ impl World {
                         | Event::Elsewhere
                         | Event::Replay(_)
                         | Event::Redeliver(_)
+                        | Event::Erase(..)
                 )
             })
     }

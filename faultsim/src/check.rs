@@ -36,7 +36,7 @@ use crate::clock::{Ms, SECOND};
 use crate::vapi::Call;
 use crate::world::{World, CLEANUP_EVERY, IN_DOUBT_AFTER, TABLES};
 
-type Item = std::collections::HashMap<String, AttributeValue>;
+pub(crate) type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// How long after the storm (or its first request) a client may take to learn its call id: the
 /// doubt window, one retry interval, and slack.
@@ -59,21 +59,31 @@ fn s(item: &Item, name: &str) -> String {
 
 impl World {
     pub async fn check(&mut self) {
-        let calls: BTreeMap<String, Call> = self
+        let all: BTreeMap<String, Call> = self
             .vapi
             .snapshot()
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
+        // Erased calls are held to `check_erase.rs`; every other promise holds for the rest,
+        // which an erase must not have touched.
+        let erased = self.committed.lock().unwrap().erased.clone();
+        let calls: BTreeMap<String, Call> = all
+            .iter()
+            .filter(|(id, _)| !erased.contains(*id))
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect();
         self.check_clients();
         self.check_settled(&calls);
-        self.check_rows(&calls).await;
+        self.check_rows(&calls, &all).await;
         self.check_pushes(&calls);
         self.check_bus(&calls);
         self.check_kept(&calls).await;
-        self.check_foreign(&calls).await;
+        self.check_foreign(&all).await;
         self.check_listing().await;
         self.check_recovery(&calls);
+        self.check_erased(&all).await;
+        self.check_counters().await;
     }
 
     async fn check_foreign(&mut self, calls: &BTreeMap<String, Call>) {
@@ -256,6 +266,11 @@ impl World {
         }
         let bound = settle_bound(&self.services.enrichment.timing);
         for (id, seen) in self.watch.calls.clone() {
+            if seen.erased
+                || !calls.contains_key(&id) && self.committed.lock().unwrap().erased.contains(&id)
+            {
+                continue;
+            }
             let end = calls.get(&id).map_or(0, |c| c.plan.end);
             let due = end.max(seen.since).max(self.storm.storm_end) + bound;
             match seen.terminal {
@@ -303,7 +318,7 @@ impl World {
         }
     }
 
-    async fn logs_of(&self, request_id: &str) -> Vec<Item> {
+    pub(crate) async fn logs_of(&self, request_id: &str) -> Vec<Item> {
         let (mut logs, mut start) = (Vec::new(), None);
         loop {
             let out = self
@@ -325,7 +340,7 @@ impl World {
         }
     }
 
-    async fn provider_row(&self, provider_id: &str) -> Option<Item> {
+    pub(crate) async fn provider_row(&self, provider_id: &str) -> Option<Item> {
         self.dynamo
             .get_item()
             .table_name(TABLES.1)
@@ -349,8 +364,15 @@ impl World {
         )
     }
 
-    async fn check_rows(&mut self, calls: &BTreeMap<String, Call>) {
+    async fn check_rows(&mut self, calls: &BTreeMap<String, Call>, all: &BTreeMap<String, Call>) {
         let mut by_provider: BTreeMap<String, Vec<&Call>> = BTreeMap::new();
+        // A provider row may hold an erased call (the most recently started one): such rows are
+        // held to `check_erase.rs` instead.
+        let erased_providers: std::collections::BTreeSet<&str> = all
+            .iter()
+            .filter(|(id, _)| !calls.contains_key(*id))
+            .filter_map(|(_, c)| c.metadata["providerId"].as_str())
+            .collect();
         let known: Vec<String> = self.watch.calls.keys().cloned().collect();
         for id in &known {
             let Some(call) = calls.get(id) else { continue };
@@ -402,7 +424,9 @@ impl World {
             }
         }
         for (provider, calls) in by_provider {
-            self.check_provider(&provider, &calls).await;
+            if !erased_providers.contains(provider.as_str()) {
+                self.check_provider(&provider, &calls).await;
+            }
         }
     }
 

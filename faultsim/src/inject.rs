@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use ringback::adapters::dynamodb::{CallsTable, EventsTable, ProvidersAndLogs};
 use ringback::domain::{CallRecord, CallResult};
 use ringback::ports::{
-    Attempt, CallStore, Deadline, DeliveryAttempt, IdempotencyRecord, IdempotencyStore, Keeping,
-    OverduePage, Persisted, PushRecord, PushState, PushStore, ReconcileCursors, ResultSink,
-    SavedResponse, SinkError, StoreError, StoredWebhook, Versioned, WebhookArchive, WebhookLog,
+    Attempt, CallStore, Deadline, DeliveryAttempt, ErasureMark, IdempotencyRecord,
+    IdempotencyStore, Keeping, OverduePage, Persisted, PushRecord, PushState, PushStore,
+    ReconcileCursors, ResultSink, SavedResponse, SinkError, StoreError, StoredWebhook, Versioned,
+    WebhookArchive, WebhookLog,
 };
 
 use crate::sched::{Fault, Gates, Op};
@@ -93,12 +94,19 @@ pub struct Committed {
     /// By call: the digest of the content of the result that landed last (all but `updatedAt`
     /// and `webhookReceivedAt`: when ringback wrote or first heard, not what the call said).
     pub newest: std::collections::HashMap<String, u64>,
+    /// Calls whose tombstone landed: nothing is owed for them any more.
+    pub erased: std::collections::HashSet<String>,
 }
 
 impl Committed {
     fn add(&mut self, record: &CallRecord, created: bool) {
         let result = &record.result;
         let id = result.call_id.clone();
+        if record.book.erased_at.is_some() {
+            self.owing.remove(&id);
+            self.erased.insert(id);
+            return;
+        }
         if record.book.event_owed || record.book.rows_stale {
             self.owing.insert(id.clone());
         } else {
@@ -144,9 +152,11 @@ impl Committed {
     }
 
     fn unsettled_in(&self, id: &str, lifetime: u32) -> bool {
-        self.last
-            .get(&(id.to_owned(), lifetime))
-            .is_some_and(|s| !matches!(s.as_str(), "complete" | "fetch_failed"))
+        !self.erased.contains(id)
+            && self
+                .last
+                .get(&(id.to_owned(), lifetime))
+                .is_some_and(|s| !matches!(s.as_str(), "complete" | "fetch_failed"))
     }
 
     /// Whether an event's `data` carries what the record committed last (an event cut to fit
@@ -244,10 +254,24 @@ impl CallStore for FaultyStore {
         expected: Option<u64>,
         deadline: Deadline,
         summary: &ringback::search::CallSummary,
+        previous: &ringback::search::Previous,
     ) -> Result<u64, StoreError> {
         // One request for both: its faults are a record write's.
-        let put = self.inner.put_listed(record, expected, deadline, summary);
+        let put = self
+            .inner
+            .put_listed(record, expected, deadline, summary, previous);
         self.write(record, expected, put).await
+    }
+    async fn erase(
+        &self,
+        tombstone: &CallRecord,
+        expected: Option<u64>,
+        until: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        // One transaction (tombstone, parts, summary, counters): a record write's faults.
+        let put = self.inner.erase(tombstone, expected, until, deadline);
+        self.write(tombstone, expected, put).await
     }
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {
         through(
@@ -304,6 +328,19 @@ impl ringback::search::CallIndex for FaultyIndex {
         query: &ringback::search::SearchQuery,
     ) -> Result<ringback::search::SearchPage, StoreError> {
         through(&self.gates, Op::IndexQuery, self.inner.search(query)).await
+    }
+    async fn summary(
+        &self,
+        call_id: &str,
+    ) -> Result<Option<ringback::search::CallSummary>, StoreError> {
+        through(&self.gates, Op::IndexQuery, self.inner.summary(call_id)).await
+    }
+    async fn counts(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<ringback::stats::CallCounts, StoreError> {
+        through(&self.gates, Op::IndexCount, self.inner.counts(since, until)).await
     }
 }
 
@@ -367,16 +404,19 @@ pub struct FaultySink {
     pub gates: Gates,
 }
 
-#[async_trait]
-impl ResultSink for FaultySink {
-    async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError> {
+impl FaultySink {
+    async fn through(
+        &self,
+        op: Op,
+        call: impl std::future::Future<Output = Result<Persisted, SinkError>>,
+    ) -> Result<Persisted, SinkError> {
         let failed = || SinkError::transient("injected: UpdateItem failed");
-        match self.gates.gate(Op::SinkSave).await.fault {
-            None | Some(Fault::Slow) => self.inner.save(result).await,
+        match self.gates.gate(op).await.fault {
+            None | Some(Fault::Slow) => call.await,
             Some(Fault::Crash) => self.gates.die().await,
             Some(Fault::FailBefore | Fault::RateLimited | Fault::Unreachable) => Err(failed()),
             Some(fault) => {
-                let saved = self.inner.save(result).await;
+                let saved = call.await;
                 match fault {
                     Fault::LandCrash => self.gates.die().await,
                     _ if saved.is_ok() => Err(SinkError::transient(
@@ -389,10 +429,25 @@ impl ResultSink for FaultySink {
     }
 }
 
+#[async_trait]
+impl ResultSink for FaultySink {
+    async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError> {
+        self.through(Op::SinkSave, self.inner.save(result)).await
+    }
+    async fn erase(&self, tombstone: &CallResult) -> Result<Persisted, SinkError> {
+        self.through(Op::SinkErase, self.inner.erase(tombstone))
+            .await
+    }
+}
+
 /// The events table (pushed events and their attempts), failing on schedule.
 pub struct FaultyEvents {
     pub inner: EventsTable,
     pub gates: Gates,
+    /// Every event read that found it: (call, event, when), so the check can tell a delivery
+    /// already under way when its call was erased from one that began after.
+    pub reads: Arc<std::sync::Mutex<Vec<(String, String, crate::clock::Ms)>>>,
+    pub clock: Arc<crate::clock::SimClock>,
 }
 
 #[async_trait]
@@ -401,7 +456,13 @@ impl PushStore for FaultyEvents {
         through(&self.gates, Op::EventPut, self.inner.create(push)).await
     }
     async fn get(&self, call_id: &str, event_id: &str) -> Result<Option<PushRecord>, StoreError> {
-        through(&self.gates, Op::EventGet, self.inner.get(call_id, event_id)).await
+        let found = through(&self.gates, Op::EventGet, self.inner.get(call_id, event_id)).await;
+        if let Ok(Some(_)) = &found {
+            let at = self.clock.ms();
+            let read = (call_id.to_owned(), event_id.to_owned(), at);
+            self.reads.lock().unwrap().push(read);
+        }
+        found
     }
     async fn find(&self, event_id: &str) -> Result<Option<String>, StoreError> {
         through(&self.gates, Op::EventGet, self.inner.find(event_id)).await
@@ -456,5 +517,11 @@ impl WebhookArchive for FaultyEvents {
     }
     async fn log(&self, call_id: &str) -> Result<WebhookLog, StoreError> {
         through(&self.gates, Op::EventGet, self.inner.log(call_id)).await
+    }
+    async fn erase(&self, call_id: &str, mark: &ErasureMark) -> Result<u64, StoreError> {
+        through(&self.gates, Op::EventErase, self.inner.erase(call_id, mark)).await
+    }
+    async fn erased(&self, call_id: &str) -> Result<Option<ErasureMark>, StoreError> {
+        through(&self.gates, Op::EventGet, self.inner.erased(call_id)).await
     }
 }

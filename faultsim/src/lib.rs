@@ -20,6 +20,7 @@
 mod actors;
 mod bus;
 mod check;
+mod check_erase;
 mod check_events;
 mod check_listing;
 mod check_recovery;
@@ -54,6 +55,8 @@ pub struct Report {
     pub operated: (u64, u64),
     /// Calls whose record expired before they settled (each then had to be revived).
     pub expired: u64,
+    /// Calls erased (their erase answered 200).
+    pub erased: u64,
     /// Enrichment and watchdog jobs redriven from the dead-letter queue at recovery.
     pub recovery_redrives: u64,
     /// Virtual time the run covered.
@@ -126,6 +129,7 @@ async fn run_async(seed: u64) -> Report {
         calls: world.watch.calls.len(),
         operated: world.operated,
         expired: world.expired,
+        erased: world.erased.len() as u64,
         recovery_redrives: world.recovery_redrives.len() as u64,
         virtual_ms: world.clock.ms(),
         trace,

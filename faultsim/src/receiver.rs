@@ -18,11 +18,14 @@ pub struct Received {
     pub body: Vec<u8>,
     /// The receiver took it (answered 2xx, or had it when the answer was lost).
     pub accepted: bool,
+    /// When it arrived.
+    pub at: crate::clock::Ms,
 }
 
 pub struct ReceiverModel {
     pub gates: Gates,
     pub log: Mutex<Vec<Received>>,
+    pub clock: std::sync::Arc<crate::clock::SimClock>,
 }
 
 impl ReceiverModel {
@@ -40,6 +43,7 @@ impl ReceiverModel {
             headers: map,
             body: body.to_vec(),
             accepted,
+            at: self.clock.ms(),
         });
     }
 }

@@ -43,6 +43,14 @@ pub enum Op {
     CallbackPost,
     /// An event published to the deployment's event bus (EventBridge `PutEvents`).
     BusPublish,
+    /// An erase of a call's history in the events table (the mark, then the deletes).
+    EventErase,
+    /// An erase of a call's texts from its provider row and interaction log.
+    SinkErase,
+    /// `DELETE /call/{id}` at Vapi.
+    VapiDelete,
+    /// The counters of calls by state, read for `GET /stats`.
+    IndexCount,
     /// Not a call: a task whose process dies after its last call landed parks here to be dropped.
     Dying,
 }
@@ -64,6 +72,9 @@ impl Op {
                 | Op::EventUpdate
                 | Op::CallbackPost
                 | Op::BusPublish
+                | Op::EventErase
+                | Op::SinkErase
+                | Op::VapiDelete
         )
     }
 
@@ -76,7 +87,10 @@ impl Op {
     }
 
     pub fn is_vapi(self) -> bool {
-        matches!(self, Op::VapiGet | Op::VapiPost | Op::VapiList)
+        matches!(
+            self,
+            Op::VapiGet | Op::VapiPost | Op::VapiList | Op::VapiDelete
+        )
     }
 }
 

@@ -115,6 +115,9 @@ pub struct VapiModel {
     pub placed: Mutex<BTreeMap<String, Vec<String>>>,
     /// Calls another deployment placed on ringback's phone number: never ringback's to record.
     pub foreign: Mutex<Vec<String>>,
+    /// Calls deleted at Vapi (`DELETE /call/{id}`): no longer answered or listed, though their
+    /// webhooks under way still come (the model keeps them for the checks).
+    pub deleted: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The identity of the other deployment that shares ringback's phone number.
@@ -201,6 +204,7 @@ impl VapiModel {
             trace,
             placed: Mutex::default(),
             foreign: Mutex::default(),
+            deleted: Mutex::default(),
         }
     }
 
@@ -557,6 +561,14 @@ impl VapiModel {
     }
 }
 
+impl VapiModel {
+    /// `DELETE /call/{id}` taking effect: whether Vapi still had the call.
+    fn forget(&self, call_id: &str) -> bool {
+        let known = self.calls.lock().unwrap().contains_key(call_id);
+        known && self.deleted.lock().unwrap().insert(call_id.to_owned())
+    }
+}
+
 #[async_trait]
 impl VapiApi for VapiModel {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError> {
@@ -568,6 +580,9 @@ impl VapiApi for VapiModel {
             Some(f) => return Err(self.failed(f)),
         }
         let now = self.clock.ms();
+        if self.deleted.lock().unwrap().contains(call_id) {
+            return Err(VapiError::NotFound);
+        }
         let mut calls = self.calls.lock().unwrap();
         let Some(call) = calls.get_mut(call_id) else {
             return Err(VapiError::NotFound);
@@ -613,6 +628,28 @@ impl VapiApi for VapiModel {
         Ok(self.view(&call, self.clock.ms()))
     }
 
+    async fn delete_call(&self, call_id: &str) -> Result<(), VapiError> {
+        let passage = self.gates.gate(Op::VapiDelete).await;
+        match passage.fault {
+            None | Some(Fault::Slow) => {}
+            Some(Fault::Crash) => self.gates.die().await,
+            Some(f @ (Fault::FailBefore | Fault::RateLimited | Fault::Unreachable)) => {
+                return Err(self.failed(f))
+            }
+            Some(f) => {
+                self.forget(call_id);
+                if f == Fault::LandCrash {
+                    self.gates.die().await;
+                }
+                return Err(self.failed(Fault::LoseAnswer));
+            }
+        }
+        match self.forget(call_id) {
+            true => Ok(()),
+            false => Err(VapiError::NotFound),
+        }
+    }
+
     async fn list_calls(&self, f: &CallFilter) -> Result<Vec<Value>, VapiError> {
         match self.gates.gate(Op::VapiList).await.fault {
             None | Some(Fault::Slow) => {}
@@ -630,10 +667,12 @@ impl VapiApi for VapiModel {
         let now = self.clock.ms();
         let order = self.order.lock().unwrap();
         let calls = self.calls.lock().unwrap();
+        let deleted = self.deleted.lock().unwrap();
         // Vapi's order: by creation, newest first (or, this run, oldest first); a burst created
         // in one millisecond in placing order.
         let mut matching: Vec<&Call> = order
             .iter()
+            .filter(|id| !deleted.contains(*id))
             .filter_map(|id| calls.get(id))
             .filter(|c| c.phone_number_id == f.phone_number_id && (ge..=le).contains(&c.created))
             .collect();

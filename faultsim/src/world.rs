@@ -86,6 +86,9 @@ pub enum Event {
     Replay(String),
     /// An operator redelivers a call's pushed events (`POST /callbacks/{eventId}/redeliver`).
     Redeliver(String),
+    /// An operator erases a call (`DELETE /calls/{id}`, with `?vapi=true` or not), at any point
+    /// of its life; tried again until it answers 200 (the `u32` counts its 404s).
+    Erase(String, u32),
 }
 
 pub type TaskFuture = Pin<Box<dyn Future<Output = TaskOut> + Send>>;
@@ -164,6 +167,7 @@ pub struct Services {
     pub replay: ringback::service::replay::ReplayService,
     pub redeliver: ringback::service::redeliver::Redelivery,
     pub events: Arc<dyn ringback::ports::PushStore>,
+    pub erase: Arc<ringback::service::erase::EraseService>,
 }
 
 pub struct World {
@@ -202,6 +206,10 @@ pub struct World {
     /// Enrichment and watchdog jobs redriven at recovery: (call id, when).
     pub recovery_redrives: Vec<(String, Ms)>,
     pub violations: Vec<String>,
+    /// Erased calls: when the erase first answered 200.
+    pub erased: BTreeMap<String, Ms>,
+    /// Every pushed event a push job read (call, event, when).
+    pub event_reads: Arc<Mutex<Vec<(String, String, Ms)>>>,
     /// When the event source mapping next receives (a `Receive` event is then due).
     pub receive_due: Option<Ms>,
     /// The run goes on at least until then: two cleanup runs after the last call another
@@ -383,6 +391,7 @@ impl World {
         let receiver = Arc::new(ReceiverModel {
             gates: gates.clone(),
             log: Mutex::new(Vec::new()),
+            clock: clock.clone(),
         });
         let bus = has_bus.then(|| {
             Arc::new(BusModel {
@@ -400,6 +409,29 @@ impl World {
                 clock.clone(),
             ),
             gates: gates.clone(),
+            reads: Arc::default(),
+            clock: clock.clone(),
+        });
+        let event_reads = events.reads.clone();
+        let erase = Arc::new(ringback::service::erase::EraseService {
+            store: store.clone(),
+            index: Some(Arc::new(crate::inject::FaultyIndex {
+                inner: ringback::adapters::dynamodb::CallIndexTable::new(
+                    dynamo.clone(),
+                    INDEX_TABLE.into(),
+                ),
+                gates: gates.clone(),
+            })),
+            archive: Some(events.clone()),
+            sink: sink.clone(),
+            vapi: vapi.clone(),
+            clock: clock.clone(),
+            metrics: Metrics::off(),
+            lifetime: ringback::domain::erase::tombstone_lifetime(
+                Duration::from_secs(7 * 86_400),
+                ttl,
+            ),
+            placing: Duration::from_millis(IN_DOUBT_AFTER as u64),
         });
         let push = Arc::new(PushService {
             store: events.clone(),
@@ -498,7 +530,9 @@ impl World {
                 page_size: 100,
                 metrics: Metrics::off(),
                 push: Some(push.clone()),
+                erase: Some(erase.clone()),
             },
+            erase,
             replay: ringback::service::replay::ReplayService {
                 store: store.clone(),
                 archive: events.clone(),
@@ -539,6 +573,8 @@ impl World {
             oversized: BTreeSet::new(),
             recovery_redrives: Vec::new(),
             violations: Vec::new(),
+            erased: BTreeMap::new(),
+            event_reads,
             receive_due: None,
             foreign_until: 0,
             next_batch: 0,

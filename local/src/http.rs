@@ -10,11 +10,13 @@ use ringback::api::{self, Code};
 use ringback::config::ApiAuth;
 use ringback::ports::{CallStore, PushStore, WebhookArchive};
 use ringback::search::SearchService;
+use ringback::service::erase::EraseService;
 use ringback::service::initiate::InitiatorService;
 use ringback::service::redeliver::Redelivery;
 use ringback::service::replay::ReplayService;
 use ringback::service::status::StatusService;
 use ringback::service::webhook::WebhookService;
+use ringback::stats::StatsService;
 use tracing::Instrument;
 
 use crate::durability::GroupSync;
@@ -39,6 +41,10 @@ pub struct Routes {
     pub receiver: crate::receiver::DevReceiver,
     /// `/console`: what the operator console is told about this runner.
     pub console: crate::console::ConsoleConfig,
+    /// `DELETE /api/v1/vapi/calls/{id}`.
+    pub erase: Arc<EraseService>,
+    /// `GET /api/v1/vapi/stats`; `None` without `CALL_INDEX_TABLE`.
+    pub stats: Option<StatsService>,
 }
 
 pub fn router(routes: Arc<Routes>) -> axum::Router {
@@ -92,6 +98,22 @@ async fn route(r: &Routes, req: Request) -> api::Response {
         (&Method::GET, api::CALLS_PATH) => {
             let search = r.search.as_ref();
             api::list_calls(search, &r.api_auth, &parts.headers, parts.uri.query()).await
+        }
+        (&Method::GET, api::STATS_PATH) => match &r.stats {
+            Some(stats) => {
+                api::get_stats(stats, &r.api_auth, &parts.headers, parts.uri.query()).await
+            }
+            None => api::error(
+                Code::NotFound,
+                "this runner has no call index (CALL_INDEX_TABLE): nothing to count from",
+            ),
+        },
+        (&Method::DELETE, p) if api::call_id_from_path(p).is_some() => {
+            let id = api::call_id_from_path(p).unwrap_or_default();
+            tracing::Span::current().record("call_id", id.as_str());
+            let query = parts.uri.query();
+            let resp = api::delete_call(&r.erase, &r.api_auth, &parts.headers, &id, query).await;
+            durable(r, resp).await
         }
         (&Method::GET, p) if api::call_id_from_path(p).is_some() => {
             let id = api::call_id_from_path(p).unwrap_or_default();
@@ -148,10 +170,9 @@ fn allowed_methods(p: &str) -> Option<&'static str> {
     Some(match p {
         api::WEBHOOK_PATH => "POST",
         api::CALLS_PATH | crate::receiver::PATH => "GET, POST",
-        "/health" | reference::OPENAPI_PATH | reference::DOCS_PATH => "GET",
-        _ if p.starts_with("/docs/") || api::call_id_from_path(p).is_some() || is_console(p) => {
-            "GET"
-        }
+        "/health" | reference::OPENAPI_PATH | reference::DOCS_PATH | api::STATS_PATH => "GET",
+        _ if api::call_id_from_path(p).is_some() => "GET, DELETE",
+        _ if p.starts_with("/docs/") || is_console(p) => "GET",
         _ if action.as_ref().is_some_and(|(_, a)| *a == "events") => "GET",
         _ if action.as_ref().is_some_and(|(_, a)| *a == "replay") => "POST",
         _ if api::redeliver_target(p).is_some() => "POST",

@@ -9,14 +9,32 @@ use std::time::Duration;
 
 use ringback::adapters::memory_queue::MemoryQueue;
 use ringback::adapters::sqs::{
-    ensure_queue_with_dlq, queue_name_of, QueueSettings, QueueUrls, SqsQueue,
+    ensure_queue_with_dlq, queue_name_of, QueueSettings, QueueUrls, SqsGauge, SqsQueue,
 };
 use ringback::config::Env;
 use ringback::ports::EnrichmentQueue;
+use ringback::stats::{QueueDepth, QueueDepths, QueueGauge};
 
 use crate::options::LocalOptions;
 use crate::queue_counts::{CountedQueue, QueueRequestCounts, QueueRequests};
 use crate::storage::sdk_config;
+
+/// The in-process queue's depth: its messages (waiting, delayed or in flight) as `visible`.
+struct MemoryGauge(Arc<MemoryQueue>);
+
+#[async_trait::async_trait]
+impl QueueGauge for MemoryGauge {
+    async fn depths(&self) -> Result<QueueDepths, String> {
+        let depth = |n: usize| QueueDepth {
+            visible: n as u64,
+            ..QueueDepth::default()
+        };
+        Ok(QueueDepths {
+            enrichment: depth(self.0.len()),
+            dead_letter: depth(self.0.dlq_len()),
+        })
+    }
+}
 
 /// Which of the runner's two queues, as the functions have them: enrichment jobs, and push jobs
 /// (delivering events to receivers) apart from them.
@@ -155,6 +173,18 @@ impl LocalQueue {
             Self::Sqs { urls, .. } => {
                 format!("SQS {} (dead letters: {})", urls.queue_url, urls.dlq_url)
             }
+        }
+    }
+
+    /// What `GET /api/v1/vapi/stats` reads of this queue and its dead letters.
+    pub fn gauge(&self) -> Arc<dyn QueueGauge> {
+        match self {
+            Self::Memory { queue, .. } => Arc::new(MemoryGauge(queue.clone())),
+            Self::Sqs { client, urls, .. } => Arc::new(SqsGauge::new(
+                client.clone(),
+                urls.queue_url.clone(),
+                urls.dlq_url.clone(),
+            )),
         }
     }
 

@@ -10,6 +10,7 @@ use ringback::metrics::Metrics;
 use ringback::ports::{CallStore, Clock, SystemClock, VapiApi};
 use ringback::search::SearchService;
 use ringback::service::cleanup::CleanupService;
+use ringback::stats::StatsService;
 use ringback::vapi::{VapiClient, VapiClientConfig};
 use ringback::wiring::{indexed_calls, result_sink, Core};
 use tokio::sync::watch;
@@ -145,6 +146,16 @@ impl System {
         };
         let push = core.push(&env, bus).map_err(config_error)?;
         let events = push.as_ref().map(|p| p.store.clone());
+        let erase = Arc::new(
+            core.eraser(&env, vapi.clone(), sink.clone())
+                .map_err(config_error)?,
+        );
+        let stats = core.calls.index().cloned().map(|index| StatsService {
+            index,
+            store: core.calls.clone(),
+            queues: Some(queue.gauge()),
+            clock: core.clock.clone(),
+        });
         let routes = Arc::new(Routes {
             webhook: core.webhook(&env).map_err(config_error)?,
             status: core.status(),
@@ -174,6 +185,8 @@ impl System {
                     .map(str::to_owned),
                 simulator: simulator.is_some(),
             },
+            erase: erase.clone(),
+            stats,
         });
         let (stop, mut stopped) = watch::channel(false);
         let enrichment = Arc::new(core.enrichment(vapi.clone(), sink.clone(), None, push.clone()));
@@ -198,7 +211,7 @@ impl System {
             calls_cfg.result_ttl,
             Arc::new(core.calls.inner().clone()),
         );
-        let cleanup = Arc::new(core.cleanup(sink, Some(reconcile), push));
+        let cleanup = Arc::new(core.cleanup(sink, Some(reconcile), push, Some(erase)));
         let cleaner = opts
             .cleanup_interval
             .map(|every| workers::start_cleanup(cleanup.clone(), every, stop.subscribe()));

@@ -6,6 +6,7 @@
 //! - [`adapters`]: their real implementations (DynamoDB, SQS, in-process queue);
 //! - [`service`]: the use cases (ingest a webhook, show a call, enrich, start, clean up);
 //! - [`search`]: finding calls: durable summaries beside the records, listed through indexes;
+//! - [`stats`]: how the system is doing, from counters and indexes, never a scan;
 //! - [`api`]: HTTP in and out, shared by the Lambda functions and the local runner;
 //! - [`config`], [`telemetry`], [`metrics`]: typed configuration, JSON tracing, EMF metrics.
 
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod ports;
 pub mod search;
 pub mod service;
+pub mod stats;
 pub mod telemetry;
 pub mod vapi;
 pub mod wiring;

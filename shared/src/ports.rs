@@ -49,22 +49,37 @@ pub trait CallStore: Send + Sync {
         deadline: Deadline,
     ) -> Result<u64, StoreError>;
 
-    /// [`Self::put`], and in the same request the call's listing summary for the new version,
-    /// so the listing never shows a state the record did not commit, and a lost race changes
-    /// neither. A store with no listing writes the record only.
+    /// [`Self::put`], and in the same request the call's listing summary for the new version
+    /// and the counts of calls by state it moves from `previous` ([`crate::stats`]), so the
+    /// listing never shows a state the record did not commit, and a lost race changes neither.
+    /// A store with no listing writes the record only.
     async fn put_listed(
         &self,
         record: &CallRecord,
         expected: Option<u64>,
         deadline: Deadline,
         summary: &crate::search::CallSummary,
+        previous: &crate::search::Previous,
     ) -> Result<u64, StoreError> {
-        let _ = summary;
+        let _ = (summary, previous);
         self.put(record, expected, deadline).await
     }
 
     /// Removes a record at `expected` version (the initiator undoing a half-made call).
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError>;
+
+    /// Replaces the record by `tombstone` ([`crate::domain::erase`]) in one conditional write:
+    /// `expected` is the version read (`None`: no live record, the call known only by its
+    /// summary), the tombstone is kept until `until` (with `deadline` while the erase is not
+    /// finished, so the cleanup finishes it), and the record's document parts and its listing
+    /// summary go in the same request. Returns the new version.
+    async fn erase(
+        &self,
+        tombstone: &CallRecord,
+        expected: Option<u64>,
+        until: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError>;
 
     /// Ids of unfinished records whose deadline is before `now`, one page at a time.
     async fn overdue(
@@ -73,6 +88,25 @@ pub trait CallStore: Send + Sync {
         page: Option<String>,
         limit: u32,
     ) -> Result<OverduePage, StoreError>;
+
+    /// How many unfinished records are past their deadline, counted up to `cap` (`true`: there
+    /// are more): pages of [`Self::overdue`], so a bounded number of requests.
+    async fn overdue_count(&self, now: DateTime<Utc>, cap: u32) -> Result<(u64, bool), StoreError> {
+        let (mut count, mut page) = (0u64, None);
+        loop {
+            // One past the cap tells "exactly cap" from "more".
+            let left = (u64::from(cap) + 1).saturating_sub(count).min(500) as u32;
+            let found = self.overdue(now, page, left).await?;
+            count += found.call_ids.len() as u64;
+            if count > u64::from(cap) {
+                return Ok((u64::from(cap), true));
+            }
+            match found.next {
+                Some(next) => page = Some(next),
+                None => return Ok((count, false)),
+            }
+        }
+    }
 
     /// Which of `call_ids` have a live record: the cleanup's reconciliation asks about a page of
     /// listed calls at once. This default asks one by one; the DynamoDB adapter batches.
@@ -254,6 +288,15 @@ pub struct CallFilter {
 pub trait VapiApi: Send + Sync {
     async fn get_call(&self, call_id: &str) -> Result<Value, VapiError>;
     async fn create_call(&self, body: &Value) -> Result<Value, VapiError>;
+    /// `DELETE /call/{id}`: Vapi forgets the call (its transcript, recording, analysis).
+    /// [`VapiError::NotFound`] when Vapi has no such call (deleted already).
+    async fn delete_call(&self, call_id: &str) -> Result<(), VapiError> {
+        let _ = call_id;
+        Err(VapiError::Rejected {
+            status: 501,
+            message: "this Vapi client cannot delete calls".into(),
+        })
+    }
     /// `GET /call`: at most `limit` of the calls matching `filter`, the first ones in Vapi's
     /// order (newest first today, undocumented: callers must not depend on it).
     async fn list_calls(&self, filter: &CallFilter) -> Result<Vec<Value>, VapiError>;
@@ -295,6 +338,11 @@ impl SinkError {
 pub trait ResultSink: Send + Sync {
     /// Writes the provider row and the interaction log for a finished call, idempotently.
     async fn save(&self, result: &CallResult) -> Result<Persisted, SinkError>;
+    /// Takes an erased call's transcript, summary and structured data out of its provider row
+    /// (while the row is the call's, or would be: see the adapter) and its interaction log,
+    /// marking them erased so that no later [`Self::save`] of the call writes them again.
+    /// `tombstone` carries the ids and times the rows are keyed and ordered by.
+    async fn erase(&self, tombstone: &CallResult) -> Result<Persisted, SinkError>;
 }
 
 // ---- pushed events (callbacks) ----
@@ -358,7 +406,8 @@ pub struct PushRecord {
 #[async_trait]
 pub trait PushStore: Send + Sync {
     /// Keeps a new event, `pending` with no attempts; `Ok(false)` when it is already kept
-    /// (the same event made again): the kept one stands.
+    /// (the same event made again): the kept one stands, or the call is erased
+    /// ([`WebhookArchive::erase`]'s mark refuses it).
     async fn create(&self, push: &PushRecord) -> Result<bool, StoreError>;
     /// Read strongly consistently: a job right after `create` finds the event.
     async fn get(&self, call_id: &str, event_id: &str) -> Result<Option<PushRecord>, StoreError>;
@@ -437,6 +486,8 @@ pub enum Keeping {
     AlreadyKept,
     /// The call's bound ([`MAX_KEPT_WEBHOOKS`], [`MAX_KEPT_WEBHOOK_BYTES`]) is reached: counted.
     OverBound,
+    /// The call is erased: nothing is kept for it any more.
+    Erased,
 }
 
 /// A kept delivery without its body: what a timeline shows.
@@ -459,13 +510,29 @@ pub struct WebhookLog {
     pub not_kept: u64,
 }
 
+/// What stays of an erased call's history: the one entry its timeline still shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureMark {
+    /// ISO-8601.
+    pub erased_at: String,
+    /// Until when the mark (and the record's tombstone) is kept.
+    pub until: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait WebhookArchive: Send + Sync {
+    /// Keeps one delivery; [`Keeping::Erased`] (nothing written) once the call is erased.
     async fn keep(&self, webhook: &StoredWebhook) -> Result<Keeping, StoreError>;
     /// A call's kept webhooks with their bodies, oldest first (at most the call's bound).
     async fn webhooks(&self, call_id: &str) -> Result<Vec<StoredWebhook>, StoreError>;
     /// A call's kept webhooks without reading or decompressing a body, and the counts.
     async fn log(&self, call_id: &str) -> Result<WebhookLog, StoreError>;
+    /// Erases the call's whole history (kept webhooks, pushed events and their attempts): first
+    /// the mark, which refuses every later keep and event, then every item under it. Returns
+    /// how many items went. Idempotent.
+    async fn erase(&self, call_id: &str, mark: &ErasureMark) -> Result<u64, StoreError>;
+    /// The call's erasure mark, if it was erased.
+    async fn erased(&self, call_id: &str) -> Result<Option<ErasureMark>, StoreError>;
 }
 
 /// An event bus for AWS-native consumers (EventBridge), beside or instead of callback URLs.

@@ -9,11 +9,12 @@ use std::time::Duration;
 use crate::adapters::callback_http::HttpCallbacks;
 use crate::adapters::dynamodb::{CallIndexTable, CallsTable, EventsTable, ProvidersAndLogs};
 use crate::adapters::eventbridge::EventBridgeBus;
-use crate::adapters::sqs::{SqsPoisonSink, SqsQueue};
+use crate::adapters::sqs::{SqsGauge, SqsPoisonSink, SqsQueue};
 use crate::config::{
     self, ApiAuth, CallsConfig, ConfigError, DeploymentId, Env, EventsConfig, PushConfig, Timing,
     VapiConfig,
 };
+use crate::domain::erase::tombstone_lifetime;
 use crate::metrics::Metrics;
 use crate::ports::{
     CallStore, Clock, EnrichmentQueue, EventBus, PoisonSink, ResultSink, SystemClock, VapiApi,
@@ -22,12 +23,14 @@ use crate::ports::{
 use crate::search::{CallIndex, IndexedCalls, SearchService};
 use crate::service::cleanup::{CleanupService, Reconcile, Revive};
 use crate::service::enrichment::EnrichmentService;
+use crate::service::erase::EraseService;
 use crate::service::initiate::{Callbacks, InitiatorService};
 use crate::service::push::{random_jitter, PushService};
 use crate::service::redeliver::Redelivery;
 use crate::service::replay::ReplayService;
 use crate::service::status::StatusService;
 use crate::service::webhook::WebhookService;
+use crate::stats::{QueueGauge, StatsService};
 use crate::vapi::{CallSettings, VapiClient, VapiClientConfig};
 
 /// How long a repeated call request waits for the first one with its `Idempotency-Key`.
@@ -175,11 +178,35 @@ impl Core {
         })))
     }
 
+    /// Erasing calls (`DELETE /api/v1/vapi/calls/{id}`), and the cleanup's finishing of an
+    /// erase that stopped half-way.
+    pub fn eraser(
+        &self,
+        env: &Env,
+        vapi: Arc<dyn VapiApi>,
+        sink: Arc<dyn ResultSink>,
+    ) -> Result<EraseService, ConfigError> {
+        let events = EventsConfig::from_env(env)?;
+        let retention = events.as_ref().map_or(Duration::ZERO, |c| c.retention);
+        Ok(EraseService {
+            store: self.calls.clone(),
+            index: self.calls.index().cloned(),
+            archive: events.map(|c| Arc::new(self.events_table(c)) as Arc<dyn WebhookArchive>),
+            sink,
+            vapi,
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            lifetime: tombstone_lifetime(retention, self.calls.inner().ttl()),
+            placing: IN_DOUBT_AFTER,
+        })
+    }
+
     pub fn cleanup(
         &self,
         sink: Arc<dyn ResultSink>,
         reconcile: Option<Reconcile>,
         push: Option<Arc<PushService>>,
+        erase: Option<Arc<EraseService>>,
     ) -> CleanupService {
         // Calls whose record expired unfinished are found through the listing, if there is one.
         let revive = self.calls.index().map(|index| Revive {
@@ -197,6 +224,7 @@ impl Core {
             page_size: CLEANUP_PAGE,
             metrics: self.metrics.clone(),
             push,
+            erase,
         }
     }
 }
@@ -359,6 +387,9 @@ pub struct StatusRoutes {
     pub status: StatusService,
     pub search: Option<SearchService>,
     pub events: Option<Arc<EventsTable>>,
+    /// With `CALL_INDEX_TABLE`; the queues' depths with `ENRICHMENT_QUEUE_URL` and
+    /// `ENRICHMENT_DLQ_URL`.
+    pub stats: Option<StatsService>,
     pub auth: ApiAuth,
 }
 
@@ -371,6 +402,23 @@ pub async fn status_service(env: &Env) -> Result<StatusRoutes, ConfigError> {
     // One client for every table: the calls table's warm-up opens the connection for all.
     let store = calls_table(&aws, calls, clock.clone()).await;
     let search = store.index().cloned().map(|index| SearchService { index });
+    let queues = match (
+        env.get("ENRICHMENT_QUEUE_URL"),
+        env.get("ENRICHMENT_DLQ_URL"),
+    ) {
+        (Some(q), Some(dlq)) => Some(Arc::new(SqsGauge::new(
+            aws.sqs.clone(),
+            q.to_owned(),
+            dlq.to_owned(),
+        )) as Arc<dyn QueueGauge>),
+        _ => None,
+    };
+    let stats = store.index().cloned().map(|index| StatsService {
+        index,
+        store: store.clone(),
+        queues,
+        clock: clock.clone(),
+    });
     let events = events.map(|c| {
         let table = EventsTable::new(aws.dynamo.clone(), c.table, c.retention, clock);
         Arc::new(table)
@@ -379,6 +427,7 @@ pub async fn status_service(env: &Env) -> Result<StatusRoutes, ConfigError> {
         status: StatusService { store },
         search,
         events,
+        stats,
         auth,
     })
 }
@@ -388,15 +437,19 @@ pub async fn status_service(env: &Env) -> Result<StatusRoutes, ConfigError> {
 pub struct InitiatorRoutes {
     pub initiator: InitiatorService,
     pub redelivery: Option<Redelivery>,
+    /// Erasing a call: writes where placing one does, and may ask Vapi to delete it.
+    pub erase: EraseService,
     pub auth: ApiAuth,
 }
 
 pub async fn initiator_service(env: &Env) -> Result<InitiatorRoutes, ConfigError> {
     let auth = ApiAuth::from_env(env)?;
     let vapi = Arc::new(vapi_client(env)?);
-    let (_, core) = aws_core(env).await?;
+    let (aws, core) = aws_core(env).await?;
+    let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
     Ok(InitiatorRoutes {
         redelivery: core.redelivery(env)?,
+        erase: core.eraser(env, vapi.clone(), sink)?,
         initiator: core.initiator(env, vapi)?,
         auth,
     })
@@ -416,6 +469,7 @@ pub async fn enrichment_service(env: &Env) -> Result<EnrichmentService, ConfigEr
 
 pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
     let vapi = Arc::new(vapi_client(env)?);
+    let vapi_for_erase: Arc<dyn VapiApi> = vapi.clone();
     let phone_number_id = env.required("VAPI_PHONE_NUMBER_ID")?;
     let deployment = DeploymentId::from_env(env)?;
     let window = CallsConfig::from_env(env)?.result_ttl;
@@ -424,5 +478,6 @@ pub async fn cleanup_service(env: &Env) -> Result<CleanupService, ConfigError> {
     let reconcile = Reconcile::new(vapi, phone_number_id, deployment, window, cursors);
     let sink = result_sink(&aws.dynamo, env, core.clock.clone())?;
     let push = core.push(env, event_bus(env, &aws.sdk)?)?;
-    Ok(core.cleanup(sink, Some(reconcile), push))
+    let erase = Arc::new(core.eraser(env, vapi_for_erase, sink.clone())?);
+    Ok(core.cleanup(sink, Some(reconcile), push, Some(erase)))
 }

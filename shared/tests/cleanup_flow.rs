@@ -168,6 +168,7 @@ impl Flow {
             page_size,
             metrics: Metrics::off(),
             push: None,
+            erase: None,
         }
     }
 

@@ -81,6 +81,9 @@ impl ResultSink for CountingSink {
         self.saves.fetch_add(1, Ordering::SeqCst);
         self.inner.save(result).await
     }
+    async fn erase(&self, t: &ringback::domain::CallResult) -> Result<Persisted, SinkError> {
+        self.inner.erase(t).await
+    }
 }
 
 /// A dead-letter stand-in: what was parked, or a failure on demand.

@@ -119,6 +119,7 @@ impl World {
             page_size: 10,
             metrics: self.metrics.clone(),
             push: None,
+            erase: None,
         }
     }
 

@@ -253,6 +253,7 @@ fn cleanup_of(f: &Fixture) -> ringback::service::cleanup::CleanupService {
         page_size: 10,
         metrics: ringback::metrics::Metrics::off(),
         push: Some(f.push.clone()),
+        erase: None,
     }
 }
 

@@ -301,6 +301,7 @@ impl Rig {
             page_size: 100,
             metrics,
             push: None,
+            erase: None,
         }
     }
 

@@ -44,6 +44,9 @@ impl ResultSink for NoSink {
     async fn save(&self, _: &ringback::domain::CallResult) -> Result<Persisted, SinkError> {
         panic!("the revival persisted a call")
     }
+    async fn erase(&self, _: &ringback::domain::CallResult) -> Result<Persisted, SinkError> {
+        panic!("the revival erased a call")
+    }
 }
 
 /// A call index whose queries fail: the listing unreadable.
@@ -58,6 +61,16 @@ impl CallIndex for Unreadable {
         Ok(())
     }
     async fn search(&self, _: &SearchQuery) -> Result<SearchPage, StoreError> {
+        Err(StoreError::Unavailable("the call index is down".into()))
+    }
+    async fn summary(&self, _: &str) -> Result<Option<CallSummary>, StoreError> {
+        Err(StoreError::Unavailable("the call index is down".into()))
+    }
+    async fn counts(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ringback::stats::CallCounts, StoreError> {
         Err(StoreError::Unavailable("the call index is down".into()))
     }
 }
@@ -102,6 +115,7 @@ impl Rig {
             page_size: 100,
             metrics,
             push: None,
+            erase: None,
         }
     }
 

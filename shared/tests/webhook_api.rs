@@ -499,6 +499,15 @@ impl ringback::ports::CallStore for LosingAnswers {
     async fn delete(&self, id: &str, expected: u64) -> Result<(), StoreError> {
         self.inner.delete(id, expected).await
     }
+    async fn erase(
+        &self,
+        tombstone: &ringback::domain::CallRecord,
+        expected: Option<u64>,
+        until: chrono::DateTime<chrono::Utc>,
+        deadline: ringback::ports::Deadline,
+    ) -> Result<u64, StoreError> {
+        self.inner.erase(tombstone, expected, until, deadline).await
+    }
     async fn overdue(
         &self,
         now: chrono::DateTime<chrono::Utc>,

@@ -1,5 +1,5 @@
-//! Vapi's REST surface: `POST /call`, `GET /call/{id}`, `GET /call`, plus the recordings the
-//! calls point at. Every answer of the API is JSON, errors in NestJS shape.
+//! Vapi's REST surface: `POST /call`, `GET /call/{id}`, `DELETE /call/{id}`, `GET /call`, plus
+//! the recordings the calls point at. Every answer of the API is JSON, errors in NestJS shape.
 
 use std::collections::HashMap;
 
@@ -20,7 +20,7 @@ use crate::{validate, SimulatorState};
 pub(crate) fn routes(state: SimulatorState) -> Router {
     Router::new()
         .route("/call", post(create_call).get(list_calls))
-        .route("/call/{id}", get(get_call))
+        .route("/call/{id}", get(get_call).delete(delete_call))
         .route("/recording/{file}", get(recording))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -127,6 +127,25 @@ async fn get_call(
             res
         }
         Fetch::Missing => nest(StatusCode::NOT_FOUND, "Couldn't Get Call. Call Not Found"),
+    }
+}
+
+/// `DELETE /call/{id}`: the call as it was, and gone from every later answer (its lifecycle's
+/// webhooks still go out, as a call's already under way at Vapi would).
+async fn delete_call(
+    State(st): State<SimulatorState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unauthorized(&st, &headers) {
+        return r;
+    }
+    match st.store().remove(&id) {
+        Some(call) => Json(call).into_response(),
+        None => nest(
+            StatusCode::NOT_FOUND,
+            "Couldn't Delete Call. Call Not Found",
+        ),
     }
 }
 

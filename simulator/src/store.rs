@@ -176,6 +176,14 @@ impl Store {
         }
     }
 
+    /// Forgets a call (`DELETE /call/{id}`): its stored JSON, if it was there.
+    pub fn remove(&self, id: &str) -> Option<Value> {
+        let mut g = self.lock();
+        let entry = g.calls.remove(id)?;
+        g.by_created.retain(|_, v| v != id);
+        Some(entry.call)
+    }
+
     /// Counts one GET and decides its answer.
     pub fn fetch(&self, id: &str) -> Fetch {
         let mut g = self.lock();

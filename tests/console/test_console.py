@@ -1,6 +1,6 @@
 """The operator console in a real browser, as an operator uses it: place a simulated call and watch
 it complete live, find it with a filter, read its timeline, replay it, redeliver its pushed event,
-sign in with a wrong token; and an axe-core pass over every page. Screenshots of each page go to
+erase another call, sign in with a wrong token; and an axe-core pass over every page. Screenshots of each page go to
 target/console-screenshots/."""
 
 from __future__ import annotations
@@ -102,11 +102,54 @@ def test_the_list_filters_to_the_call(placed, context, runner, shots):
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-call-id", call_id)
     expect(rows.first).to_contain_text("complete")
-    # Counts by status, from the listing (of the whole time range): the completed call is counted.
-    expect(page.locator(".counts li", has_text="complete").locator(".count")).to_have_text(re.compile(r"^[1-9]\d*\+?$"))
+    # Exact counts by status and outcome from the stats route (the last 24 hours): the call is counted.
+    expect(page.locator('.counts a[data-key="count-complete"] .count')).to_have_text(re.compile(r"^[1-9]\d*$"))
+    expect(page.locator('.counts a[data-key="count-completed"] .count')).to_have_text(re.compile(r"^[1-9]\d*$"))
+    expect(page.locator(".counts-note")).to_contain_text("created in the last 24 hours")
     page.screenshot(path=shots / "calls.png", full_page=True)
     rows.first.get_by_role("link").click()
     expect(page.locator(".subtitle")).to_have_text(call_id)
+    page.close()
+
+
+def test_counts_fall_back_to_listing_pages_where_the_api_has_no_stats(placed, browser, runner):
+    ctx = browser.new_context()
+    no_stats = '{"success":false,"error":{"code":"not_found","message":"no call index"}}'
+    ctx.route(re.compile(r".*/api/v1/vapi/stats(\?.*)?$"), lambda route: route.fulfill(status=404, content_type="application/json", body=no_stats))
+    page = open_page(ctx, runner, "calls")
+    expect(page.locator('.counts a[data-key="count-complete"] .count')).to_have_text(re.compile(r"^[1-9]\d*\+?$"))
+    expect(page.locator(".counts-note")).to_contain_text("Counted from the listing")
+    expect(page.locator(".counts.outcomes")).to_be_hidden()
+    ctx.close()
+
+
+def test_erasing_a_call_from_its_page_leaves_a_notice_and_takes_it_off_the_list(context, runner, shots):
+    request_id = f"sr-{uuid.uuid4().hex[:8]}"
+    placed = context.request.post(
+        runner + "/api/v1/vapi/calls",
+        headers={"authorization": f"Bearer {DEV_TOKEN}", "idempotency-key": str(uuid.uuid4())},
+        data={"providerName": "Erase Me Plumbing", "providerPhone": "+14155550123", "serviceNeeded": "plumber",
+              "userCriteria": "", "location": "Oakland, CA", "urgency": "flexible", "serviceRequestId": request_id},
+    )
+    assert placed.status == 202, placed.text()
+    call_id = placed.json()["data"]["callId"]
+    page = open_page(context, runner, f"calls/{call_id}")
+    expect(page.locator("h1 .badge")).to_have_text("complete", timeout=LIVE)
+    page.get_by_role("button", name="Erase…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Erase this call?")
+    expect(dialog).to_contain_text("cannot be undone")
+    dialog.get_by_role("button", name="Erase").click()
+    expect(page.locator(".messages")).to_contain_text("Erased:")
+    expect(page.locator("main")).to_contain_text(re.compile(r"This call was erased at \S"))
+    expect(page.get_by_role("button", name="Replay…")).to_have_count(0)
+    page.screenshot(path=shots / "call-erased.png", full_page=True)
+    # Gone from the list: by its service request, and from the unfiltered newest-first page.
+    page.goto(f"{runner}/console/#/calls?field=serviceRequestId&value={request_id}")
+    expect(page.locator("main")).to_contain_text("No calls match.")
+    page.goto(f"{runner}/console/#/calls")
+    expect(page.locator(".updated")).to_contain_text("newest first")
+    expect(page.locator(f'tr[data-call-id="{call_id}"]')).to_have_count(0)
     page.close()
 
 

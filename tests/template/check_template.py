@@ -51,18 +51,21 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "bin": "call-status",
         "routes": {("GET", "/api/v1/vapi/calls/{callId}"), ("GET", "/api/v1/vapi/calls/{callId}/events"),
                    ("GET", "/api/v1/vapi/calls"), ("GET", "/health"),
-                   ("GET", "/openapi.json")},
-        "env": {"CALLS_TABLE", "API_TOKEN", "API_AUTH", "RUST_LOG", "EVENTS_TABLE", "CALL_INDEX_TABLE"},
+                   ("GET", "/openapi.json"), ("GET", "/api/v1/vapi/stats")},
+        "env": {"CALLS_TABLE", "API_TOKEN", "API_AUTH", "RUST_LOG", "EVENTS_TABLE", "CALL_INDEX_TABLE",
+                "ENRICHMENT_QUEUE_URL", "ENRICHMENT_DLQ_URL"},
         "tables": {"CallsTable", "EventsTable", "CallIndexTable"},
         "read_only": True,
     },
     "CallInitiatorFunction": {
         "bin": "call-initiator",
-        "routes": {("POST", "/api/v1/vapi/calls"), ("POST", "/api/v1/vapi/callbacks/{eventId}/redeliver")},
+        "routes": {("POST", "/api/v1/vapi/calls"), ("POST", "/api/v1/vapi/callbacks/{eventId}/redeliver"),
+                   ("DELETE", "/api/v1/vapi/calls/{callId}")},
         "env": {"CALLS_TABLE", "ENRICHMENT_QUEUE_URL", "VAPI_API_KEY", "VAPI_BASE_URL", "VAPI_PHONE_NUMBER_ID",
                 "DEPLOYMENT_ID", "VAPI_WEBHOOK_URL", "VAPI_WEBHOOK_SECRET", "API_TOKEN", "WATCHDOG_DELAY_SECONDS",
-                "RESULT_TTL_SECONDS", "RUST_LOG", "EVENTS_TABLE", "CALLBACK_SIGNING_SECRET", "CALL_INDEX_TABLE"},
-        "tables": {"CallsTable", "EventsTable", "CallIndexTable"},
+                "RESULT_TTL_SECONDS", "RUST_LOG", "EVENTS_TABLE", "CALLBACK_SIGNING_SECRET", "CALL_INDEX_TABLE",
+                "PROVIDERS_TABLE", "INTERACTION_LOGS_TABLE"},
+        "tables": {"CallsTable", "EventsTable", "CallIndexTable", "ProvidersTable", "InteractionLogsTable"},
         "read_only": False,
     },
     "EnrichmentFunction": {
@@ -97,14 +100,20 @@ SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIO
 # call-status lists a call's history (consistent Query on the table); the call-initiator's
 # redelivery finds the event's call through the by-event-id index, reads the event and reopens it
 # (PushStore::find/get/reopen).
+# Every write that adds to a call's history holds its erasure mark absent (ConditionCheckItem); an
+# erase (the call-initiator's DELETE, the cleanup finishing one) writes the mark, Queries the call's
+# items and deletes them (BatchWriteItem).
 EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
-    "EnrichmentFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}},
+    "EnrichmentFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                           "dynamodb:ConditionCheckItem"}},
     "CallStatusFunction": {"EventsTable": {"dynamodb:Query"}},
-    "CallInitiatorFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+    "CallInitiatorFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem",
+                                              "dynamodb:Query", "dynamodb:BatchWriteItem"},
                               "EventsTable/index/by-event-id": {"dynamodb:Query"}},
     "WebhookFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                                        "dynamodb:Query"}},
-    "CleanupFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem"}},
+                                        "dynamodb:Query", "dynamodb:ConditionCheckItem"}},
+    "CleanupFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem",
+                                        "dynamodb:Query", "dynamodb:BatchWriteItem"}},
 }
 # The functions that sign or accept callbacks: they alone hold CALLBACK_SIGNING_SECRET (PushConfig).
 PUSH_SECRET_HOLDERS = {"EnrichmentFunction", "CallInitiatorFunction", "CleanupFunction"}
@@ -114,12 +123,15 @@ PUSH_SECRET_HOLDERS = {"EnrichmentFunction", "CallInitiatorFunction", "CleanupFu
 # indexes, BatchGetItem of the summaries); nobody scans it.
 CALL_INDEX_GSIS = {"by-service-request": "serviceRequestId", "by-provider": "providerId",
                    "by-data-status": "dataStatusShard", "by-outcome": "outcomeShard", "by-time": "timeShard"}
+# Summary writers also move the counts by state (UpdateItem) and read a summary's state they do not
+# know (GetItem); an erase (and the initiator's undo) deletes the summary.
+COUNTING = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"}
 CALL_INDEX_ACTIONS = {
-    "WebhookFunction": {"dynamodb:PutItem"},
-    "CallInitiatorFunction": {"dynamodb:PutItem", "dynamodb:DeleteItem"},  # its undo removes the summary
-    "EnrichmentFunction": {"dynamodb:PutItem"},
+    "WebhookFunction": COUNTING,
+    "CallInitiatorFunction": COUNTING | {"dynamodb:DeleteItem"},
+    "EnrichmentFunction": COUNTING,
     # its revival reads unfinished summaries older than the TTL (shared/src/service/revive.rs)
-    "CleanupFunction": {"dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
+    "CleanupFunction": COUNTING | {"dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchGetItem"},
     "CallStatusFunction": {"dynamodb:Query", "dynamodb:BatchGetItem"},
 }
 DYNAMO_READ = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
@@ -727,12 +739,15 @@ def _iam(t: dict[str, Any]) -> str | None:
                 problems.append(f"{lid}: DynamoDB statement {st.get('Sid', '?')} names no table of the stack")
             # Only the enrichment consumer may also send to the dead-letter queue (it parks poison bodies);
             # only the functions that queue push jobs may send to the push queue.
-            queues = ({"EnrichmentQueue"} | ({"EnrichmentDeadLetterQueue"} if lid == "EnrichmentFunction" else set())
+            # The call-status function reads both queues' depths (GET /stats).
+            dlq_users = {"EnrichmentFunction", "CallStatusFunction"}
+            queues = ({"EnrichmentQueue"} | ({"EnrichmentDeadLetterQueue"} if lid in dlq_users else set())
                       | ({"PushQueue"} if lid in PUSH_JOB_SENDERS else set()))
             if any(a.startswith("sqs:") for a in actions) and refs - queues:
                 problems.append(f"{lid}: SQS statement {st.get('Sid', '?')} names {sorted(refs)}")
-            if spec["read_only"] and actions - DYNAMO_READ:
-                problems.append(f"{lid} must be read-only but is granted {sorted(actions - DYNAMO_READ)}")
+            if spec["read_only"] and actions - DYNAMO_READ - {"sqs:GetQueueAttributes"}:
+                writes = sorted(actions - DYNAMO_READ - {"sqs:GetQueueAttributes"})
+                problems.append(f"{lid} must be read-only but is granted {writes}")
         if tables_used - spec["tables"]:
             problems.append(f"{lid} references tables it does not use: {sorted(tables_used - spec['tables'])}")
         if "CallsTable" not in tables_used:

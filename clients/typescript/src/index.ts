@@ -14,6 +14,8 @@ export type CallPage = Schemas["CallPage"];
 export type CallEvent = Schemas["CallEvent"];
 export type DataStatus = Schemas["DataStatus"];
 export type ErrorCode = Schemas["Code"];
+export type CallErased = Schemas["CallErased"];
+export type Stats = Schemas["Stats"];
 
 /** A failure answer (`{success: false, error: {code, message}}`), or no answer at all. */
 export class RingbackError extends Error {
@@ -121,6 +123,25 @@ export class RingbackClient {
       yield* page.calls;
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
+  }
+
+  /**
+   * Erases a call everywhere ringback wrote it; its record then answers 410 `gone`. Idempotent: a
+   * repeat (say after a 503) answers the same `erasedAt`. `vapi: true` also deletes Vapi's copy,
+   * reported apart in `vapi`.
+   */
+  async eraseCall(callId: string, { vapi = false }: { vapi?: boolean } = {}): Promise<CallErased> {
+    const q = vapi ? "?vapi=true" : "";
+    const { body } = await this.send("DELETE", `/api/v1/vapi/calls/${encodeURIComponent(callId)}${q}`);
+    return (body as { data: CallErased }).data;
+  }
+
+  /** Calls by dataStatus and outcome in a window (24 hours by default, whole hours, 31 days at most), overdue calls, queue depths. */
+  async stats(window: { since?: string; until?: string } = {}): Promise<Stats> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(window)) if (v !== undefined) q.set(k, v);
+    const { body } = await this.send("GET", `/api/v1/vapi/stats?${q}`);
+    return (body as { data: Stats }).data;
   }
 
   private async send(method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) {

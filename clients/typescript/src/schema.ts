@@ -53,7 +53,13 @@ export interface paths {
         get: operations["getCall"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Erases a call everywhere ringback wrote it.
+         * @description Its record becomes a tombstone (a later `GET` answers 410), its kept webhooks, pushed events and listing entry are deleted, its provider row
+         *     and interaction log lose their texts. Idempotent: a repeat answers the same `erasedAt`, and
+         *     finishes an erase a 503 left unfinished. Webhooks that arrive for it later are ignored.
+         */
+        delete: operations["eraseCall"];
         options?: never;
         head?: never;
         patch?: never;
@@ -87,6 +93,27 @@ export interface paths {
         put?: never;
         /** Rebuilds a settled call from its kept webhooks through today's code and enriches it again. */
         post: operations["replayCall"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/vapi/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Calls created in a window by `dataStatus` and outcome, calls overdue, the queues' depths.
+         * @description From counters: a bounded number of reads whatever the number of calls; a part that
+         *     cannot be read is `{unavailable}` while the others are answered.
+         */
+        get: operations["getStats"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -286,6 +313,41 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description Calls created in `[since, until)` (whole hours), by state. */
+        CallCounts: {
+            /** @description Every `dataStatus`, zero included. */
+            byDataStatus: components["schemas"]["DataStatusCounts"];
+            /** @description Every outcome, zero included (calls still running have none). */
+            byOutcome: components["schemas"]["OutcomeCounts"];
+            /** @description ISO-8601, the start of an hour: the window counted (the one asked for, widened to hours). */
+            since: string;
+            /** Format: int64 */
+            total: number;
+            until: string;
+        };
+        /** @description `DELETE /api/v1/vapi/calls/{id}`: the call is erased (the same answer again for a repeat). */
+        CallErased: {
+            callId: string;
+            /** @description Always `true`. */
+            erased: boolean;
+            /** @description When it was first erased (ISO-8601). */
+            erasedAt: string;
+            /**
+             * Format: int64
+             * @description Kept webhooks, pushed events and their attempts deleted by this request (0 for a repeat).
+             */
+            historyItemsDeleted: number;
+            /** @description Its interaction log holds no transcript or summary (`false`: no usable service request id). */
+            interactionLog: boolean;
+            /** @description Its provider row holds it no more (`false`: no row, or no usable provider id). */
+            providerRow: boolean;
+            vapi?: components["schemas"]["VapiDeletion"] | null;
+        };
+        CallErasedOk: {
+            data: components["schemas"]["CallErased"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description One event, as sent: `{type, id, timestamp, data}`. */
         CallEvent: {
             data: components["schemas"]["CallResult"];
@@ -408,11 +470,18 @@ export interface components {
              */
             updatedAt: string;
         };
+        /** @description A count read up to a cap. */
+        Capped: {
+            /** @description More than `count` exist: counting stopped at the cap. */
+            atLeast: boolean;
+            /** Format: int64 */
+            count: number;
+        };
         /**
          * @description A stable machine word for what went wrong; its HTTP status follows from it.
          * @enum {string}
          */
-        Code: "invalid_payload" | "unauthorized" | "not_found" | "payload_too_large" | "upstream_error" | "unavailable" | "conflict" | "method_not_allowed";
+        Code: "invalid_payload" | "unauthorized" | "not_found" | "payload_too_large" | "upstream_error" | "unavailable" | "conflict" | "method_not_allowed" | "gone";
         ConversationMessage: {
             message: string;
             role: string;
@@ -432,6 +501,19 @@ export interface components {
          * @enum {string}
          */
         DataStatus: "pending" | "partial" | "fetching" | "complete" | "fetch_failed";
+        /** @description Calls by `dataStatus`: every one, zero included. */
+        DataStatusCounts: {
+            /** Format: int64 */
+            complete: number;
+            /** Format: int64 */
+            fetch_failed: number;
+            /** Format: int64 */
+            fetching: number;
+            /** Format: int64 */
+            partial: number;
+            /** Format: int64 */
+            pending: number;
+        };
         /** @description One try at delivering an event. */
         DeliveryAttempt: {
             /** @description ISO-8601. */
@@ -473,6 +555,10 @@ export interface components {
             at: string;
             /** @enum {string} */
             what: "record.created";
+        } | {
+            at: string;
+            /** @enum {string} */
+            what: "call.erased";
         } | {
             at: string;
             /** @enum {string} */
@@ -535,6 +621,49 @@ export interface components {
          * @enum {string}
          */
         Outcome: "completed" | "no_answer" | "voicemail" | "timeout" | "error";
+        /** @description Calls by outcome: every one, zero included (calls still running have none). */
+        OutcomeCounts: {
+            /** Format: int64 */
+            completed: number;
+            /** Format: int64 */
+            error: number;
+            /** Format: int64 */
+            no_answer: number;
+            /** Format: int64 */
+            timeout: number;
+            /** Format: int64 */
+            voicemail: number;
+        };
+        /** @description A part of the answer, or why it is missing. */
+        Part_CallCounts: {
+            /** @description Every `dataStatus`, zero included. */
+            byDataStatus: components["schemas"]["DataStatusCounts"];
+            /** @description Every outcome, zero included (calls still running have none). */
+            byOutcome: components["schemas"]["OutcomeCounts"];
+            /** @description ISO-8601, the start of an hour: the window counted (the one asked for, widened to hours). */
+            since: string;
+            /** Format: int64 */
+            total: number;
+            until: string;
+        } | {
+            unavailable: string;
+        };
+        /** @description A part of the answer, or why it is missing. */
+        Part_Capped: {
+            /** @description More than `count` exist: counting stopped at the cap. */
+            atLeast: boolean;
+            /** Format: int64 */
+            count: number;
+        } | {
+            unavailable: string;
+        };
+        /** @description A part of the answer, or why it is missing. */
+        Part_QueueDepths: {
+            deadLetter: components["schemas"]["QueueDepth"];
+            enrichment: components["schemas"]["QueueDepth"];
+        } | {
+            unavailable: string;
+        };
         Problem: {
             code: components["schemas"]["Code"];
             /** @description For a person: what was wrong and where (for a body, the JSON path). */
@@ -570,6 +699,29 @@ export interface components {
          * @enum {string}
          */
         PushState: "pending" | "delivered" | "gone" | "failed";
+        /** @description One queue's messages as its service reports them (SQS's are approximate). */
+        QueueDepth: {
+            /**
+             * Format: int64
+             * @description Sent with a delay that has not passed.
+             */
+            delayed: number;
+            /**
+             * Format: int64
+             * @description Received, not yet deleted (being worked on).
+             */
+            inFlight: number;
+            /**
+             * Format: int64
+             * @description Ready to be received.
+             */
+            visible: number;
+        };
+        /** @description The enrichment queue and its dead-letter queue. */
+        QueueDepths: {
+            deadLetter: components["schemas"]["QueueDepth"];
+            enrichment: components["schemas"]["QueueDepth"];
+        };
         /** @description A message ringback records: it must name its call. */
         RecordedMessage: {
             call: components["schemas"]["VapiCall"];
@@ -593,6 +745,21 @@ export interface components {
         RequestInfo: {
             criteria?: string | null;
             urgency?: string | null;
+        };
+        /** @description The answer of `GET /api/v1/vapi/stats`. */
+        Stats: {
+            /** @description ISO-8601: when these were read. */
+            at: string;
+            /** @description Calls created in the window, or why they could not be counted. */
+            calls: components["schemas"]["Part_CallCounts"];
+            /** @description Calls not settled by their deadline: the cleanup's work list, read now. */
+            overdue: components["schemas"]["Part_Capped"];
+            queues?: components["schemas"]["Part_QueueDepths"] | null;
+        };
+        StatsOk: {
+            data: components["schemas"]["Stats"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /**
          * @description What `status` filters on: a dataStatus, or an outcome.
@@ -621,6 +788,18 @@ export interface components {
         VapiCall: {
             /** @description Vapi's call id: 1-256 characters, no `#` and no control character. */
             id: string;
+        };
+        /** @description What Vapi said to `DELETE /call/{id}`. */
+        VapiDeletion: {
+            /** @enum {string} */
+            result: "deleted";
+        } | {
+            /** @enum {string} */
+            result: "not_found";
+        } | {
+            message: string;
+            /** @enum {string} */
+            result: "failed";
         };
         VapiMessage: components["schemas"]["RecordedMessage"] | components["schemas"]["OtherMessage"];
         /**
@@ -932,7 +1111,89 @@ export interface operations {
                     "application/json": components["schemas"]["Failure"];
                 };
             };
+            /** @description Erased (`gone`): the message says when */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
             /** @description Storage unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+        };
+    };
+    eraseCall: {
+        parameters: {
+            query?: {
+                /** @description `true`: also delete Vapi's copy (`DELETE /call/{id}`), reported apart in `vapi`; ringback's erase does not depend on it */
+                vapi?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description Vapi's call id: 1-256 characters, no `#` */
+                callId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased (now, or before: the same `erasedAt`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CallErasedOk"];
+                };
+            };
+            /** @description `vapi` is not true or false, or an unknown parameter (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+            /** @description Unknown: no record and no listing entry */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+            /** @description The call is still being placed (retry after Retry-After) */
+            409: {
+                headers: {
+                    /** @description Seconds */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+            /** @description Storage unavailable: retry, erasing again finishes what this one started */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1041,8 +1302,69 @@ export interface operations {
                     "application/json": components["schemas"]["Failure"];
                 };
             };
+            /** @description Erased (`gone`) */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
             /** @description Storage or queue unavailable */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+        };
+    };
+    getStats: {
+        parameters: {
+            query?: {
+                /** @description Created at or after: RFC 3339 or a date (its start); 24 hours before until by default. Widened to the hour */
+                since?: string;
+                /** @description Created before: RFC 3339 or a date (its end); now by default. Widened to the hour; the window is at most 31 days */
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stats */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatsOk"];
+                };
+            };
+            /** @description A query parameter is invalid, the window empty or longer than 31 days (the parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+            /** @description No valid API token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Failure"];
+                };
+            };
+            /** @description This deployment has no call index */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -84,7 +84,8 @@ fn summary(reports: &[ringback_faultsim::Report], secs: f64) {
         reports.len()
     );
     let expired: u64 = reports.iter().map(|r| r.expired).sum();
-    println!("operator replays: {replays}   redeliveries: {redeliveries}");
+    let erased: u64 = reports.iter().map(|r| r.erased).sum();
+    println!("operator replays: {replays}   redeliveries: {redeliveries}   erases: {erased}");
     println!("records expired before their call settled (revived by the cleanup): {expired}");
     let redriven: u64 = reports.iter().map(|r| r.recovery_redrives).sum();
     println!("jobs redriven from the dead-letter queue at recovery: {redriven}");

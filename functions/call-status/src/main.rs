@@ -1,6 +1,7 @@
 //! The call-status Lambda (read-only): `GET /api/v1/vapi/calls/{callId}`,
 //! `GET /api/v1/vapi/calls/{callId}/events` (the call's timeline: kept webhooks and pushed events,
 //! when `EVENTS_TABLE` is set), `GET /api/v1/vapi/calls` (the listing, with `CALL_INDEX_TABLE`)
+//! `GET /api/v1/vapi/stats` (how the system is doing, with `CALL_INDEX_TABLE`),
 //! `GET /openapi.json` (the API's description) and `GET /health`.
 
 use lambda_http::{run, service_fn, Error, Request};
@@ -13,6 +14,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init_json();
     let routes = wiring::status_service(&Env::from_process()).await?;
     let (svc, search, auth) = (&routes.status, routes.search.as_ref(), &routes.auth);
+    let stats = routes.stats.as_ref();
     let pushes = routes.events.as_deref().map(|e| e as &dyn PushStore);
     let kept = routes.events.as_deref().map(|e| e as &dyn WebhookArchive);
     run(service_fn(move |req: Request| {
@@ -24,6 +26,18 @@ async fn main() -> Result<(), Error> {
             }
             if path == "/openapi.json" {
                 return Ok(lambda::response(api::openapi_json(auth, req.headers())));
+            }
+            if path.trim_end_matches('/') == api::STATS_PATH {
+                let resp = match stats {
+                    Some(stats) => {
+                        api::get_stats(stats, auth, req.headers(), req.uri().query()).await
+                    }
+                    None => api::error(
+                        api::Code::NotFound,
+                        "this deployment has no call index (CALL_INDEX_TABLE): nothing to count from",
+                    ),
+                };
+                return Ok(lambda::response(resp));
             }
             if path.trim_end_matches('/') == api::CALLS_PATH {
                 let resp = api::list_calls(search, auth, req.headers(), req.uri().query()).await;

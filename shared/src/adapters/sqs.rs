@@ -413,3 +413,57 @@ impl crate::ports::PoisonSink for SqsPoisonSink {
         Ok(())
     }
 }
+
+/// [`crate::stats::QueueGauge`] over SQS: one `GetQueueAttributes` per queue, both at once.
+pub struct SqsGauge {
+    client: Client,
+    enrichment: String,
+    dead_letter: String,
+}
+
+impl SqsGauge {
+    pub fn new(client: Client, enrichment: String, dead_letter: String) -> Self {
+        Self {
+            client,
+            enrichment,
+            dead_letter,
+        }
+    }
+
+    async fn depth(&self, url: &str) -> Result<crate::stats::QueueDepth, String> {
+        use QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| format!("GetQueueAttributes: {}", DisplayErrorContext(&e)))?;
+        let read = |a: A| {
+            out.attributes()
+                .and_then(|m| m.get(&a))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(crate::stats::QueueDepth {
+            visible: read(A::ApproximateNumberOfMessages),
+            in_flight: read(A::ApproximateNumberOfMessagesNotVisible),
+            delayed: read(A::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::stats::QueueGauge for SqsGauge {
+    async fn depths(&self) -> Result<crate::stats::QueueDepths, String> {
+        let (enrichment, dead_letter) =
+            tokio::join!(self.depth(&self.enrichment), self.depth(&self.dead_letter));
+        Ok(crate::stats::QueueDepths {
+            enrichment: enrichment?,
+            dead_letter: dead_letter?,
+        })
+    }
+}

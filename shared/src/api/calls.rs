@@ -4,8 +4,10 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
 use tracing::warn;
 
+use super::wire::CallErased;
 use super::{error, json, ok_typed, Code, Response};
 use crate::config::ApiAuth;
+use crate::service::erase::{EraseError, EraseService};
 use crate::service::initiate::{InitiateError, InitiatorService};
 use crate::service::status::{StatusError, StatusService};
 
@@ -83,6 +85,7 @@ pub async fn get_call(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             resp
         }
+        Err(e @ StatusError::Erased(..)) => error(Code::Gone, e.to_string()),
         Err(StatusError::NotFound(id)) => error(
             Code::NotFound,
             format!("no call result for {id}: it may have expired or not been received yet"),
@@ -158,6 +161,66 @@ pub async fn post_call(
             error(
                 Code::Unavailable,
                 "storage unavailable; retry later with the same Idempotency-Key",
+            )
+        }
+    }
+}
+
+/// `DELETE /api/v1/vapi/calls/{id}[?vapi=true]`: erase the call everywhere (idempotent).
+pub async fn delete_call(
+    svc: &EraseService,
+    auth: &ApiAuth,
+    headers: &HeaderMap,
+    call_id: &str,
+    query: Option<&str>,
+) -> Response {
+    if let Some(denied) = require_api_token(auth, headers) {
+        return denied;
+    }
+    let mut at_vapi = false;
+    for (k, v) in super::search::form_pairs(query.unwrap_or("")) {
+        match (k.as_str(), v.as_str()) {
+            ("vapi", "true") => at_vapi = true,
+            ("vapi", "false") => at_vapi = false,
+            ("vapi", other) => {
+                return error(
+                    Code::InvalidPayload,
+                    format!("vapi: {other:?} is not true or false"),
+                )
+            }
+            (other, _) => {
+                return error(
+                    Code::InvalidPayload,
+                    format!("{other}: unknown parameter: vapi is the only one"),
+                )
+            }
+        }
+    }
+    match svc.erase(call_id, at_vapi).await {
+        Ok(e) => ok_typed(
+            StatusCode::OK,
+            &CallErased {
+                call_id: e.call_id,
+                erased: true,
+                erased_at: e.erased_at,
+                history_items_deleted: e.history_items,
+                provider_row: e.provider_row,
+                interaction_log: e.interaction_log,
+                vapi: e.vapi,
+            },
+        ),
+        Err(EraseError::NotFound(id)) => error(
+            Code::NotFound,
+            format!("no call {id}: no record and no listing entry"),
+        ),
+        Err(e @ EraseError::BeingPlaced { retry_after, .. }) => {
+            with_retry_after(error(Code::Conflict, e.to_string()), retry_after)
+        }
+        Err(EraseError::Unavailable(e)) => {
+            warn!(error = %e, "erase not finished: dependency unavailable");
+            error(
+                Code::Unavailable,
+                "storage unavailable; retry: erasing again finishes what this one started",
             )
         }
     }

@@ -21,6 +21,8 @@ pub enum Code {
     Unavailable,
     Conflict,
     MethodNotAllowed,
+    /// The call was erased.
+    Gone,
 }
 
 impl Code {
@@ -34,6 +36,7 @@ impl Code {
             Self::Unavailable => "unavailable",
             Self::Conflict => "conflict",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Gone => "gone",
         }
     }
 
@@ -47,6 +50,7 @@ impl Code {
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Conflict => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Gone => StatusCode::GONE,
         }
     }
 }

@@ -46,9 +46,26 @@ pub async fn get_events(
         return error(Code::NotFound, format!("no call {raw_id}"));
     };
     let record = match calls.get(id.as_str()).await {
-        Ok(r) => r.map(|v| v.record.result),
+        Ok(r) => r.map(|v| v.record),
         Err(e) => return unavailable(e),
     };
+    if let Some(at) = record.as_ref().and_then(|r| r.book.erased_at.clone()) {
+        // Erased: its history went with it; the erase is the one moment left.
+        return ok_typed(
+            StatusCode::OK,
+            &Timeline {
+                call_id: id.as_str().to_owned(),
+                data_status: None,
+                pushes: Vec::new(),
+                webhooks: WebhookCounts {
+                    kept: 0,
+                    not_kept: 0,
+                },
+                timeline: vec![Moment::Erased { at }],
+            },
+        );
+    }
+    let record = record.map(|r| r.result);
     let pushes = match events {
         // An event kept only to fix what the bus gets (no callback URL) is no delivery to list.
         Some(store) => match store.list(id.as_str()).await {
@@ -162,6 +179,7 @@ pub async fn post_replay(
         ),
         Err(e @ ReplayError::NotFound(_)) => error(Code::NotFound, e.to_string()),
         Err(e @ ReplayError::Busy(..)) => error(Code::Conflict, e.to_string()),
+        Err(e @ ReplayError::Erased(..)) => error(Code::Gone, e.to_string()),
         Err(ReplayError::Unavailable(e)) => unavailable(e),
     }
 }

@@ -8,19 +8,22 @@ mod events;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod search;
+mod stats;
 mod webhook;
 pub mod wire;
 
-pub use calls::{get_call, post_call, require_api_token, require_operator_token};
+pub use calls::{delete_call, get_call, post_call, require_api_token, require_operator_token};
 pub use envelope::{error, json, ok, ok_typed, Code, Response};
 pub use events::{
     call_action, get_events, post_redeliver, post_replay, redeliver_target, CALLBACKS_PATH,
 };
 pub use search::list_calls;
+pub use stats::get_stats;
 pub use webhook::post_webhook;
 
 pub const WEBHOOK_PATH: &str = "/api/v1/vapi/webhook";
 pub const CALLS_PATH: &str = "/api/v1/vapi/calls";
+pub const STATS_PATH: &str = "/api/v1/vapi/stats";
 
 /// `GET /openapi.json` on a deployment: the committed document (the one `ringback-local` generates,
 /// kept equal by its test), behind the client API's authentication like the routes it describes.

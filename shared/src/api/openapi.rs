@@ -22,6 +22,8 @@ use crate::domain::{
 };
 use crate::ports::{DeliveryAttempt, PushState};
 use crate::search::CallSummary;
+use crate::service::erase::VapiDeletion;
+use crate::stats::{CallCounts, Capped, QueueDepth, QueueDepths, Stats};
 
 /// The document, with the pushed events as OpenAPI 3.1 `webhooks`.
 pub fn document() -> Value {
@@ -74,6 +76,8 @@ envelope!(TimelineOk, Timeline, "Timeline");
 envelope!(ReplayAcceptedOk, ReplayAccepted, "ReplayAccepted");
 envelope!(PushOk, Push, "Push");
 envelope!(HealthOk, Health, "Health");
+envelope!(CallErasedOk, CallErased, "CallErased");
+envelope!(StatsOk, Stats, "Stats");
 envelope!(WebhookOk, WebhookAnswer, "WebhookAccepted | WebhookIgnored");
 
 /// What the webhook answers: the call it recorded, or that the type is not recorded.
@@ -82,6 +86,26 @@ envelope!(WebhookOk, WebhookAnswer, "WebhookAccepted | WebhookIgnored");
 enum WebhookAnswer {
     Accepted(WebhookAccepted),
     Ignored(WebhookIgnored),
+}
+
+/// Calls by `dataStatus`: every one, zero included.
+#[derive(ToSchema)]
+pub(crate) struct DataStatusCounts {
+    pending: i64,
+    partial: i64,
+    fetching: i64,
+    complete: i64,
+    fetch_failed: i64,
+}
+
+/// Calls by outcome: every one, zero included (calls still running have none).
+#[derive(ToSchema)]
+pub(crate) struct OutcomeCounts {
+    completed: i64,
+    no_answer: i64,
+    voicemail: i64,
+    timeout: i64,
+    error: i64,
 }
 
 /// What `status` filters on: a dataStatus, or an outcome.
@@ -223,17 +247,18 @@ struct OtherMessage {
     servers((url = "http://127.0.0.1:3000", description = "ringback-local, as the README starts it")),
     paths(
         health, post_webhook, post_call, list_calls, get_call, get_events, post_replay,
-        post_redeliver, get_openapi, get_docs, get_console, get_dev_callbacks, post_dev_callbacks
+        delete_call, get_stats, post_redeliver, get_openapi, get_docs, get_console, get_dev_callbacks, post_dev_callbacks
     ),
     components(schemas(
         CallResult, Outcome, CallStatus, DataStatus, CallMethod, ConversationMessage, Analysis,
         Provider, RequestInfo, CallSummary, CallEvent, EventType, PushState, DeliveryAttempt,
         Failure, Problem, Code, Health, WebhookAccepted, WebhookIgnored, CallAccepted, CallPage,
-        ReplayAccepted, Push, WebhookCounts, Timeline, Moment, StatusWord
+        ReplayAccepted, Push, WebhookCounts, Timeline, Moment, StatusWord, CallErased, VapiDeletion,
+        Stats, CallCounts, DataStatusCounts, OutcomeCounts, Capped, QueueDepths, QueueDepth
     )),
     modifiers(&Security),
     tags(
-        (name = "calls", description = "Place calls, read their records, find them (client API token)"),
+        (name = "calls", description = "Place calls, read their records, find, count and erase them (client API token)"),
         (name = "operations", description = "A call's history, replay, redelivery (API token, always)"),
         (name = "vapi", description = "Vapi's server messages"),
         (name = "meta", description = "Health and this description"),
@@ -361,9 +386,53 @@ fn list_calls() {}
             headers(("ETag" = String, description = "The record's version"))),
         (status = 401, description = "No valid API token", body = Failure),
         (status = 404, description = "Unknown, or expired", body = Failure),
+        (status = 410, description = "Erased (`gone`): the message says when", body = Failure),
         (status = 503, description = "Storage unavailable", body = Failure),
     ))]
 fn get_call() {}
+
+/// Erases a call everywhere ringback wrote it.
+///
+/// Its record becomes a tombstone (a later `GET` answers 410), its kept webhooks, pushed events and listing entry are deleted, its provider row
+/// and interaction log lose their texts. Idempotent: a repeat answers the same `erasedAt`, and
+/// finishes an erase a 503 left unfinished. Webhooks that arrive for it later are ignored.
+#[utoipa::path(delete, path = "/api/v1/vapi/calls/{callId}", tag = "calls", operation_id = "eraseCall",
+    params(
+        ("callId" = String, Path, description = CALL_ID),
+        ("vapi" = Option<bool>, Query,
+            description = "`true`: also delete Vapi's copy (`DELETE /call/{id}`), reported apart in `vapi`; ringback's erase does not depend on it"),
+    ),
+    security(("apiToken" = [])),
+    responses(
+        (status = 200, description = "Erased (now, or before: the same `erasedAt`)", body = CallErasedOk),
+        (status = 400, description = "`vapi` is not true or false, or an unknown parameter (it is named)", body = Failure),
+        (status = 401, description = "No valid API token", body = Failure),
+        (status = 404, description = "Unknown: no record and no listing entry", body = Failure),
+        (status = 409, description = "The call is still being placed (retry after Retry-After)", body = Failure,
+            headers(("Retry-After" = u32, description = "Seconds"))),
+        (status = 503, description = "Storage unavailable: retry, erasing again finishes what this one started", body = Failure),
+    ))]
+fn delete_call() {}
+
+/// Calls created in a window by `dataStatus` and outcome, calls overdue, the queues' depths.
+///
+/// From counters: a bounded number of reads whatever the number of calls; a part that
+/// cannot be read is `{unavailable}` while the others are answered.
+#[utoipa::path(get, path = "/api/v1/vapi/stats", tag = "calls", operation_id = "getStats",
+    params(
+        ("since" = Option<String>, Query, min_length = 1,
+            description = "Created at or after: RFC 3339 or a date (its start); 24 hours before until by default. Widened to the hour"),
+        ("until" = Option<String>, Query, min_length = 1,
+            description = "Created before: RFC 3339 or a date (its end); now by default. Widened to the hour; the window is at most 31 days"),
+    ),
+    security(("apiToken" = [])),
+    responses(
+        (status = 200, description = "The stats", body = StatsOk),
+        (status = 400, description = "A query parameter is invalid, the window empty or longer than 31 days (the parameter is named)", body = Failure),
+        (status = 401, description = "No valid API token", body = Failure),
+        (status = 404, description = "This deployment has no call index", body = Failure),
+    ))]
+fn get_stats() {}
 
 /// A call's history: the record's milestones, each kept webhook, each pushed event and attempt.
 #[utoipa::path(get, path = "/api/v1/vapi/calls/{callId}/events", tag = "operations", operation_id = "getCallEvents",
@@ -386,6 +455,7 @@ fn get_events() {}
         (status = 401, description = "No valid API token", body = Failure),
         (status = 404, description = "No kept webhooks for the call, or none are kept here", body = Failure),
         (status = 409, description = "The call is still being worked on", body = Failure),
+        (status = 410, description = "Erased (`gone`)", body = Failure),
         (status = 503, description = "Storage or queue unavailable", body = Failure),
     ))]
 fn post_replay() {}

@@ -55,7 +55,7 @@ pub async fn list_calls(
 
 /// `application/x-www-form-urlencoded` pairs: `+` is a space, then percent-decoding. A name
 /// without `=` has an empty value (refused later, by name).
-fn form_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn form_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

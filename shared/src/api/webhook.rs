@@ -13,6 +13,8 @@ pub async fn post_webhook(svc: &WebhookService, headers: &HeaderMap, body: &[u8]
             tracing::debug!(message_type, "webhook type not recorded");
             ok_typed(StatusCode::OK, &WebhookIgnored { ignored: true })
         }
+        // Answered as taken, so Vapi stops sending it.
+        Ok(Ingested::Erased { .. }) => ok_typed(StatusCode::OK, &WebhookIgnored { ignored: true }),
         Ok(Ingested::Accepted {
             call_id,
             data_status,

@@ -50,6 +50,27 @@ pub struct CallAccepted {
     pub poll_url: String,
 }
 
+/// `DELETE /api/v1/vapi/calls/{id}`: the call is erased (the same answer again for a repeat).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CallErased {
+    pub call_id: String,
+    /// Always `true`.
+    pub erased: bool,
+    /// When it was first erased (ISO-8601).
+    pub erased_at: String,
+    /// Kept webhooks, pushed events and their attempts deleted by this request (0 for a repeat).
+    pub history_items_deleted: u64,
+    /// Its provider row holds it no more (`false`: no row, or no usable provider id).
+    pub provider_row: bool,
+    /// Its interaction log holds no transcript or summary (`false`: no usable service request id).
+    pub interaction_log: bool,
+    /// Only with `?vapi=true`: what Vapi answered to deleting its copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vapi: Option<crate::service::erase::VapiDeletion>,
+}
+
 /// A page of calls, newest first.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -136,6 +157,9 @@ pub struct Timeline {
 pub enum Moment {
     #[serde(rename = "record.created")]
     RecordCreated { at: String },
+    /// The call was erased: the one thing its timeline still shows.
+    #[serde(rename = "call.erased")]
+    Erased { at: String },
     #[serde(rename = "record.first_webhook")]
     FirstWebhook { at: String },
     #[serde(rename = "record.fetched", rename_all = "camelCase")]
@@ -180,6 +204,7 @@ impl Moment {
     pub fn at(&self) -> &str {
         match self {
             Self::RecordCreated { at }
+            | Self::Erased { at }
             | Self::FirstWebhook { at }
             | Self::Fetched { at, .. }
             | Self::Updated { at, .. }

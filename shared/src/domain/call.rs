@@ -16,6 +16,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Self; 5] = [
+        Self::Completed,
+        Self::NoAnswer,
+        Self::Voicemail,
+        Self::Timeout,
+        Self::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Completed => "completed",
@@ -83,6 +91,14 @@ pub enum DataStatus {
 }
 
 impl DataStatus {
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Partial,
+        Self::Fetching,
+        Self::Complete,
+        Self::FetchFailed,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Complete | Self::FetchFailed)
     }

@@ -103,12 +103,15 @@ pub enum Skip {
     ChainOwnsCall,
     /// Not a job the claim protocol handles (`persist`, `push`).
     NotClaimable,
+    /// The call was erased: nothing may be written for it any more.
+    Erased,
 }
 
 impl Skip {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Finished => "finished",
+            Self::Erased => "erased",
             Self::Stale => "stale",
             Self::ClaimedElsewhere => "claimed_elsewhere",
             Self::AttemptSettled => "attempt_settled",
@@ -235,6 +238,9 @@ pub fn admit(
 fn skip_reason(rec: &CallRecord, job: &EnrichmentJob, message_id: &str, now: &str) -> Option<Skip> {
     let r = &rec.result;
     let ours = rec.book.claimed_by.as_deref() == Some(message_id);
+    if super::erase::is_erased(rec) {
+        return Some(Skip::Erased);
+    }
     if r.data_status.is_terminal() {
         return Some(Skip::Finished);
     }

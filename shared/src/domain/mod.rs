@@ -6,6 +6,7 @@ mod call_request;
 pub mod callback_host;
 mod cleanup;
 mod enrichment;
+pub mod erase;
 pub mod fit;
 mod ids;
 mod merge;

@@ -48,6 +48,9 @@ pub struct Bookkeeping {
     /// old chain is stale).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub chain_start: u32,
+    /// When the call was erased (ISO-8601): this record is its tombstone ([`super::erase`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

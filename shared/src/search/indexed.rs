@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{CallIndex, CallSummary, Searchable};
+use super::{CallIndex, CallSummary, Previous, Searchable};
 use crate::domain::CallRecord;
 use crate::ports::{
     Attempt, CallStore, Deadline, IdempotencyRecord, IdempotencyStore, OverduePage, SavedResponse,
@@ -76,15 +76,15 @@ impl<S> IndexedCalls<S> {
             .remove(id);
     }
 
-    fn unchanged(&self, id: &str, expected: Option<u64>, s: &Searchable) -> bool {
+    /// What the summary held when the record was at `expected`, as far as this store saw.
+    fn previous(&self, id: &str, expected: Option<u64>) -> Previous {
         let Some(expected) = expected else {
-            return false;
+            return Previous::Absent;
         };
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .is_some_and(|(v, known)| *v == expected && known == s)
+        match self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            Some((v, known)) if *v == expected => Previous::Was(known.clone()),
+            _ => Previous::Unknown,
+        }
     }
 }
 
@@ -111,11 +111,12 @@ impl<S: CallStore> CallStore for IndexedCalls<S> {
         let id = record.result.call_id.as_str();
         let summary = CallSummary::of(&record.result);
         let searchable = summary.searchable();
-        let written = if self.unchanged(id, expected, &searchable) {
+        let previous = self.previous(id, expected);
+        let written = if previous == Previous::Was(searchable.clone()) {
             self.inner.put(record, expected, deadline).await
         } else {
             self.inner
-                .put_listed(record, expected, deadline, &summary)
+                .put_listed(record, expected, deadline, &summary, &previous)
                 .await
         };
         match written {
@@ -142,6 +143,19 @@ impl<S: CallStore> CallStore for IndexedCalls<S> {
         self.inner.delete(call_id, expected).await?;
         self.forget(call_id);
         Ok(())
+    }
+
+    async fn erase(
+        &self,
+        tombstone: &CallRecord,
+        expected: Option<u64>,
+        until: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        // The calls table removes the summary in the same request.
+        let id = tombstone.result.call_id.as_str();
+        self.forget(id);
+        self.inner.erase(tombstone, expected, until, deadline).await
     }
 
     async fn overdue(

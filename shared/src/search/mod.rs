@@ -56,12 +56,40 @@ pub struct CallSummary {
 /// not rewrite the summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Searchable {
-    data_status: DataStatus,
-    status: Option<Outcome>,
+    pub(crate) data_status: DataStatus,
+    pub(crate) status: Option<Outcome>,
     provider_name: Option<String>,
     provider_id: Option<String>,
     service_request_id: Option<String>,
-    created_at: String,
+    pub(crate) created_at: String,
+}
+
+impl Searchable {
+    /// The fields the counters of calls by state read ([`crate::stats`]), the rest unknown.
+    pub(crate) fn counted(
+        data_status: DataStatus,
+        status: Option<Outcome>,
+        created_at: String,
+    ) -> Self {
+        Self {
+            data_status,
+            status,
+            provider_name: None,
+            provider_id: None,
+            service_request_id: None,
+            created_at,
+        }
+    }
+}
+
+/// What a listed write knows of the summary it replaces: the counters move from there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Previous {
+    /// The writer did not read the record through the listing's store: the adapter reads it.
+    Unknown,
+    /// No summary (a new call).
+    Absent,
+    Was(Searchable),
 }
 
 impl CallSummary {
@@ -151,27 +179,11 @@ pub fn fnv1a(text: &str) -> u64 {
 }
 
 pub fn data_status_from_word(word: &str) -> Option<DataStatus> {
-    [
-        DataStatus::Pending,
-        DataStatus::Partial,
-        DataStatus::Fetching,
-        DataStatus::Complete,
-        DataStatus::FetchFailed,
-    ]
-    .into_iter()
-    .find(|d| d.as_str() == word)
+    DataStatus::ALL.into_iter().find(|d| d.as_str() == word)
 }
 
 pub fn outcome_from_word(word: &str) -> Option<Outcome> {
-    [
-        Outcome::Completed,
-        Outcome::NoAnswer,
-        Outcome::Voicemail,
-        Outcome::Timeout,
-        Outcome::Error,
-    ]
-    .into_iter()
-    .find(|o| o.as_str() == word)
+    Outcome::ALL.into_iter().find(|o| o.as_str() == word)
 }
 
 /// The position after the last call of a page: the sort key of that call.
@@ -251,7 +263,7 @@ pub struct QueryError {
 }
 
 impl QueryError {
-    fn new(parameter: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(parameter: &str, message: impl Into<String>) -> Self {
         Self {
             parameter: parameter.to_owned(),
             message: message.into(),
@@ -358,7 +370,11 @@ impl SearchQuery {
 
 /// RFC 3339 (any offset), or a plain date: `since=2026-12-02` is that day's start (UTC),
 /// `until=2026-12-02` its end.
-fn parse_time(name: &str, value: &str, end_of_day: bool) -> Result<DateTime<Utc>, QueryError> {
+pub(crate) fn parse_time(
+    name: &str,
+    value: &str,
+    end_of_day: bool,
+) -> Result<DateTime<Utc>, QueryError> {
     let t = read_time(value, end_of_day).ok_or_else(|| {
         QueryError::new(
             name,
@@ -417,6 +433,15 @@ pub trait CallIndex: Send + Sync {
     async fn remove(&self, call_id: &str) -> Result<(), StoreError>;
     /// One page of the listing, through an index made for its filter: never a scan.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError>;
+    /// One call's summary, if it has one.
+    async fn summary(&self, call_id: &str) -> Result<Option<CallSummary>, StoreError>;
+    /// Calls created in `[since, until)` (whole hours) by state, from counters kept with the
+    /// summaries ([`crate::stats`]): a bounded read, whatever the number of calls.
+    async fn counts(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<crate::stats::CallCounts, StoreError>;
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub struct CleanupService {
     pub metrics: Metrics,
     /// Pushes `call.failed` for a call it settles; `None`: pushes are off.
     pub push: Option<Arc<crate::service::push::PushService>>,
+    /// Finishes an erase that stopped half-way (its tombstone still has a deadline).
+    pub erase: Option<Arc<crate::service::erase::EraseService>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -163,6 +165,17 @@ impl CleanupService {
         else {
             return Ok(None);
         };
+        if crate::domain::erase::is_erased(&record) {
+            // Only an erase that stopped half-way leaves its tombstone in the index.
+            if let Some(erase) = &self.erase {
+                erase
+                    .finish(record, version)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                info!(call_id, "erase finished");
+            }
+            return Ok(Some(CleanupAction::Leave));
+        }
         // The index lags behind writes: trust the record as it is now, not the entry that led here.
         let written = parse_timestamp(&serde_json::Value::String(record.result.updated_at.clone()));
         let overdue = match written.and_then(|t| deadline_for(&record, t, &self.timing)) {

@@ -10,6 +10,10 @@ use crate::domain::{CallRecord, CallStatus, DataStatus};
 
 pub fn deadline_for(rec: &CallRecord, now: DateTime<Utc>, t: &Timing) -> Option<DateTime<Utc>> {
     let r = &rec.result;
+    if crate::domain::erase::is_erased(rec) {
+        // An erase sets its own deadline until it is finished (`service::erase`).
+        return None;
+    }
     let expected = match r.data_status {
         // A settled record leaves the cleanup's sight, unless its rows still wait for late data
         // or its settling event is still to be made.

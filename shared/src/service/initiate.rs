@@ -451,6 +451,13 @@ impl InitiatorService {
                 0 => None,
                 _ => self.store.get(call_id).await?,
             };
+            if current
+                .as_ref()
+                .is_some_and(|v| crate::domain::erase::is_erased(&v.record))
+            {
+                // Erased as soon as it was placed: what the client asked for is not written.
+                return Ok(());
+            }
             let expected = current.as_ref().map(|v| v.version);
             let mut rec = current
                 .map(|v| v.record)

@@ -4,6 +4,7 @@
 pub mod cleanup;
 mod deadlines;
 pub mod enrichment;
+pub mod erase;
 pub mod initiate;
 mod owed;
 pub mod placed;

@@ -31,6 +31,9 @@ pub struct ReplayService {
 pub enum ReplayError {
     #[error("no call {0}: no record and no kept webhooks")]
     NotFound(String),
+    /// The call was erased: there is nothing to replay.
+    #[error("call {0} was erased at {1}")]
+    Erased(String, String),
     /// The call is still being worked on: replaying now would race its enrichment.
     #[error("call {0} is {1}; replay it once it is complete or fetch_failed")]
     Busy(String, &'static str),
@@ -59,6 +62,12 @@ impl ReplayService {
         let id = id.as_str();
         for _ in 0..WRITE_RETRIES {
             let current = self.store.get(id).await?;
+            if let Some(at) = current
+                .as_ref()
+                .and_then(|v| v.record.book.erased_at.clone())
+            {
+                return Err(ReplayError::Erased(id.to_owned(), at));
+            }
             if let Some(v) = &current {
                 let status = v.record.result.data_status;
                 if !status.is_terminal() {

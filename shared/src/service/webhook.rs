@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::{deadline_for, WRITE_RETRIES};
 use crate::config::Timing;
+use crate::domain::erase::is_erased;
 use crate::domain::{apply_webhook, to_iso, DataStatus, WebhookOutcome};
 use crate::metrics::Metrics;
 use crate::ports::{
@@ -49,6 +50,8 @@ pub struct WebhookService {
 pub enum Ingested {
     /// A type we do not record; nothing stored.
     Ignored { message_type: String },
+    /// The call was erased: nothing stored, nothing set off.
+    Erased { call_id: String },
     Accepted {
         call_id: String,
         data_status: DataStatus,
@@ -90,7 +93,9 @@ impl WebhookService {
         let m = &self.metrics;
         m.count("WebhooksReceived", 1, &[]);
         match result {
-            Ok(Ingested::Ignored { .. }) => m.count("WebhooksIgnored", 1, &[]),
+            Ok(Ingested::Ignored { .. } | Ingested::Erased { .. }) => {
+                m.count("WebhooksIgnored", 1, &[])
+            }
             Ok(Ingested::Accepted {
                 duplicate: true, ..
             }) => m.count("WebhooksDuplicate", 1, &[]),
@@ -133,6 +138,12 @@ impl WebhookService {
 
         for _ in 0..WRITE_RETRIES {
             let current = self.store.get(&snap.call_id).await?;
+            if current.as_ref().is_some_and(|v| is_erased(&v.record)) {
+                info!(call_id = %snap.call_id, "webhook for an erased call: nothing stored");
+                return Ok(Ingested::Erased {
+                    call_id: snap.call_id,
+                });
+            }
             let expected = current.as_ref().map(|v| v.version);
             let now_iso = to_iso(now);
             let out = apply_webhook(current.map(|v| v.record), &snap, &key, &now_iso);
@@ -199,7 +210,8 @@ impl WebhookService {
             IngestError::Unavailable(e.to_string())
         })?;
         match keeping {
-            Keeping::Kept => {}
+            // Erased while this delivery was applied: the record refused it too.
+            Keeping::Kept | Keeping::Erased => {}
             Keeping::AlreadyKept => self.metrics.count("WebhooksResent", 1, &[]),
             Keeping::OverBound => {
                 warn!(

@@ -118,6 +118,8 @@ impl VapiClient {
             message: format!("reading the answer failed: {e}"),
         })?;
         match status {
+            // A DELETE may answer 204, with no body.
+            200..=299 if text.trim().is_empty() => Ok(Value::Null),
             200..=299 => serde_json::from_str(&text).map_err(|e| VapiError::Transient {
                 status: Some(status),
                 retry_after: None,
@@ -182,6 +184,13 @@ impl VapiApi for VapiClient {
             self.http.post(format!("{}/call", self.base)).json(body),
         )
         .await
+    }
+
+    async fn delete_call(&self, call_id: &str) -> Result<(), VapiError> {
+        let url = format!("{}/call/{}", self.base, urlencode(call_id));
+        self.send("delete_call", self.http.delete(url))
+            .await
+            .map(|_| ())
     }
 
     async fn list_calls(&self, f: &CallFilter) -> Result<Vec<Value>, VapiError> {

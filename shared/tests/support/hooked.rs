@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use ringback::adapters::dynamodb::CallsTable;
 use ringback::domain::CallRecord;
 use ringback::ports::{CallStore, Deadline, OverduePage, StoreError, Versioned};
-use ringback::search::CallSummary;
+use ringback::search::{CallSummary, Previous};
 
 /// What a test puts in front of the calls table: each hook answers in the table's place
 /// (`Some`) or lets the call through (`None`, the default).
@@ -71,14 +71,27 @@ impl<H: Hooks> CallStore for Hooked<H> {
         expected: Option<u64>,
         deadline: Deadline,
         summary: &CallSummary,
+        previous: &Previous,
     ) -> Result<u64, StoreError> {
         match self.hooks.put(record).await {
             Some(answer) => answer,
             None => {
                 self.table
-                    .put_listed(record, expected, deadline, summary)
+                    .put_listed(record, expected, deadline, summary, previous)
                     .await
             }
+        }
+    }
+    async fn erase(
+        &self,
+        tombstone: &CallRecord,
+        expected: Option<u64>,
+        until: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        match self.hooks.put(tombstone).await {
+            Some(answer) => answer,
+            None => self.table.erase(tombstone, expected, until, deadline).await,
         }
     }
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {

@@ -33,8 +33,8 @@ use super::events::{EventsTable, SORT_KEY};
 use super::fit::gzip;
 use super::unavailable;
 use crate::ports::{
-    Keeping, KeptWebhook, StoreError, StoredWebhook, WebhookArchive, WebhookLog, MAX_KEPT_WEBHOOKS,
-    MAX_KEPT_WEBHOOK_BYTES,
+    ErasureMark, Keeping, KeptWebhook, StoreError, StoredWebhook, WebhookArchive, WebhookLog,
+    MAX_KEPT_WEBHOOKS, MAX_KEPT_WEBHOOK_BYTES,
 };
 
 const PREFIX: &str = "webhook#";
@@ -91,6 +91,15 @@ impl EventsTable {
 
 struct StoredError(String);
 
+/// What a keep's transaction did.
+enum Claim {
+    Written,
+    /// The claim was refused, with the tally when DynamoDB returns it.
+    Refused(Option<Item>),
+    /// The call is erased: nothing written (but parts, deleted again).
+    Erased,
+}
+
 /// Whether the tally names body `id` as kept.
 fn holds(tally: Option<&Item>, id: &str) -> bool {
     tally
@@ -138,14 +147,11 @@ impl EventsTable {
     /// Keeps `w` with one `TransactWriteItems`, all or nothing: the tally's claim (the id new,
     /// the call within its bound: a conditional update, so concurrent deliveries cannot pass the
     /// bound or keep one body twice) and the body's main item. A big body's parts go first.
-    /// `Err(tally)`: the claim was refused, with the tally when DynamoDB returns it.
-    async fn claim_and_write(
-        &self,
-        w: &StoredWebhook,
-    ) -> Result<Result<(), Option<Item>>, StoreError> {
+    /// The transaction also holds the call's erasure mark absent ([`super::erasure`]).
+    async fn claim_and_write(&self, w: &StoredWebhook) -> Result<Claim, StoreError> {
         let bytes = w.body.len() as u64;
         let Some(room) = MAX_KEPT_WEBHOOK_BYTES.checked_sub(bytes) else {
-            return Ok(Err(None));
+            return Ok(Claim::Refused(None));
         };
         let expires = self.clock.now().timestamp() + self.retention.as_secs() as i64;
         let sk = format!("{PREFIX}{}#{}", w.received_at, w.id);
@@ -214,6 +220,9 @@ impl EventsTable {
         let ops = vec![
             TransactWriteItem::builder().update(claim).build(),
             TransactWriteItem::builder().put(body).build(),
+            TransactWriteItem::builder()
+                .condition_check(self.not_erased(&w.call_id)?)
+                .build(),
         ];
         // Two deliveries of one call at once may clash on the tally: the loser tries again, after
         // a short backoff (the other transaction is still in flight).
@@ -227,16 +236,22 @@ impl EventsTable {
                 .set_transact_items(Some(ops.clone()))
                 .send()
                 .await;
-            let Err(e) = sent else { return Ok(Ok(())) };
+            let Err(e) = sent else {
+                return Ok(Claim::Written);
+            };
             let reasons = match e.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
                     c.cancellation_reasons()
                 }
                 _ => return Err(unavailable("TransactWriteItems (webhook)", &e)),
             };
+            if reasons.get(2).and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
+                self.drop_parts(&w.call_id, &sk, pieces.len()).await;
+                return Ok(Claim::Erased);
+            }
             match reasons.first() {
                 Some(r) if r.code() == Some("ConditionalCheckFailed") => {
-                    return Ok(Err(r.item().cloned()))
+                    return Ok(Claim::Refused(r.item().cloned()))
                 }
                 _ if reasons
                     .iter()
@@ -250,6 +265,25 @@ impl EventsTable {
     }
 }
 
+impl EventsTable {
+    /// Best effort: the parts a refused keep wrote first (they would otherwise wait for TTL).
+    async fn drop_parts(&self, call_id: &str, sk: &str, pieces: usize) {
+        for i in 1..pieces {
+            let sent = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key(ID, s(call_id))
+                .key(SORT_KEY, s(part_key(sk, i)))
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(call_id, error = %unavailable("DeleteItem (webhook part)", &e), "part of a refused webhook left to TTL");
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl WebhookArchive for EventsTable {
     async fn keep(&self, w: &StoredWebhook) -> Result<Keeping, StoreError> {
@@ -260,8 +294,10 @@ impl WebhookArchive for EventsTable {
         {
             return Ok(Keeping::AlreadyKept);
         }
-        let Err(held) = self.claim_and_write(w).await? else {
-            return Ok(Keeping::Kept);
+        let held = match self.claim_and_write(w).await? {
+            Claim::Written => return Ok(Keeping::Kept),
+            Claim::Erased => return Ok(Keeping::Erased),
+            Claim::Refused(held) => held,
         };
         // DynamoDB returns the tally with the refusal; an emulator may not, so read it then.
         let tally = match held {
@@ -342,5 +378,14 @@ impl WebhookArchive for EventsTable {
             kept,
             not_kept: counted("notKept"),
         })
+    }
+
+    async fn erase(&self, call_id: &str, mark: &ErasureMark) -> Result<u64, StoreError> {
+        self.write_mark(call_id, mark).await?;
+        self.delete_history(call_id).await
+    }
+
+    async fn erased(&self, call_id: &str) -> Result<Option<ErasureMark>, StoreError> {
+        self.read_mark(call_id).await
     }
 }

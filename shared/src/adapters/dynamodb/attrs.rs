@@ -21,6 +21,8 @@ pub(crate) const DEADLINE: &str = "deadline";
 pub(crate) const REQUEST_HASH: &str = "requestHash";
 pub(crate) const RESPONSE: &str = "response";
 pub(crate) const CREATED_AT: &str = "createdAt";
+/// On an erased call's tombstone ([`crate::domain::erase`]).
+pub(crate) const ERASED_AT: &str = "erasedAt";
 
 pub(crate) const KIND_CALL: &str = "call";
 pub(crate) const KIND_PART: &str = "part";

@@ -186,7 +186,7 @@ pub(super) fn summary_item(summary: &CallSummary, version: u64) -> Item {
 }
 
 impl CallIndexTable {
-    fn summary(item: &Item) -> Option<CallSummary> {
+    fn summary_of(item: &Item) -> Option<CallSummary> {
         let text = |name: &str| get_s(item, name).map(str::to_owned);
         Some(CallSummary {
             call_id: text(ID)?,
@@ -214,7 +214,7 @@ impl CallIndexTable {
         let items = super::batch_get(&self.client, &self.table, keys, false, what).await?;
         Ok(items
             .iter()
-            .filter_map(Self::summary)
+            .filter_map(Self::summary_of)
             .map(|summary| (summary.call_id.clone(), summary))
             .collect())
     }
@@ -331,6 +331,27 @@ impl CallIndex for CallIndexTable {
             .await
             .map(|_| ())
             .map_err(|e| unavailable("DeleteItem on the call index", &e))
+    }
+
+    async fn summary(&self, call_id: &str) -> Result<Option<CallSummary>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(ID, s(call_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem on the call index", &e))?;
+        Ok(out.item.as_ref().and_then(Self::summary_of))
+    }
+
+    async fn counts(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::stats::CallCounts, StoreError> {
+        super::counters::read(&self.client, &self.table, since, until).await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage, StoreError> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, WriteRequest,
+    AttributeValue, Delete, DeleteRequest, Put, ReturnValue, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -18,9 +18,10 @@ use tracing::warn;
 use super::attrs::*;
 use super::codec::{self, MAX_CHUNKS, MAX_DOC_BYTES};
 use super::cursor;
-use super::{tables::UNFINISHED_INDEX, unavailable};
+use super::{counters, tables::UNFINISHED_INDEX, unavailable};
 use crate::domain::{to_iso, CallRecord};
 use crate::ports::{CallStore, Clock, Deadline, OverduePage, StoreError, Versioned};
+use crate::search::{CallSummary, Previous, Searchable};
 
 /// The calls table: call records ([`CallStore`]) and idempotency records
 /// ([`crate::ports::IdempotencyStore`], in `idempotency.rs`).
@@ -72,78 +73,157 @@ impl CallsTable {
     }
 
     /// One conditional write of the record, its parts and (if given, and this table has an
-    /// index table) its listing summary: a `PutItem` when it is one item, else one
-    /// `TransactWriteItems`, all or nothing.
+    /// index table) its listing summary with the counters it moves: a `PutItem` when it is one
+    /// item, else one `TransactWriteItems`, all or nothing.
     async fn write(
         &self,
         record: &CallRecord,
         expected: Option<u64>,
         deadline: Deadline,
-        summary: Option<&crate::search::CallSummary>,
+        listing: Option<(&CallSummary, &Previous)>,
     ) -> Result<u64, StoreError> {
         let now = self.clock.now();
         let version = expected.map_or(1, |v| v + 1);
-        let mut items = self.items(record, version, deadline, now)?;
-        let (cond, names, values) = condition(expected, now.timestamp());
+        let items = self.items(record, version, deadline, now, None)?;
         debug_assert!(
-            summary.is_none() || self.index_table.is_some(),
+            listing.is_none() || self.index_table.is_some(),
             "a listed write to a calls table built without its index table"
         );
-        let listed = summary.zip(self.index_table.as_deref());
-        if items.len() == 1 && listed.is_none() {
-            let sent = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(items.pop())
-                .condition_expression(cond)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await;
-            return match sent {
-                Ok(_) => Ok(version),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    Err(StoreError::Conflict)
-                }
-                Err(e) => Err(unavailable("PutItem on the calls table", &e)),
-            };
-        }
-        let build = |table: &str, put: aws_sdk_dynamodb::types::builders::PutBuilder| {
-            put.table_name(table)
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
-                .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
+        let listed = listing.zip(self.index_table.as_deref());
+        let Some(((summary, previous), index)) = listed else {
+            if items.len() == 1 {
+                return self.put_one(items, expected, now).await.map(|()| version);
+            }
+            let ops = self.record_ops(items, expected, now)?;
+            return self.transact(ops).await.map(|()| version);
         };
-        let mut ops = Vec::with_capacity(items.len() + 1);
+        let next = summary.searchable();
+        self.transact_listed(&record.result.call_id, previous, |prev| {
+            let mut ops = self.record_ops(items.clone(), expected, now)?;
+            // Conditioned on the state the counters move from: a wrong guess loses only this
+            // condition, and is read and written again.
+            let (cond, names, values) = counters::summary_condition(prev);
+            let item = super::call_index::summary_item(summary, version);
+            ops.push(tx_put(
+                Put::builder()
+                    .table_name(index)
+                    .set_item(Some(item))
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(non_empty(values)),
+            )?);
+            ops.extend(counters::moves(
+                index,
+                &record.result.call_id,
+                prev,
+                Some(&next),
+            )?);
+            Ok(ops)
+        })
+        .await
+        .map(|()| version)
+    }
+
+    async fn put_one(
+        &self,
+        mut items: Vec<Item>,
+        expected: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (cond, names, values) = condition(expected, now.timestamp());
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(items.pop())
+            .condition_expression(cond)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(unavailable("PutItem on the calls table", &e)),
+        }
+    }
+
+    /// The main item's conditional put (first: a cancelled transaction's first reason is the
+    /// record's) and its parts' puts.
+    fn record_ops(
+        &self,
+        items: Vec<Item>,
+        expected: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let (cond, names, values) = condition(expected, now.timestamp());
         let mut it = items.into_iter();
         let main = it.next().expect("a main item");
-        ops.push(build(
-            &self.table,
+        let mut ops = vec![tx_put(
             Put::builder()
+                .table_name(&self.table)
                 .set_item(Some(main))
                 .condition_expression(cond)
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values)),
-        )?);
+        )?];
         for part in it {
-            ops.push(build(&self.table, Put::builder().set_item(Some(part)))?);
+            ops.push(tx_put(
+                Put::builder().table_name(&self.table).set_item(Some(part)),
+            )?);
         }
-        if let Some((summary, table)) = listed {
-            // Unconditional: it lands only with the record's conditional write, so the last
-            // summary written is always the newest committed record's.
-            let item = super::call_index::summary_item(summary, version);
-            ops.push(build(table, Put::builder().set_item(Some(item)))?);
+        Ok(ops)
+    }
+
+    /// Sends the transaction `ops(previous summary state)` builds, reading the summary's state
+    /// when it is unknown or turned out wrong (the record's own condition held, the summary's
+    /// did not), at most three times.
+    async fn transact_listed(
+        &self,
+        call_id: &str,
+        previous: &Previous,
+        ops: impl Fn(Option<&Searchable>) -> Result<Vec<TransactWriteItem>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let index = self
+            .index_table
+            .as_deref()
+            .expect("a listed write has an index table");
+        let mut prev = match previous {
+            Previous::Was(s) => Some(Some(s.clone())),
+            Previous::Absent => Some(None),
+            Previous::Unknown => None,
+        };
+        for _ in 0..3 {
+            let known = match prev.take() {
+                Some(known) => known,
+                None => counters::stored_state(&self.client, index, call_id).await?,
+            };
+            match self.send(ops(known.as_ref())?).await {
+                Err(Cancelled::SummaryMoved) => continue,
+                Err(Cancelled::Conflict) => return Err(StoreError::Conflict),
+                Err(Cancelled::Other(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
         }
-        self.transact(ops).await.map(|()| version)
+        Err(StoreError::Conflict)
     }
 
     /// One `TransactWriteItems`; a cancelled condition (or a clash with another transaction)
     /// is [`StoreError::Conflict`].
     async fn transact(&self, ops: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        match self.send(ops).await {
+            Ok(()) => Ok(()),
+            Err(Cancelled::Conflict | Cancelled::SummaryMoved) => Err(StoreError::Conflict),
+            Err(Cancelled::Other(e)) => Err(e),
+        }
+    }
+
+    async fn send(&self, ops: Vec<TransactWriteItem>) -> Result<(), Cancelled> {
         match self
             .client
             .transact_write_items()
@@ -152,42 +232,105 @@ impl CallsTable {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_cancel) => {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(unavailable("TransactWriteItems on the calls table", &e)),
+            Err(e) => Err(match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    let codes: Vec<Option<&str>> =
+                        c.cancellation_reasons().iter().map(|r| r.code()).collect();
+                    let failed = |code: &str| codes.contains(&Some(code));
+                    if failed("TransactionConflict")
+                        || codes.first() == Some(&Some("ConditionalCheckFailed"))
+                    {
+                        Cancelled::Conflict
+                    } else if failed("ConditionalCheckFailed") {
+                        Cancelled::SummaryMoved
+                    } else {
+                        Cancelled::Other(unavailable("TransactWriteItems on the calls table", &e))
+                    }
+                }
+                _ => Cancelled::Other(unavailable("TransactWriteItems on the calls table", &e)),
+            }),
         }
     }
 
-    /// Deletes the record at `expected` and its listing summary in one transaction. (Only the
-    /// initiator's undo of a call it never placed deletes: that record has no parts.)
+    /// Replaces the record by its tombstone, kept until `until`: its parts (every one a longer
+    /// version may have left) and its summary deleted, its counts taken away, in one transaction.
+    async fn tombstone(
+        &self,
+        tombstone: &CallRecord,
+        expected: Option<u64>,
+        until: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let id = tombstone.result.call_id.as_str();
+        let version = expected.map_or(1, |v| v + 1);
+        let mut items = self.items(tombstone, version, deadline, now, Some(until))?;
+        items.truncate(1);
+        let ops = |prev: Option<&Searchable>| {
+            let mut ops = self.record_ops(items.clone(), expected, now)?;
+            for i in 1..MAX_CHUNKS {
+                ops.push(tx_delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(Self::key(&codec::part_key(id, i)))),
+                )?);
+            }
+            if let Some(index) = &self.index_table {
+                ops.extend(self.unlist(index, id, prev)?);
+            }
+            Ok(ops)
+        };
+        match &self.index_table {
+            Some(_) => self.transact_listed(id, &Previous::Unknown, ops).await,
+            None => self.transact(ops(None)?).await,
+        }
+        .map(|()| version)
+    }
+
+    /// Deletes the record at `expected`, its listing summary and its counts in one transaction.
+    /// (Only the initiator's undo of a call it never placed deletes: that record has no parts.)
     async fn delete_listed(
         &self,
         call_id: &str,
         expected: u64,
         index: &str,
     ) -> Result<(), StoreError> {
-        let build = |d: aws_sdk_dynamodb::types::builders::DeleteBuilder| {
-            d.build()
-                .map(|d| TransactWriteItem::builder().delete(d).build())
-                .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
-        };
-        let ops = vec![
-            build(
-                aws_sdk_dynamodb::types::Delete::builder()
+        self.transact_listed(call_id, &Previous::Unknown, |prev| {
+            let mut ops = vec![tx_delete(
+                Delete::builder()
                     .table_name(&self.table)
                     .set_key(Some(Self::key(call_id)))
                     .condition_expression("#v = :v")
                     .expression_attribute_names("#v", VERSION)
                     .expression_attribute_values(":v", n(expected)),
-            )?,
-            build(
-                aws_sdk_dynamodb::types::Delete::builder()
-                    .table_name(index)
-                    .set_key(Some(Self::key(call_id))),
-            )?,
-        ];
-        self.transact(ops).await
+            )?];
+            ops.extend(self.unlist(index, call_id, prev)?);
+            Ok(ops)
+        })
+        .await
+    }
+
+    /// The summary's delete (held to `prev`) and the counts it takes away; nothing without one.
+    fn unlist(
+        &self,
+        index: &str,
+        call_id: &str,
+        prev: Option<&Searchable>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        if prev.is_none() {
+            return Ok(Vec::new());
+        }
+        let (cond, names, values) = counters::summary_condition(prev);
+        let mut ops = vec![tx_delete(
+            Delete::builder()
+                .table_name(index)
+                .set_key(Some(Self::key(call_id)))
+                .condition_expression(cond)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(non_empty(values)),
+        )?];
+        ops.extend(counters::moves(index, call_id, prev, None)?);
+        Ok(ops)
     }
 
     fn key(id: &str) -> Item {
@@ -276,6 +419,7 @@ impl CallsTable {
         version: u64,
         deadline: Deadline,
         now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
     ) -> Result<Vec<Item>, StoreError> {
         let id = record.result.call_id.as_str();
         let doc = codec::encode(record)?;
@@ -285,7 +429,7 @@ impl CallsTable {
                 doc.len()
             )));
         }
-        let expires = n(self.expires_at(now));
+        let expires = n(until.map_or_else(|| self.expires_at(now), |u| u.timestamp()));
         let chunks = codec::chunks(&doc);
         let mut main = HashMap::from([
             (ID.to_owned(), s(id)),
@@ -301,6 +445,10 @@ impl CallsTable {
         ]);
         if chunks.len() > 1 {
             main.insert(PARTS.to_owned(), n(chunks.len() - 1));
+        }
+        if let Some(at) = &record.book.erased_at {
+            // Outside the document too: the events table's writes can be refused on it.
+            main.insert(ERASED_AT.to_owned(), s(at));
         }
         if let Some(d) = deadline {
             main.insert(SHARD.to_owned(), s(unfinished_shard(id)));
@@ -374,18 +522,35 @@ fn condition(expected: Option<u64>, now: i64) -> (&'static str, HashMap<String, 
     }
 }
 
-fn is_conditional_cancel(err: &TransactWriteItemsError) -> bool {
-    match err {
-        TransactWriteItemsError::TransactionCanceledException(e) => {
-            e.cancellation_reasons().iter().any(|r| {
-                matches!(
-                    r.code(),
-                    Some("ConditionalCheckFailed" | "TransactionConflict")
-                )
-            })
-        }
-        _ => false,
-    }
+/// Why a transaction did not land.
+enum Cancelled {
+    /// The record's condition failed, or another transaction clashed: re-read and retry.
+    Conflict,
+    /// Only the summary's condition failed: the summary is not where the writer thought.
+    SummaryMoved,
+    Other(StoreError),
+}
+
+fn tx_put(
+    put: aws_sdk_dynamodb::types::builders::PutBuilder,
+) -> Result<TransactWriteItem, StoreError> {
+    put.build()
+        .map(|p| TransactWriteItem::builder().put(p).build())
+        .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
+}
+
+fn tx_delete(
+    delete: aws_sdk_dynamodb::types::builders::DeleteBuilder,
+) -> Result<TransactWriteItem, StoreError> {
+    delete
+        .build()
+        .map(|d| TransactWriteItem::builder().delete(d).build())
+        .map_err(|e| StoreError::Unavailable(format!("TransactWriteItems request: {e}")))
+}
+
+/// DynamoDB refuses an empty map of expression values.
+fn non_empty(values: Item) -> Option<Item> {
+    (!values.is_empty()).then_some(values)
 }
 
 #[async_trait]
@@ -420,9 +585,21 @@ impl CallStore for CallsTable {
         record: &CallRecord,
         expected: Option<u64>,
         deadline: Deadline,
-        summary: &crate::search::CallSummary,
+        summary: &CallSummary,
+        previous: &Previous,
     ) -> Result<u64, StoreError> {
-        self.write(record, expected, deadline, Some(summary)).await
+        self.write(record, expected, deadline, Some((summary, previous)))
+            .await
+    }
+
+    async fn erase(
+        &self,
+        tombstone: &CallRecord,
+        expected: Option<u64>,
+        until: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<u64, StoreError> {
+        self.tombstone(tombstone, expected, until, deadline).await
     }
 
     async fn delete(&self, call_id: &str, expected: u64) -> Result<(), StoreError> {

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use tracing::error;
 
@@ -202,24 +203,40 @@ impl PushStore for EventsTable {
         if let Some(at) = &push.next_attempt_at {
             item.insert("nextAttemptAt".to_owned(), s(at));
         }
-        match self
-            .client
-            .put_item()
+        // With the call's erasure mark held absent ([`super::erasure`]): an erased call makes no
+        // event.
+        let request = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Unavailable(format!("TransactWriteItems request: {e}"))
+        };
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", ID)
+            .build()
+            .map_err(request)?;
+        let check = self.not_erased(&push.event.data.call_id)?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
             .send()
-            .await
-        {
+            .await;
+        match sent {
             Ok(_) => Ok(true),
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                if e.as_service_error().is_some_and(|s| match s {
+                    TransactWriteItemsError::TransactionCanceledException(c) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")),
+                    _ => false,
+                }) =>
             {
                 Ok(false)
             }
-            Err(e) => Err(unavailable("PutItem (event)", &e)),
+            Err(e) => Err(unavailable("TransactWriteItems (event)", &e)),
         }
     }
 

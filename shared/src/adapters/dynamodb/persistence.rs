@@ -63,6 +63,16 @@ impl std::fmt::Debug for ProvidersAndLogs {
     }
 }
 
+/// A provider row holding an erased call: its texts are gone, and no save of that call writes
+/// them again.
+const PROVIDER_ERASED: &str = "call_erased";
+/// An interaction log of an erased call (the same promise).
+const LOG_ERASED: &str = "erased";
+/// The provider row holds a call started before `:call_started_ms` (ties by call id).
+const LATER_CALL: &str = "(#call_id <> :call_id AND (attribute_not_exists(#call_started_ms) \
+     OR #call_started_ms < :call_started_ms \
+     OR (#call_started_ms = :call_started_ms AND #call_id < :call_id)))";
+
 /// The interaction log's `status`: `success` only for a completed call with complete data.
 pub fn log_status(r: &CallResult) -> &'static str {
     match (r.status, r.data_status) {
@@ -248,17 +258,18 @@ impl ProvidersAndLogs {
             .table_name(&self.providers)
             .key("providerId", s(provider_id));
         let (req, update) = set_all(req, fields);
-        // The same call: only newer data. Another call: only one started later (ties by call id).
+        // The same call: only newer data, and never once it is erased. Another call: only one
+        // started later (ties by call id).
         let sent = req
             .update_expression(update)
-            .condition_expression(
-                "attribute_not_exists(#call_id) \
+            .condition_expression(format!(
+                "(attribute_not_exists(#call_id) \
                  OR (#call_id = :call_id AND (attribute_not_exists(#call_updated_at) \
                      OR #call_updated_at <= :call_updated_at)) \
-                 OR (#call_id <> :call_id AND (attribute_not_exists(#call_started_ms) \
-                     OR #call_started_ms < :call_started_ms \
-                     OR (#call_started_ms = :call_started_ms AND #call_id < :call_id)))",
-            )
+                 OR {LATER_CALL}) \
+                 AND (attribute_not_exists(#call_erased) OR #call_id <> :call_id)"
+            ))
+            .expression_attribute_names("#call_erased", PROVIDER_ERASED)
             .send()
             .await;
         landed(sent, "UpdateItem on the providers table")
@@ -334,8 +345,10 @@ impl ProvidersAndLogs {
             .expression_attribute_names("#created_at", "created_at")
             .expression_attribute_values(":now", s(now))
             .condition_expression(
-                "attribute_not_exists(#call_updated_at) OR #call_updated_at <= :call_updated_at",
+                "(attribute_not_exists(#call_updated_at) OR #call_updated_at <= :call_updated_at) \
+                 AND attribute_not_exists(#erased)",
             )
+            .expression_attribute_names("#erased", LOG_ERASED)
             .send()
             .await;
         landed(sent, "UpdateItem on the interaction-log table")
@@ -403,6 +416,90 @@ impl ResultSink for ProvidersAndLogs {
             provider_row,
             interaction_log,
         })
+    }
+
+    async fn erase(&self, tombstone: &CallResult) -> Result<Persisted, SinkError> {
+        let call_id = tombstone.call_id.as_str();
+        let provider_id = usable_id(tombstone.provider_id.as_deref(), "providerId", call_id);
+        let request_id = usable_id(
+            tombstone.service_request_id.as_deref(),
+            "serviceRequestId",
+            call_id,
+        );
+        let provider_row = async {
+            match provider_id {
+                Some(id) => self.erase_provider(tombstone, id).await,
+                None => Ok(false),
+            }
+        };
+        let interaction_log = async {
+            match request_id {
+                Some(id) => self.erase_log(tombstone, id).await,
+                None => Ok(false),
+            }
+        };
+        let (provider_row, interaction_log) = tokio::join!(provider_row, interaction_log);
+        Ok(Persisted {
+            provider_row: provider_row?,
+            interaction_log: interaction_log?,
+        })
+    }
+}
+
+impl ProvidersAndLogs {
+    /// The provider row as the erased call leaves it, if the row is the call's or would be (it
+    /// holds an earlier-started call, or none): a save of the call still in flight then finds
+    /// it erased, instead of writing its texts into a row the erase had passed.
+    async fn erase_provider(&self, r: &CallResult, provider_id: &str) -> Result<bool, SinkError> {
+        let null = || AttributeValue::Null(true);
+        let fields = vec![
+            ("call_id", s(&r.call_id)),
+            ("call_started_ms", n(started_ms(r))),
+            ("call_updated_at", s(&r.updated_at)),
+            (PROVIDER_ERASED, AttributeValue::Bool(true)),
+            ("call_result", null()),
+            ("call_result_gz", null()),
+            ("call_transcript", null()),
+            ("call_transcript_gz", null()),
+            ("call_summary", null()),
+            ("call_summary_gz", null()),
+        ];
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.providers)
+            .key("providerId", s(provider_id));
+        let (req, update) = set_all(req, fields);
+        let sent = req
+            .update_expression(update)
+            .condition_expression(format!(
+                "attribute_not_exists(#call_id) OR #call_id = :call_id OR {LATER_CALL}"
+            ))
+            .send()
+            .await;
+        landed(sent, "UpdateItem on the providers table (erase)")
+    }
+
+    /// The interaction log without its transcript and detail, marked erased (created so if a
+    /// save has yet to land: it will not).
+    async fn erase_log(&self, r: &CallResult, request_id: &str) -> Result<bool, SinkError> {
+        let null = || AttributeValue::Null(true);
+        let fields = vec![
+            (LOG_ERASED, AttributeValue::Bool(true)),
+            ("transcript", null()),
+            ("transcript_gz", null()),
+            ("detail", s("erased")),
+            ("detail_gz", null()),
+        ];
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.logs)
+            .key("requestId", s(request_id))
+            .key("callId", s(&r.call_id));
+        let (req, update) = set_all(req, fields);
+        let sent = req.update_expression(update).send().await;
+        landed(sent, "UpdateItem on the interaction-log table (erase)")
     }
 }
 
