@@ -515,7 +515,7 @@ def _call_index_table(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("call index IAM: record writers may only PutItem summaries (the initiator also DeleteItem, for its undo; the cleanup also reads, to revive), call-status only Query/BatchGetItem, no Scan")
+@check("call index IAM: record writers PutItem summaries and UpdateItem their counts (GetItem a summary whose state they do not know; the initiator and the cleanup also DeleteItem, to undo or erase; the cleanup also reads, to revive), call-status only Query/BatchGetItem, no Scan")
 def _call_index_iam(t: dict[str, Any]) -> str | None:
     problems = []
     for lid, allowed in CALL_INDEX_ACTIONS.items():
@@ -1073,8 +1073,8 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      [("Resource: !Sub ${EventsTable.Arn}/index/by-event-id", "Resource: !Sub ${EventsTable.Arn}/index/*")],
      "IAM: the events table"),
     ("the enrichment cannot record delivery attempts (no UpdateItem on the events table)",
-     [("                - dynamodb:PutItem\n                - dynamodb:UpdateItem\n              Resource: !GetAtt EventsTable.Arn\n",
-       "                - dynamodb:PutItem\n              Resource: !GetAtt EventsTable.Arn\n")],
+     [("                - dynamodb:ConditionCheckItem\n                - dynamodb:UpdateItem\n              Resource: !GetAtt EventsTable.Arn\n",
+       "                - dynamodb:ConditionCheckItem\n              Resource: !GetAtt EventsTable.Arn\n")],
      "IAM: the events table"),
     ("the signing secret resolved whatever Callbacks says (breaks deploys whose secret lacks the key)",
      [("          CALLBACK_SIGNING_SECRET: !If\n            - PushesOn\n            - !Sub \"{{resolve:secretsmanager:${SecretsName}:SecretString:CALLBACK_SIGNING_SECRET}}\"\n            - !Ref AWS::NoValue\n",
@@ -1123,8 +1123,10 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
        "      AttributeDefinitions:\n        - AttributeName: callId\n          AttributeType: S\n"
        "        - AttributeName: sortKey")], "call index table"),
     ("record writers not allowed to write summaries",
-     [("              Action: dynamodb:PutItem # a call's summary, in each record write's transaction\n",
-       "              Action: dynamodb:GetItem # a call's summary, beside each record write\n")], "call index IAM"),
+     [("                - dynamodb:PutItem # a call's summary, in each record write's transaction,\n",
+       "                - dynamodb:BatchGetItem # a call's summary, beside each record write\n")], "call index IAM"),
+    ("the summary writers cannot move the counts by state",
+     [("                - dynamodb:UpdateItem # with the counts by state it moves (stats)\n", "")], "call index IAM"),
     ("call-status allowed to scan the call index",
      [("                - dynamodb:Query # on the five search indexes only\n",
        "                - dynamodb:Query # on the five search indexes only\n                - dynamodb:Scan\n")],

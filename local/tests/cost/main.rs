@@ -310,7 +310,7 @@ async fn cost_per_call_by_scenario() {
             c.dynamo.total()
         );
         assert!(
-            c.dynamo.units("write ", false) + c.dynamo.units("write ", true) <= 125.0,
+            c.dynamo.units("write ", false) + c.dynamo.units("write ", true) <= 150.0,
             "{s}: write units {:?}",
             c.dynamo.units
         );

@@ -260,8 +260,9 @@ impl ProvidersAndLogs {
         let (req, update) = set_all(req, fields);
         // The same call: only newer data, and never once it is erased. Another call: only one
         // started later (ties by call id).
+        // A call that takes over an erased call's row clears the mark (it is that call's only).
         let sent = req
-            .update_expression(update)
+            .update_expression(format!("{update} REMOVE #call_erased"))
             .condition_expression(format!(
                 "(attribute_not_exists(#call_id) \
                  OR (#call_id = :call_id AND (attribute_not_exists(#call_updated_at) \
