@@ -113,21 +113,23 @@ impl Api {
 impl Api {
     /// `GET {path}` (under the API's base URL): the envelope's `data`.
     pub async fn get_path(&self, path: &str) -> Result<Value, String> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        data(resp).await
+        self.send(reqwest::Method::GET, path).await
     }
 
     /// `POST {path}` with no body: the envelope's `data`.
     pub async fn post_path(&self, path: &str) -> Result<Value, String> {
+        self.send(reqwest::Method::POST, path).await
+    }
+
+    /// `DELETE {path}`: the envelope's `data`.
+    pub async fn delete_path(&self, path: &str) -> Result<Value, String> {
+        self.send(reqwest::Method::DELETE, path).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str) -> Result<Value, String> {
         let resp = self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .send()
             .await
@@ -137,18 +139,6 @@ impl Api {
 }
 
 impl Api {
-    /// `DELETE {path}`: the envelope's `data`.
-    pub async fn delete_path(&self, path: &str) -> Result<Value, String> {
-        let resp = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        data(resp).await
-    }
-
     /// `GET /api/v1/vapi/stats`: `None` on a 404 (a deployment older than the route, or one
     /// without a call index).
     pub async fn stats(&self, params: &[(&str, String)]) -> Result<Option<Value>, String> {

@@ -170,37 +170,21 @@ impl World {
             BTreeMap::<String, i64>::new(),
             BTreeMap::<String, i64>::new(),
         );
-        let mut start = None;
-        loop {
-            let out = self
-                .dynamo
-                .scan()
-                .table_name(INDEX_TABLE)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("the index is scannable");
-            for item in out.items.unwrap_or_default() {
-                let id = item
-                    .get("callId")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                if id.starts_with("stats#") {
-                    for (name, v) in &item {
-                        if let (Some(state), Ok(n)) = (name.strip_prefix("ds_"), v.as_n()) {
-                            *counted.entry(state.to_owned()).or_default() +=
-                                n.parse::<i64>().unwrap_or(0);
-                        }
+        for item in self.index_items().await {
+            let id = item
+                .get("callId")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if id.starts_with("stats#") {
+                for (name, v) in &item {
+                    if let (Some(state), Ok(n)) = (name.strip_prefix("ds_"), v.as_n()) {
+                        *counted.entry(state.to_owned()).or_default() +=
+                            n.parse::<i64>().unwrap_or(0);
                     }
-                } else if let Some(ds) = item.get("dataStatus").and_then(|v| v.as_s().ok()) {
-                    *listed.entry(ds.clone()).or_default() += 1;
                 }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
+            } else if let Some(ds) = item.get("dataStatus").and_then(|v| v.as_s().ok()) {
+                *listed.entry(ds.clone()).or_default() += 1;
             }
         }
         counted.retain(|_, n| *n != 0);

@@ -45,33 +45,40 @@ impl World {
                 Some(_) => {}
             }
         }
-        let mut start = None;
+        for item in self.index_items().await {
+            let id = item
+                .get("callId")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            // Counter items (`stats#…`) are no call.
+            if !id.starts_with("stats#")
+                && !self.committed.lock().unwrap().lifetimes.contains_key(&id)
+            {
+                self.violation(format!("call {id}: listed, yet never recorded"));
+            }
+        }
+    }
+
+    /// Every item of the call index (summaries and counters), read strongly consistently.
+    pub(crate) async fn index_items(
+        &self,
+    ) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        let (mut items, mut start) = (Vec::new(), None);
         loop {
             let out = self
                 .dynamo
                 .scan()
                 .table_name(INDEX_TABLE)
-                .projection_expression("callId")
+                .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .expect("the index is scannable");
-            for item in out.items.unwrap_or_default() {
-                let id = item
-                    .get("callId")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                // Counter items (`stats#…`) are no call.
-                if !id.starts_with("stats#")
-                    && !self.committed.lock().unwrap().lifetimes.contains_key(&id)
-                {
-                    self.violation(format!("call {id}: listed, yet never recorded"));
-                }
-            }
+            items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
             if start.is_none() {
-                break;
+                return items;
             }
         }
     }

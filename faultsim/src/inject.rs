@@ -521,7 +521,4 @@ impl WebhookArchive for FaultyEvents {
     async fn erase(&self, call_id: &str, mark: &ErasureMark) -> Result<u64, StoreError> {
         through(&self.gates, Op::EventErase, self.inner.erase(call_id, mark)).await
     }
-    async fn erased(&self, call_id: &str) -> Result<Option<ErasureMark>, StoreError> {
-        through(&self.gates, Op::EventGet, self.inner.erased(call_id)).await
-    }
 }

@@ -531,8 +531,6 @@ pub trait WebhookArchive: Send + Sync {
     /// the mark, which refuses every later keep and event, then every item under it. Returns
     /// how many items went. Idempotent.
     async fn erase(&self, call_id: &str, mark: &ErasureMark) -> Result<u64, StoreError>;
-    /// The call's erasure mark, if it was erased.
-    async fn erased(&self, call_id: &str) -> Result<Option<ErasureMark>, StoreError>;
 }
 
 /// An event bus for AWS-native consumers (EventBridge), beside or instead of callback URLs.

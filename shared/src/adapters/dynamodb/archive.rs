@@ -384,8 +384,4 @@ impl WebhookArchive for EventsTable {
         self.write_mark(call_id, mark).await?;
         self.delete_history(call_id).await
     }
-
-    async fn erased(&self, call_id: &str) -> Result<Option<ErasureMark>, StoreError> {
-        self.read_mark(call_id).await
-    }
 }

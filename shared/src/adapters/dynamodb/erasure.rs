@@ -113,22 +113,4 @@ impl EventsTable {
         }
         Ok(count)
     }
-
-    pub(super) async fn read_mark(&self, call_id: &str) -> Result<Option<ErasureMark>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::mark_key(call_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem (erasure mark)", &e))?;
-        Ok(out.item.map(|item| ErasureMark {
-            erased_at: get_s(&item, "erasedAt").unwrap_or_default().to_owned(),
-            until: super::attrs::get_n::<i64>(&item, EXPIRES_AT)
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                .unwrap_or_default(),
-        }))
-    }
 }
