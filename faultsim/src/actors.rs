@@ -65,6 +65,7 @@ pub enum Kind {
     Replay(String),
     Redeliver,
     Erase(String, u32),
+    Stats,
 }
 
 pub(crate) fn bearer() -> HeaderMap {
@@ -269,6 +270,13 @@ impl World {
                 });
                 vec![(Kind::Erase(id, tries), fut)]
             }
+            Event::Stats => {
+                let fut: TaskFuture = Box::pin(async move {
+                    let auth = ApiAuth::Token(TOKEN.into());
+                    answer(api::get_stats(&svc.stats, &auth, &bearer(), None).await)
+                });
+                vec![(Kind::Stats, fut)]
+            }
             Event::Redeliver(id) => {
                 self.trace
                     .note(format!("operator: redeliver {id}'s events"));
@@ -305,6 +313,10 @@ impl World {
         if self.rng.chance(0.1) {
             let at = after + self.rng.secs(0, 900);
             self.at(at, Event::Redeliver(id.to_owned()));
+        }
+        if self.rng.chance(0.2) {
+            let at = now + self.rng.secs(0, 300);
+            self.at(at, Event::Stats);
         }
     }
 
@@ -464,6 +476,10 @@ impl World {
                 self.at(now + POLL_EVERY, Event::Poll(id));
             }
             (Kind::Redeliver, _) => {}
+            // Whatever failed, stats answers: a part it could not read says so, and a count it
+            // read is never below zero, nor are there more outcomes than calls.
+            (Kind::Stats, TaskOut::Http(status, _, body)) => self.stats_answered(status, &body),
+            (Kind::Stats, _) => {}
             (Kind::Erase(id, _), TaskOut::Http(status, _, body)) if status == StatusCode::OK => {
                 self.trace.note(format!("operator: {id} erased"));
                 if body["data"]["callId"].as_str() != Some(id.as_str()) {
@@ -490,6 +506,31 @@ impl World {
                 let at = now + self.rng.secs(5, 90);
                 self.at(at, Event::Erase(id, tries));
             }
+        }
+    }
+
+    fn stats_answered(&mut self, status: StatusCode, body: &Value) {
+        if status != StatusCode::OK {
+            self.violation(format!("GET /stats answered {status}: {body}"));
+            return;
+        }
+        let calls = &body["data"]["calls"];
+        if calls.get("unavailable").is_some() {
+            return;
+        }
+        let sum = |group: &str| -> Vec<i64> {
+            calls[group]
+                .as_object()
+                .map(|m| m.values().filter_map(Value::as_i64).collect())
+                .unwrap_or_default()
+        };
+        let (states, outcomes) = (sum("byDataStatus"), sum("byOutcome"));
+        let total = calls["total"].as_i64().unwrap_or(-1);
+        if states.iter().chain(&outcomes).any(|n| *n < 0)
+            || states.iter().sum::<i64>() != total
+            || outcomes.iter().sum::<i64>() > total
+        {
+            self.violation(format!("GET /stats counted wrong: {calls}"));
         }
     }
 

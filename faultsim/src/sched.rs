@@ -51,6 +51,8 @@ pub enum Op {
     VapiDelete,
     /// The counters of calls by state, read for `GET /stats`.
     IndexCount,
+    /// The queues' depths, read for `GET /stats`.
+    QueueDepth,
     /// Not a call: a task whose process dies after its last call landed parks here to be dropped.
     Dying,
 }

@@ -212,3 +212,34 @@ mod tests {
         assert_ne!(again[0].id, id, "a redriven message has a new id");
     }
 }
+
+/// The queues' depths as `GET /stats` reads them (SQS `GetQueueAttributes`), failing on schedule.
+pub struct QueueGaugePort {
+    pub sqs: Arc<Mutex<Sqs>>,
+    pub gates: Gates,
+    pub clock: Arc<SimClock>,
+}
+
+#[async_trait]
+impl ringback::stats::QueueGauge for QueueGaugePort {
+    async fn depths(&self) -> Result<ringback::stats::QueueDepths, String> {
+        match self.gates.gate(Op::QueueDepth).await.fault {
+            None | Some(Fault::Slow) => {}
+            Some(Fault::Crash | Fault::LandCrash) => self.gates.die().await,
+            Some(f) => return Err(format!("injected: GetQueueAttributes met {f:?}")),
+        }
+        let now = self.clock.ms();
+        let sqs = self.sqs.lock().unwrap();
+        let (ready, later): (Vec<&Message>, Vec<&Message>) =
+            sqs.queue.iter().partition(|m| m.visible_at <= now);
+        let depth = |visible: usize, delayed: usize| ringback::stats::QueueDepth {
+            visible: visible as u64,
+            in_flight: 0,
+            delayed: delayed as u64,
+        };
+        Ok(ringback::stats::QueueDepths {
+            enrichment: depth(ready.len(), later.len()),
+            dead_letter: depth(sqs.dead.len(), 0),
+        })
+    }
+}

@@ -89,6 +89,8 @@ pub enum Event {
     /// An operator erases a call (`DELETE /calls/{id}`, with `?vapi=true` or not), at any point
     /// of its life; tried again until it answers 200 (the `u32` counts its 404s).
     Erase(String, u32),
+    /// An operator reads `GET /stats`, storm or not.
+    Stats,
 }
 
 pub type TaskFuture = Pin<Box<dyn Future<Output = TaskOut> + Send>>;
@@ -168,6 +170,7 @@ pub struct Services {
     pub redeliver: ringback::service::redeliver::Redelivery,
     pub events: Arc<dyn ringback::ports::PushStore>,
     pub erase: Arc<ringback::service::erase::EraseService>,
+    pub stats: ringback::stats::StatsService,
 }
 
 pub struct World {
@@ -531,6 +534,22 @@ impl World {
                 metrics: Metrics::off(),
                 push: Some(push.clone()),
                 erase: Some(erase.clone()),
+            },
+            stats: ringback::stats::StatsService {
+                index: Arc::new(crate::inject::FaultyIndex {
+                    inner: ringback::adapters::dynamodb::CallIndexTable::new(
+                        dynamo.clone(),
+                        INDEX_TABLE.into(),
+                    ),
+                    gates: gates.clone(),
+                }),
+                store: store.clone(),
+                queues: Some(Arc::new(crate::sqs::QueueGaugePort {
+                    sqs: sqs.clone(),
+                    gates: gates.clone(),
+                    clock: clock.clone(),
+                })),
+                clock: clock.clone(),
             },
             erase,
             replay: ringback::service::replay::ReplayService {
