@@ -1,4 +1,5 @@
-//! `ringback stats`: calls by state over a window, calls overdue, the queues' depths.
+//! `ringback stats`: calls by state over a window, calls overdue, pushed events pending and
+//! dead-lettered, the queues' depths.
 
 use serde_json::Value;
 
@@ -61,15 +62,18 @@ fn stats_text(s: &Value) -> String {
         ),
     };
     let overdue = &s["overdue"];
-    let overdue = unavailable(overdue).unwrap_or_else(|| {
-        let more = if overdue["atLeast"] == Value::Bool(true) {
-            "+"
-        } else {
-            ""
-        };
-        format!("{}{more}", cell(&overdue["count"]))
-    });
+    let overdue = unavailable(overdue).unwrap_or_else(|| capped(overdue));
     out += &format!("\noverdue (unsettled past their deadline): {overdue}\n");
+    let pushes = &s["pushes"];
+    if let Some(why) = unavailable(pushes) {
+        out += &format!("pushed events: {why}\n");
+    } else if !pushes.is_null() {
+        out += &format!(
+            "pushed events: {} pending, {} dead-lettered (failed)\n",
+            capped(&pushes["pending"]),
+            capped(&pushes["failed"])
+        );
+    }
     let queues = &s["queues"];
     if queues.is_null() {
         out += "queues: not readable by this deployment\n";
@@ -97,6 +101,16 @@ fn stats_text(s: &Value) -> String {
     out
 }
 
+/// `{count, atLeast}` as `12`, or `1000+`.
+fn capped(v: &Value) -> String {
+    let more = if v["atLeast"] == Value::Bool(true) {
+        "+"
+    } else {
+        ""
+    };
+    format!("{}{more}", cell(&v["count"]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +125,7 @@ mod tests {
                 "byDataStatus": {"complete": 2, "fetch_failed": 0, "fetching": 0, "partial": 0, "pending": 1},
                 "byOutcome": {"completed": 1, "error": 0, "no_answer": 1, "timeout": 0, "voicemail": 0}},
             "overdue": {"count": 1000, "atLeast": true},
+            "pushes": {"pending": {"count": 4, "atLeast": false}, "failed": {"count": 1, "atLeast": false}},
             "queues": {"enrichment": depth, "deadLetter": depth},
         });
         let out = stats_text(&s);
@@ -129,6 +144,10 @@ mod tests {
         assert_eq!(lines[at + 5], "fetch_failed  0", "{out}");
         assert!(out.contains("no_answer  1"), "{out}");
         assert!(out.contains("past their deadline): 1000+"), "{out}");
+        assert!(
+            out.contains("pushed events: 4 pending, 1 dead-lettered"),
+            "{out}"
+        );
         assert!(out.contains("dead-letter  2        1          0"), "{out}");
 
         let s = json!({"at": "t", "calls": {"unavailable": "storage down"},

@@ -365,6 +365,7 @@ impl World {
                         Ok(p) => {
                             let what = match &p.outcome {
                                 ringback::domain::EnrichmentOutcome::Skipped(s) => s.as_str(),
+                                ringback::domain::EnrichmentOutcome::Pushed(w) => w,
                                 other => other.as_str(),
                             };
                             trace.note(format!("{}: {what}", m.id));

@@ -505,6 +505,14 @@ impl PushStore for FaultyEvents {
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
         through(&self.gates, Op::EventGet, self.inner.list(call_id)).await
     }
+    async fn open_count(&self, state: PushState, cap: u32) -> Result<(u64, bool), StoreError> {
+        through(
+            &self.gates,
+            Op::EventCount,
+            self.inner.open_count(state, cap),
+        )
+        .await
+    }
 }
 
 #[async_trait]

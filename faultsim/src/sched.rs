@@ -53,6 +53,8 @@ pub enum Op {
     IndexCount,
     /// The queues' depths, read for `GET /stats`.
     QueueDepth,
+    /// The open pushed events, counted for `GET /stats`.
+    EventCount,
     /// Not a call: a task whose process dies after its last call landed parks here to be dropped.
     Dying,
 }

@@ -155,10 +155,14 @@ impl QueuePort {
         let delay = delay + sqs.jitter;
         let id = sqs.send(body, delay, now);
         self.trace.note(format!(
-            "sqs: {id} = {:?} #{} for {}, visible in {:.1}s",
+            "sqs: {id} = {:?} #{} for {}{}, visible in {:.1}s",
             job.kind,
             job.attempt,
             job.call_id,
+            job.event_id
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default(),
             delay as f64 / 1000.0
         ));
     }
@@ -185,31 +189,6 @@ impl EnrichmentQueue for QueuePort {
             }
             Some(_) => Err(QueueError("injected: SendMessage failed".into())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delay_visibility_dead_letters_and_redrive() {
-        let mut q = Sqs::new();
-        let id = q.send("job".into(), 3 * SECOND, 0);
-        assert!(q.receive(2 * SECOND, 10).is_empty(), "hidden by its delay");
-        for n in 1..=5 {
-            let now = 3 * SECOND + (n - 1) * q.visibility;
-            let got = q.receive(now, 10);
-            assert_eq!((got.len(), got[0].receives), (1, n as u32));
-            assert!(q.receive(now + 1, 10).is_empty(), "hidden while in flight");
-        }
-        // The sixth receive would pass maxReceiveCount: dead-lettered instead.
-        assert!(q.receive(3 * SECOND + 5 * q.visibility, 10).is_empty());
-        assert_eq!((q.queue.len(), q.dead.len()), (0, 1));
-        assert_eq!(q.redrive(10_000_000), 1);
-        let again = q.receive(10_000_000, 10);
-        assert_eq!(again[0].receives, 1);
-        assert_ne!(again[0].id, id, "a redriven message has a new id");
     }
 }
 
@@ -241,5 +220,30 @@ impl ringback::stats::QueueGauge for QueueGaugePort {
             enrichment: depth(ready.len(), later.len()),
             dead_letter: depth(sqs.dead.len(), 0),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_visibility_dead_letters_and_redrive() {
+        let mut q = Sqs::new();
+        let id = q.send("job".into(), 3 * SECOND, 0);
+        assert!(q.receive(2 * SECOND, 10).is_empty(), "hidden by its delay");
+        for n in 1..=5 {
+            let now = 3 * SECOND + (n - 1) * q.visibility;
+            let got = q.receive(now, 10);
+            assert_eq!((got.len(), got[0].receives), (1, n as u32));
+            assert!(q.receive(now + 1, 10).is_empty(), "hidden while in flight");
+        }
+        // The sixth receive would pass maxReceiveCount: dead-lettered instead.
+        assert!(q.receive(3 * SECOND + 5 * q.visibility, 10).is_empty());
+        assert_eq!((q.queue.len(), q.dead.len()), (0, 1));
+        assert_eq!(q.redrive(10_000_000), 1);
+        let again = q.receive(10_000_000, 10);
+        assert_eq!(again[0].receives, 1);
+        assert_ne!(again[0].id, id, "a redriven message has a new id");
     }
 }

@@ -544,6 +544,7 @@ impl World {
                     gates: gates.clone(),
                 }),
                 store: store.clone(),
+                pushes: Some(events.clone()),
                 queues: Some(Arc::new(crate::sqs::QueueGaugePort {
                     sqs: sqs.clone(),
                     gates: gates.clone(),

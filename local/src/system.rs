@@ -153,6 +153,7 @@ impl System {
         let stats = core.calls.index().cloned().map(|index| StatsService {
             index,
             store: core.calls.clone(),
+            pushes: events.clone(),
             queues: Some(queue.gauge()),
             clock: core.clock.clone(),
         });

@@ -441,6 +441,9 @@ pub trait PushStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// A call's events, oldest first.
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError>;
+    /// How many events of every call are in `state` (pending or failed: the open ones), through
+    /// an index, counted up to about `cap` (`true`: there are more).
+    async fn open_count(&self, state: PushState, cap: u32) -> Result<(u64, bool), StoreError>;
 }
 
 // ---- kept webhooks ----

@@ -1,7 +1,8 @@
 //! How the system is doing: `GET /api/v1/vapi/stats`. Calls by `dataStatus` and outcome over a
 //! window (from the call index's counters, [`crate::adapters::dynamodb`]'s `counters`), calls
-//! unfinished past their deadline (the unfinished index), and the enrichment queues' depths
-//! where the deployment can read them. Never a scan: every part is a bounded number of requests,
+//! unfinished past their deadline (the unfinished index), pushed events pending and dead-lettered
+//! (the events table's open-state index), and the enrichment queues' depths where the deployment
+//! can read them. Never a scan: every part is a bounded number of requests,
 //! whatever the number of calls, and a part that cannot be read is reported unavailable while
 //! the others are still answered.
 
@@ -12,13 +13,15 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::domain::{to_iso, DataStatus, Outcome};
-use crate::ports::{CallStore, Clock};
+use crate::ports::{CallStore, Clock, PushState, PushStore};
 use crate::search::{parse_time, CallIndex, QueryError};
 
 /// The longest window one request may count: `hours × 4` counter items, 30 reads at most.
 pub const MAX_WINDOW_DAYS: i64 = 31;
 /// Overdue calls are counted exactly up to this many; past it the answer says "at least".
 pub const OVERDUE_CAP: u32 = 1000;
+/// Pending and dead-lettered pushed events likewise.
+pub const OPEN_CAP: u32 = 1000;
 
 /// Calls created in `[since, until)` (whole hours), by state.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -116,6 +119,17 @@ impl<T> Part<T> {
     }
 }
 
+/// Pushed events still open, across every call.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushCounts {
+    /// Not delivered yet, still being tried.
+    pub pending: Capped,
+    /// Out of attempts: dead-lettered, for an operator to redeliver.
+    pub failed: Capped,
+}
+
 /// The answer of `GET /api/v1/vapi/stats`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -127,6 +141,9 @@ pub struct Stats {
     pub calls: Part<CallCounts>,
     /// Calls not settled by their deadline: the cleanup's work list, read now.
     pub overdue: Part<Capped>,
+    /// Pushed events pending and dead-lettered (the events table's open-state index, each
+    /// counted up to 1,000); `null` where pushed events are not kept.
+    pub pushes: Option<Part<PushCounts>>,
     /// The enrichment queues' depths; `null` (`None`) where this deployment has no queue it can
     /// read (a client of its API only).
     pub queues: Option<Part<QueueDepths>>,
@@ -182,6 +199,8 @@ fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
 pub struct StatsService {
     pub index: Arc<dyn CallIndex>,
     pub store: Arc<dyn CallStore>,
+    /// The events table, where pushed events are kept.
+    pub pushes: Option<Arc<dyn PushStore>>,
     pub queues: Option<Arc<dyn QueueGauge>>,
     pub clock: Arc<dyn Clock>,
 }
@@ -196,15 +215,31 @@ impl StatsService {
                 None => None,
             }
         };
-        let (calls, overdue, queues) = tokio::join!(
+        let pushes = async {
+            let store = self.pushes.as_ref()?;
+            let (pending, failed) = tokio::join!(
+                store.open_count(PushState::Pending, OPEN_CAP),
+                store.open_count(PushState::Failed, OPEN_CAP)
+            );
+            let capped = |(count, at_least)| Capped { count, at_least };
+            Some(Part::of(pending.and_then(|p| {
+                failed.map(|f| PushCounts {
+                    pending: capped(p),
+                    failed: capped(f),
+                })
+            })))
+        };
+        let (calls, overdue, pushes, queues) = tokio::join!(
             self.index.counts(since, until),
             self.store.overdue_count(now, OVERDUE_CAP),
+            pushes,
             queues
         );
         Stats {
             at: to_iso(now),
             calls: Part::of(calls),
             overdue: Part::of(overdue.map(|(count, at_least)| Capped { count, at_least })),
+            pushes,
             queues,
         }
     }

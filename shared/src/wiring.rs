@@ -17,8 +17,8 @@ use crate::config::{
 use crate::domain::erase::tombstone_lifetime;
 use crate::metrics::Metrics;
 use crate::ports::{
-    CallStore, Clock, EnrichmentQueue, EventBus, PoisonSink, ResultSink, SystemClock, VapiApi,
-    WebhookArchive,
+    CallStore, Clock, EnrichmentQueue, EventBus, PoisonSink, PushStore, ResultSink, SystemClock,
+    VapiApi, WebhookArchive,
 };
 use crate::search::{CallIndex, IndexedCalls, SearchService};
 use crate::service::cleanup::{CleanupService, Reconcile, Revive};
@@ -413,15 +413,16 @@ pub async fn status_service(env: &Env) -> Result<StatusRoutes, ConfigError> {
         )) as Arc<dyn QueueGauge>),
         _ => None,
     };
+    let events = events.map(|c| {
+        let table = EventsTable::new(aws.dynamo.clone(), c.table, c.retention, clock.clone());
+        Arc::new(table)
+    });
     let stats = store.index().cloned().map(|index| StatsService {
         index,
         store: store.clone(),
+        pushes: events.clone().map(|e| e as Arc<dyn PushStore>),
         queues,
         clock: clock.clone(),
-    });
-    let events = events.map(|c| {
-        let table = EventsTable::new(aws.dynamo.clone(), c.table, c.retention, clock);
-        Arc::new(table)
     });
     Ok(StatusRoutes {
         status: StatusService { store },

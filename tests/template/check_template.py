@@ -106,7 +106,8 @@ SECRET_ENV = {"VAPI_API_KEY", "VAPI_WEBHOOK_SECRET", "VAPI_WEBHOOK_SECRET_PREVIO
 EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
     "EnrichmentFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                            "dynamodb:ConditionCheckItem"}},
-    "CallStatusFunction": {"EventsTable": {"dynamodb:Query"}},
+    "CallStatusFunction": {"EventsTable": {"dynamodb:Query"},
+                           "EventsTable/index/by-open-state": {"dynamodb:Query"}},
     "CallInitiatorFunction": {"EventsTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem",
                                               "dynamodb:Query", "dynamodb:BatchWriteItem"},
                               "EventsTable/index/by-event-id": {"dynamodb:Query"}},
@@ -549,7 +550,7 @@ def _other_tables(t: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-@check("events table: callId (S) + sk (S), TTL on expiresAt, sparse GSI by-event-id on eventId (S), KEYS_ONLY")
+@check("events table: callId (S) + sk (S), TTL on expiresAt, sparse GSIs by-event-id on eventId (S) and by-open-state on openState (S), KEYS_ONLY")
 def _events_table(t: dict[str, Any]) -> str | None:
     # The same shape as ensure_events_table (shared/src/adapters/dynamodb/tables.rs), which the local
     # runner and the tests use: a difference would only show once deployed.
@@ -562,20 +563,21 @@ def _events_table(t: dict[str, Any]) -> str | None:
                               {"AttributeName": "sk", "KeyType": "RANGE"}]:
         problems.append(f"KeySchema is {p.get('KeySchema')!r}")
     types = {a.get("AttributeName"): a.get("AttributeType") for a in p.get("AttributeDefinitions") or []}
-    if types != {"callId": "S", "sk": "S", "eventId": "S"}:
-        problems.append(f"AttributeDefinitions are {types!r}, expected callId, sk and eventId as S")
+    if types != {"callId": "S", "sk": "S", "eventId": "S", "openState": "S"}:
+        problems.append(f"AttributeDefinitions are {types!r}, expected callId, sk, eventId and openState as S")
     ttl = p.get("TimeToLiveSpecification") or {}
     if ttl.get("AttributeName") != "expiresAt" or ttl.get("Enabled") is not True:
         problems.append(f"TimeToLiveSpecification is {ttl!r}, expected expiresAt enabled (EVENT_RETENTION_DAYS)")
     gsis = {g.get("IndexName"): g for g in p.get("GlobalSecondaryIndexes") or []}
-    g = gsis.get("by-event-id")
-    if not g:
-        problems.append(f"no GSI named by-event-id (found {sorted(gsis)})")
-    else:
-        if g.get("KeySchema") != [{"AttributeName": "eventId", "KeyType": "HASH"}]:
-            problems.append(f"by-event-id KeySchema is {g.get('KeySchema')!r}")
+    for name, hash_key in (("by-event-id", "eventId"), ("by-open-state", "openState")):
+        g = gsis.get(name)
+        if not g:
+            problems.append(f"no GSI named {name} (found {sorted(gsis)})")
+            continue
+        if g.get("KeySchema") != [{"AttributeName": hash_key, "KeyType": "HASH"}]:
+            problems.append(f"{name} KeySchema is {g.get('KeySchema')!r}")
         if (g.get("Projection") or {}).get("ProjectionType") != "KEYS_ONLY":
-            problems.append(f"by-event-id Projection is {g.get('Projection')!r}, expected KEYS_ONLY")
+            problems.append(f"{name} Projection is {g.get('Projection')!r}, expected KEYS_ONLY")
     if p.get("BillingMode") != "PAY_PER_REQUEST":
         problems.append("BillingMode is not PAY_PER_REQUEST")
     if (p.get("SSESpecification") or {}).get("SSEEnabled") is not True:
@@ -1058,6 +1060,11 @@ MUTATIONS: list[tuple[str, list[tuple[str, str]], str]] = [
      "events table:"),
     ("events table without its by-event-id index",
      [("IndexName: by-event-id", "IndexName: by-event")], "events table:"),
+    ("events table without the index GET /stats counts open pushed events on",
+     [("        - IndexName: by-open-state\n", "        - IndexName: by-open\n")], "events table:"),
+    ("call-status cannot count the open pushed events",
+     [("              Resource: !Sub ${EventsTable.Arn}/index/by-open-state\n",
+       "              Resource: !Sub ${EventsTable.Arn}/index/by-event-id\n")], "IAM: the events table"),
     ("events index projecting every attribute",
      [("ProjectionType: KEYS_ONLY # the call id is a key", "ProjectionType: ALL # the call id is a key")],
      "events table:"),

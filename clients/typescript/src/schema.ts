@@ -658,6 +658,15 @@ export interface components {
             unavailable: string;
         };
         /** @description A part of the answer, or why it is missing. */
+        Part_PushCounts: {
+            /** @description Out of attempts: dead-lettered, for an operator to redeliver. */
+            failed: components["schemas"]["Capped"];
+            /** @description Not delivered yet, still being tried. */
+            pending: components["schemas"]["Capped"];
+        } | {
+            unavailable: string;
+        };
+        /** @description A part of the answer, or why it is missing. */
         Part_QueueDepths: {
             deadLetter: components["schemas"]["QueueDepth"];
             enrichment: components["schemas"]["QueueDepth"];
@@ -688,6 +697,13 @@ export interface components {
             type: components["schemas"]["EventType"];
             /** @description The receiver (the call's `callbackUrl`). */
             url: string;
+        };
+        /** @description Pushed events still open, across every call. */
+        PushCounts: {
+            /** @description Out of attempts: dead-lettered, for an operator to redeliver. */
+            failed: components["schemas"]["Capped"];
+            /** @description Not delivered yet, still being tried. */
+            pending: components["schemas"]["Capped"];
         };
         PushOk: {
             data: components["schemas"]["Push"];
@@ -754,6 +770,7 @@ export interface components {
             calls: components["schemas"]["Part_CallCounts"];
             /** @description Calls not settled by their deadline: the cleanup's work list, read now. */
             overdue: components["schemas"]["Part_Capped"];
+            pushes?: components["schemas"]["Part_PushCounts"] | null;
             queues?: components["schemas"]["Part_QueueDepths"] | null;
         };
         StatsOk: {

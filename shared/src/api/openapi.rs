@@ -23,7 +23,7 @@ use crate::domain::{
 use crate::ports::{DeliveryAttempt, PushState};
 use crate::search::CallSummary;
 use crate::service::erase::VapiDeletion;
-use crate::stats::{CallCounts, Capped, QueueDepth, QueueDepths, Stats};
+use crate::stats::{CallCounts, Capped, PushCounts, QueueDepth, QueueDepths, Stats};
 
 /// The document, with the pushed events as OpenAPI 3.1 `webhooks`.
 pub fn document() -> Value {
@@ -254,7 +254,8 @@ struct OtherMessage {
         Provider, RequestInfo, CallSummary, CallEvent, EventType, PushState, DeliveryAttempt,
         Failure, Problem, Code, Health, WebhookAccepted, WebhookIgnored, CallAccepted, CallPage,
         ReplayAccepted, Push, WebhookCounts, Timeline, Moment, StatusWord, CallErased, VapiDeletion,
-        Stats, CallCounts, DataStatusCounts, OutcomeCounts, Capped, QueueDepths, QueueDepth
+        Stats, CallCounts, DataStatusCounts, OutcomeCounts, Capped, PushCounts, QueueDepths,
+        QueueDepth
     )),
     modifiers(&Security),
     tags(

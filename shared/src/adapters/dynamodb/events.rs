@@ -7,7 +7,11 @@
 //! | pushed event | `push#{eventId}` | `kind`="push", `eventId`, `eventType`, `url`, `state`, `attemptCount` N, `attempts` L of S (each a [`DeliveryAttempt`] as JSON), `roundStart` N, `nextAttemptAt` S (while pending), `event` B (gzip of the event as sent), `createdAt`, `expiresAt` N |
 //!
 //! The sparse GSI `by-event-id` (HASH `eventId`, KEYS_ONLY) finds an event's call for an
-//! operator's redelivery; everything else reads the table itself, strongly consistently.
+//! operator's redelivery; the sparse GSI `by-open-state` (HASH `openState` = `{pending|failed}#{s}`,
+//! `s` = 0..[`OPEN_SHARDS`] from the call id, KEYS_ONLY) holds exactly the events still pending or
+//! dead-lettered, for `GET /stats` to count (every state change sets or removes the key, and TTL's
+//! deletes take the entry with the event); everything else reads the table itself, strongly
+//! consistently.
 //!
 //! An event is kept whole: its gzip is far below 400 KB for almost any call. Should one not fit
 //! (texts that do not compress), it is kept cut to fit ([`crate::domain::fit`], marked
@@ -36,6 +40,33 @@ pub const SORT_KEY: &str = "sk";
 /// The sparse index from an event's id to its call.
 pub const EVENT_ID_INDEX: &str = "by-event-id";
 pub(crate) const EVENT_ID: &str = "eventId";
+/// The sparse index of the events still open (pending or failed), counted by `GET /stats`.
+pub const OPEN_INDEX: &str = "by-open-state";
+pub(crate) const OPEN: &str = "openState";
+/// Shards of the open-state index: a state would otherwise be one index partition.
+pub const OPEN_SHARDS: u32 = 4;
+
+/// The open-state index key of an event of `call_id` in `state`; `None` when it is settled
+/// (delivered or gone): then it has no entry.
+fn open_key(call_id: &str, state: PushState) -> Option<String> {
+    matches!(state, PushState::Pending | PushState::Failed).then(|| {
+        let shard = crate::search::fnv1a(call_id) % u64::from(OPEN_SHARDS);
+        format!("{}#{shard}", state.as_str())
+    })
+}
+
+/// The update clauses that keep the open-state key in step with `state`: a `SET` part and a
+/// `REMOVE` part (either empty), with the value to bind to `:open`.
+fn open_clauses(
+    call_id: &str,
+    state: PushState,
+) -> (&'static str, &'static str, Option<AttributeValue>) {
+    match open_key(call_id, state) {
+        Some(k) => (", #open = :open", "", Some(s(k))),
+        None => ("", "#open", None),
+    }
+}
+
 /// The largest compressed event kept as it is (DynamoDB's item limit is 400 KB).
 const MAX_EVENT_BYTES: usize = 350 * 1024;
 
@@ -203,6 +234,9 @@ impl PushStore for EventsTable {
         if let Some(at) = &push.next_attempt_at {
             item.insert("nextAttemptAt".to_owned(), s(at));
         }
+        if let Some(k) = open_key(&push.event.data.call_id, push.state) {
+            item.insert(OPEN.to_owned(), s(k));
+        }
         // With the call's erasure mark held absent ([`super::erasure`]): an erased call makes no
         // event.
         let request = |e: aws_sdk_dynamodb::error::BuildError| {
@@ -285,10 +319,25 @@ impl PushStore for EventsTable {
         let one = AttributeValue::L(vec![s(
             serde_json::to_string(attempt).expect("attempts serialise")
         )]);
-        let set = "#st = :st, attemptCount = :n, attempts = list_append(if_not_exists(attempts, :none), :one)";
-        let update = match next_attempt_at {
-            Some(_) => format!("SET {set}, nextAttemptAt = :next"),
-            None => format!("SET {set} REMOVE nextAttemptAt"),
+        let (open_set, open_remove, open) = open_clauses(call_id, state);
+        let set = format!(
+            "#st = :st, attemptCount = :n, attempts = list_append(if_not_exists(attempts, :none), :one){open_set}"
+        );
+        let removes: Vec<&str> = [
+            next_attempt_at.is_none().then_some("nextAttemptAt"),
+            Some(open_remove),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|r| !r.is_empty())
+        .collect();
+        let update = match (next_attempt_at, removes.is_empty()) {
+            (Some(_), true) => format!("SET {set}, nextAttemptAt = :next"),
+            (Some(_), false) => format!(
+                "SET {set}, nextAttemptAt = :next REMOVE {}",
+                removes.join(", ")
+            ),
+            (None, _) => format!("SET {set} REMOVE {}", removes.join(", ")),
         };
         let mut req = self
             .client
@@ -303,9 +352,13 @@ impl PushStore for EventsTable {
             .expression_attribute_values(":n", n(attempt.attempt))
             .expression_attribute_values(":before", n(attempt.attempt.saturating_sub(1)))
             .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":one", one);
+            .expression_attribute_values(":one", one)
+            .expression_attribute_names("#open", OPEN);
         if let Some(next) = next_attempt_at {
             req = req.expression_attribute_values(":next", s(next));
+        }
+        if let Some(open) = open {
+            req = req.expression_attribute_values(":open", open);
         }
         conditional(req.send().await, "UpdateItem (attempt)")
     }
@@ -317,10 +370,14 @@ impl PushStore for EventsTable {
             .table_name(&self.table)
             .set_key(Some(Self::key(call_id, event_id)))
             .update_expression(
-                "SET #st = :pending, roundStart = attemptCount, nextAttemptAt = :now",
+                "SET #st = :pending, roundStart = attemptCount, nextAttemptAt = :now, #open = :open",
             )
             .condition_expression("attribute_exists(#st) AND #st <> :pending")
             .expression_attribute_names("#st", "state")
+            .expression_attribute_names("#open", OPEN)
+            .set_expression_attribute_values(
+                open_key(call_id, PushState::Pending).map(|k| [(":open".to_owned(), s(k))].into()),
+            )
             .expression_attribute_values(":pending", state_word(PushState::Pending))
             .expression_attribute_values(":now", s(now))
             .send()
@@ -336,15 +393,21 @@ impl PushStore for EventsTable {
         round_start: u32,
         reopened_at: &str,
     ) -> Result<(), StoreError> {
+        let open = open_key(call_id, state);
         let sent = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(call_id, event_id)))
-            .update_expression("SET #st = :st, roundStart = :rs REMOVE nextAttemptAt")
+            .update_expression(match open {
+                Some(_) => "SET #st = :st, roundStart = :rs, #open = :open REMOVE nextAttemptAt",
+                None => "SET #st = :st, roundStart = :rs REMOVE nextAttemptAt, #open",
+            })
             .condition_expression(
                 "#st = :pending AND nextAttemptAt = :at AND attemptCount = roundStart",
             )
+            .set_expression_attribute_values(open.map(|k| [(":open".to_owned(), s(k))].into()))
+            .expression_attribute_names("#open", OPEN)
             .expression_attribute_names("#st", "state")
             .expression_attribute_values(":st", state_word(state))
             .expression_attribute_values(":rs", n(round_start))
@@ -355,6 +418,25 @@ impl PushStore for EventsTable {
         conditional(sent, "UpdateItem (restore)")
     }
 
+    async fn open_count(&self, state: PushState, cap: u32) -> Result<(u64, bool), StoreError> {
+        let mut reads = tokio::task::JoinSet::new();
+        for shard in 0..OPEN_SHARDS {
+            let (client, table) = (self.client.clone(), self.table.clone());
+            let key = format!("{}#{shard}", state.as_str());
+            reads.spawn(async move { count_key(&client, &table, &key, cap).await });
+        }
+        let mut total = 0u64;
+        let mut more = false;
+        while let Some(done) = reads.join_next().await {
+            let (n, m) =
+                done.map_err(|e| StoreError::Unavailable(format!("open count: {e}")))??;
+            total += n;
+            more |= m;
+        }
+        let over = total > u64::from(cap);
+        Ok((total.min(u64::from(cap)), more || over))
+    }
+
     async fn list(&self, call_id: &str) -> Result<Vec<PushRecord>, StoreError> {
         let items = self.query_prefix(call_id, "push#").await?;
         let mut out = items
@@ -363,6 +445,38 @@ impl PushStore for EventsTable {
             .collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.event.timestamp.cmp(&b.event.timestamp));
         Ok(out)
+    }
+}
+
+/// How many entries one key of the open-state index has, counted up to `cap` (`true`: more).
+async fn count_key(
+    client: &Client,
+    table: &str,
+    key: &str,
+    cap: u32,
+) -> Result<(u64, bool), StoreError> {
+    let (mut count, mut start) = (0u64, None);
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .index_name(OPEN_INDEX)
+            .key_condition_expression("#o = :o")
+            .expression_attribute_names("#o", OPEN)
+            .expression_attribute_values(":o", s(key))
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| unavailable("Query (open events)", &e))?;
+        count += out.count().max(0) as u64;
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok((count, false));
+        }
+        if count > u64::from(cap) {
+            return Ok((count, true));
+        }
     }
 }
 

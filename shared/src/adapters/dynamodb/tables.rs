@@ -64,10 +64,12 @@ pub async fn ensure_tables(
     enable_ttl(client, calls).await
 }
 
-/// Creates the events table (`callId` + `sk`, TTL `expiresAt`, index `by-event-id`) if missing.
+/// Creates the events table (`callId` + `sk`, TTL `expiresAt`, indexes `by-event-id` and
+/// `by-open-state`) if missing.
 pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    use super::events::{EVENT_ID, EVENT_ID_INDEX, SORT_KEY};
-    let index = keys_only_index(EVENT_ID_INDEX, EVENT_ID, None)?;
+    use super::events::{EVENT_ID, EVENT_ID_INDEX, OPEN, OPEN_INDEX, SORT_KEY};
+    let by_event = keys_only_index(EVENT_ID_INDEX, EVENT_ID, None)?;
+    let by_open = keys_only_index(OPEN_INDEX, OPEN, None)?;
     create(
         client,
         table,
@@ -75,9 +77,10 @@ pub async fn ensure_events_table(client: &Client, table: &str) -> Result<(), Sto
             (ID, ScalarAttributeType::S),
             (SORT_KEY, ScalarAttributeType::S),
             (EVENT_ID, ScalarAttributeType::S),
+            (OPEN, ScalarAttributeType::S),
         ],
         &[(ID, KeyType::Hash), (SORT_KEY, KeyType::Range)],
-        vec![index],
+        vec![by_event, by_open],
     )
     .await?;
     wait_active(client, table).await?;
