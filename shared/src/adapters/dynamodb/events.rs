@@ -55,18 +55,6 @@ fn open_key(call_id: &str, state: PushState) -> Option<String> {
     })
 }
 
-/// The update clauses that keep the open-state key in step with `state`: a `SET` part and a
-/// `REMOVE` part (either empty), with the value to bind to `:open`.
-fn open_clauses(
-    call_id: &str,
-    state: PushState,
-) -> (&'static str, &'static str, Option<AttributeValue>) {
-    match open_key(call_id, state) {
-        Some(k) => (", #open = :open", "", Some(s(k))),
-        None => ("", "#open", None),
-    }
-}
-
 /// The largest compressed event kept as it is (DynamoDB's item limit is 400 KB).
 const MAX_EVENT_BYTES: usize = 350 * 1024;
 
@@ -319,26 +307,26 @@ impl PushStore for EventsTable {
         let one = AttributeValue::L(vec![s(
             serde_json::to_string(attempt).expect("attempts serialise")
         )]);
-        let (open_set, open_remove, open) = open_clauses(call_id, state);
-        let set = format!(
-            "#st = :st, attemptCount = :n, attempts = list_append(if_not_exists(attempts, :none), :one){open_set}"
-        );
-        let removes: Vec<&str> = [
-            next_attempt_at.is_none().then_some("nextAttemptAt"),
-            Some(open_remove),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|r| !r.is_empty())
-        .collect();
-        let update = match (next_attempt_at, removes.is_empty()) {
-            (Some(_), true) => format!("SET {set}, nextAttemptAt = :next"),
-            (Some(_), false) => format!(
-                "SET {set}, nextAttemptAt = :next REMOVE {}",
-                removes.join(", ")
-            ),
-            (None, _) => format!("SET {set} REMOVE {}", removes.join(", ")),
-        };
+        // The open-state key follows the state: set while pending or failed, gone once settled.
+        let open = open_key(call_id, state);
+        let mut sets = vec![
+            "#st = :st",
+            "attemptCount = :n",
+            "attempts = list_append(if_not_exists(attempts, :none), :one)",
+        ];
+        let mut removes = Vec::new();
+        match next_attempt_at {
+            Some(_) => sets.push("nextAttemptAt = :next"),
+            None => removes.push("nextAttemptAt"),
+        }
+        match open {
+            Some(_) => sets.push("#open = :open"),
+            None => removes.push("#open"),
+        }
+        let mut update = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            update += &format!(" REMOVE {}", removes.join(", "));
+        }
         let mut req = self
             .client
             .update_item()
@@ -358,7 +346,7 @@ impl PushStore for EventsTable {
             req = req.expression_attribute_values(":next", s(next));
         }
         if let Some(open) = open {
-            req = req.expression_attribute_values(":open", open);
+            req = req.expression_attribute_values(":open", s(open));
         }
         conditional(req.send().await, "UpdateItem (attempt)")
     }
