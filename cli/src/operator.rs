@@ -156,6 +156,10 @@ fn erased_text(r: &Value) -> String {
         let vapi = match r["vapi"]["result"].as_str().unwrap_or("") {
             "deleted" => "deleted".to_owned(),
             "not_found" => "not found (deleted before)".to_owned(),
+            "later" => format!(
+                "kept until {} (a retried request must find it there); run again with --vapi then",
+                cell(&r["vapi"]["after"])
+            ),
             "failed" => format!(
                 "FAILED: {} (ringback's erase stands; run again with --vapi)",
                 cell(&r["vapi"]["message"])

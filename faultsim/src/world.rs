@@ -435,6 +435,12 @@ impl World {
                 ttl,
             ),
             placing: Duration::from_millis(IN_DOUBT_AFTER as u64),
+            // The key's lifetime in a deployment; here the longest any client keeps retrying (its
+            // give-up bound past the storm), so Vapi's copy is deleted in these runs too.
+            vapi_after: Duration::from_millis(
+                (storm.storm_end + crate::check::LEARN_BOUND + crate::clients::GIVE_UP_AFTER)
+                    as u64,
+            ),
         });
         let push = Arc::new(PushService {
             store: events.clone(),

@@ -198,6 +198,7 @@ impl Core {
             metrics: self.metrics.clone(),
             lifetime: tombstone_lifetime(retention, self.calls.inner().ttl()),
             placing: IN_DOUBT_AFTER,
+            vapi_after: crate::adapters::dynamodb::IDEMPOTENCY_TTL,
         })
     }
 

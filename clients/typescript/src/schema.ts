@@ -817,6 +817,10 @@ export interface components {
             message: string;
             /** @enum {string} */
             result: "failed";
+        } | {
+            after: string;
+            /** @enum {string} */
+            result: "later";
         };
         VapiMessage: components["schemas"]["RecordedMessage"] | components["schemas"]["OtherMessage"];
         /**

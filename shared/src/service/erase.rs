@@ -9,7 +9,9 @@
 //!    it), then every kept webhook, pushed event and attempt of the call;
 //! 3. the provider row and the interaction log lose their texts, marked erased;
 //! 4. (`?vapi=true`) Vapi's copy, `DELETE /call/{id}`, reported apart: ringback's erase does not
-//!    depend on it;
+//!    depend on it. Not within a day of the call's creation (`later`): a client still retrying the
+//!    request that placed it finds its call at Vapi by the attempt id, and a call deleted there
+//!    would be placed again;
 //! 5. the tombstone's deadline is cleared.
 //!
 //! Every path that writes a call reads or conditions on what step 1 and 2 leave, so none brings
@@ -48,6 +50,10 @@ pub struct EraseService {
     pub lifetime: Duration,
     /// How long after its record is written a call may still be in its initiator's hands.
     pub placing: Duration,
+    /// How long after a call is created Vapi's copy is kept: a client retrying its request with
+    /// the same `Idempotency-Key` finds its call at Vapi, and one deleted there would be placed
+    /// again. The key's lifetime (24 h) in a deployment.
+    pub vapi_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +88,12 @@ pub enum VapiDeletion {
     Failed {
         message: String,
     },
+    /// Kept at Vapi until `after` (ISO-8601): until then a client retrying the request that placed
+    /// the call must find it there, or it would be placed twice. Erase again with `?vapi=true`
+    /// after then.
+    Later {
+        after: String,
+    },
 }
 
 /// What an erase did.
@@ -102,9 +114,18 @@ impl EraseService {
     pub async fn erase(&self, raw_id: &str, at_vapi: bool) -> Result<Erased, EraseError> {
         let id = CallId::parse(raw_id).map_err(|_| EraseError::NotFound(raw_id.to_owned()))?;
         let (tomb, version) = self.tombstone(id.as_str()).await?;
+        let created = crate::domain::parse_timestamp(&serde_json::Value::String(
+            tomb.result.created_at.clone(),
+        ));
         let mut done = self.finish(tomb, version).await?;
         if at_vapi {
-            done.vapi = Some(self.delete_at_vapi(id.as_str()).await);
+            let keep = chrono::Duration::from_std(self.vapi_after).unwrap_or_default();
+            done.vapi = Some(match created.map(|c| c + keep) {
+                Some(after) if after > self.clock.now() => VapiDeletion::Later {
+                    after: to_iso(after),
+                },
+                _ => self.delete_at_vapi(id.as_str()).await,
+            });
         }
         Ok(done)
     }
