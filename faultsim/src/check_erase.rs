@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::check::Item;
 use crate::vapi::Call;
-use crate::world::{World, EVENTS_TABLE, INDEX_TABLE, TABLES};
+use crate::world::{World, EVENTS_TABLE, TABLES};
 
 /// Texts an erased call's rows must not hold.
 const PROVIDER_TEXTS: [&str; 6] = [
@@ -87,7 +87,7 @@ impl World {
             if history.len() == left.len() {
                 self.violation(format!("erased call {id}: no erasure mark"));
             }
-            if self.index_item(id).await.is_some() {
+            if self.summary(id).await.is_some() {
                 self.violation(format!("erased call {id}: still listed"));
             }
             if let Some(call) = all.get(id) {
@@ -264,17 +264,5 @@ impl World {
             .expect("events readable")
             .items
             .unwrap_or_default()
-    }
-
-    async fn index_item(&self, id: &str) -> Option<Item> {
-        self.dynamo
-            .get_item()
-            .table_name(INDEX_TABLE)
-            .key("callId", AttributeValue::S(id.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("the index is readable")
-            .item
     }
 }

@@ -83,7 +83,10 @@ impl World {
         }
     }
 
-    async fn summary(&self, id: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    pub(crate) async fn summary(
+        &self,
+        id: &str,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
         self.dynamo
             .get_item()
             .table_name(INDEX_TABLE)
